@@ -1,0 +1,237 @@
+#include "manifolds/manifold.h"
+
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "blas1.h"
+
+namespace symopt {
+
+bool StepOptions::IsValid(std::string* error) const {
+  std::ostringstream os;
+  if (!(lr >= 0.0) || !std::isfinite(lr)) {
+    os << "learning rate must be finite and >= 0, got " << lr;
+  } else if (!(momentum >= 0.0 && momentum < 1.0)) {
+    os << "momentum must be in [0, 1), got " << momentum;
+  } else if (nesterov && momentum == 0.0) {
+    os << "Nesterov momentum needs momentum > 0";
+  } else if (!(weight_decay >= 0.0) || !std::isfinite(weight_decay)) {
+    os << "weight decay must be finite and >= 0, got " << weight_decay;
+  }
+  if (error) *error = os.str();
+  return os.str().empty();
+}
+
+void RetractReport::Merge(const RetractReport& other, std::int64_t row_offset) {
+  if (other.collapsed_rows == 0) return;
+  if (first_collapsed_row < 0) {
+    first_collapsed_row = other.first_collapsed_row + row_offset;
+  }
+  collapsed_rows += other.collapsed_rows;
+}
+
+template <typename T>
+Manifold<T>::Manifold(std::int64_t rows, std::int64_t cols)
+    : rows_(rows), cols_(cols) {
+  SYMOPT_CHECK(rows >= 1 && cols >= 1,
+               "manifold shape must be at least 1x1, got " << rows << "x"
+                                                           << cols);
+}
+
+template <typename T>
+std::string Manifold<T>::Describe() const {
+  std::ostringstream os;
+  os << Name() << "(" << rows_ << "x" << cols_ << ")";
+  return os.str();
+}
+
+template <typename T>
+template <typename U>
+void Manifold<T>::CheckView(const TensorView<U>& v, const char* what) const {
+  SYMOPT_CHECK(v.data != nullptr, Describe() << ": " << what << " is null");
+  SYMOPT_CHECK(v.rows == rows_ && v.cols == cols_,
+               Describe() << ": " << what << " has shape " << v.rows << "x"
+                          << v.cols << ", expected " << rows_ << "x"
+                          << cols_);
+  if (v.device != Device::kCpu) {
+    throw NotCompiledError(Describe() + ": " + what +
+                           " is on the GPU; this build has no GPU path for it");
+  }
+}
+
+template <typename T>
+void Manifold<T>::ProjectPoint(View x) const {
+  CheckView(x, "x");
+  ProjectPointImpl(x);
+}
+
+template <typename T>
+void Manifold<T>::Project(ConstView x, View u) const {
+  CheckView(x, "x");
+  CheckView(u, "u");
+  ProjectImpl(x, u);
+}
+
+template <typename T>
+void Manifold<T>::EgradToRgrad(ConstView x, View g) const {
+  CheckView(x, "x");
+  CheckView(g, "g");
+  EgradToRgradImpl(x, g);
+}
+
+template <typename T>
+RetractReport Manifold<T>::Retract(View x, ConstView v) const {
+  CheckView(x, "x");
+  CheckView(v, "v");
+  return RetractImpl(x, v);
+}
+
+template <typename T>
+void Manifold<T>::InverseRetract(ConstView x, ConstView y, View v) const {
+  CheckView(x, "x");
+  CheckView(y, "y");
+  CheckView(v, "v");
+  InverseRetractImpl(x, y, v);
+}
+
+template <typename T>
+void Manifold<T>::Transport(ConstView x_old, ConstView x_new, View v) const {
+  CheckView(x_old, "x_old");
+  CheckView(x_new, "x_new");
+  CheckView(v, "v");
+  TransportImpl(x_old, x_new, v);
+}
+
+template <typename T>
+double Manifold<T>::Inner(ConstView x, ConstView u, ConstView v) const {
+  CheckView(x, "x");
+  CheckView(u, "u");
+  CheckView(v, "v");
+  return InnerImpl(x, u, v);
+}
+
+template <typename T>
+double Manifold<T>::DistanceToManifold(ConstView x) const {
+  CheckView(x, "x");
+  return DistanceToManifoldImpl(x);
+}
+
+template <typename T>
+void Manifold<T>::RandomPoint(View x, std::uint64_t seed) const {
+  CheckView(x, "x");
+  RandomPointImpl(x, seed);
+}
+
+template <typename T>
+void Manifold<T>::TangentBasisMultiply(ConstView x,
+                                       const T* coeffs,
+                                       View v) const {
+  CheckView(x, "x");
+  CheckView(v, "v");
+  SYMOPT_CHECK(coeffs != nullptr || Dim() == 0,
+               Describe() << ": coefficients are null");
+  TangentBasisMultiplyImpl(x, coeffs, v);
+}
+
+template <typename T>
+void Manifold<T>::TangentBasisTransposeMultiply(ConstView x,
+                                                ConstView u,
+                                                T* coeffs) const {
+  CheckView(x, "x");
+  CheckView(u, "u");
+  SYMOPT_CHECK(coeffs != nullptr || Dim() == 0,
+               Describe() << ": coefficients are null");
+  TangentBasisTransposeMultiplyImpl(x, u, coeffs);
+}
+
+template <typename T>
+RetractReport Manifold<T>::Step(View x,
+                                ConstView g,
+                                View m,
+                                const StepOptions& options) const {
+  std::string error;
+  SYMOPT_CHECK(options.IsValid(&error), Describe() << ": " << error);
+  CheckView(x, "x");
+  CheckView(g, "gradient");
+  if (options.momentum > 0.0) CheckView(m, "momentum buffer");
+  return StepImpl(x, g, m, options);
+}
+
+template <typename T>
+RetractReport Manifold<T>::StepComposed(View x,
+                                        ConstView g,
+                                        View m,
+                                        const StepOptions& options,
+                                        View scratch) const {
+  std::string error;
+  SYMOPT_CHECK(options.IsValid(&error), Describe() << ": " << error);
+  CheckView(x, "x");
+  CheckView(g, "gradient");
+  if (options.momentum > 0.0) CheckView(m, "momentum buffer");
+  const std::int64_t n = AmbientSize();
+  SYMOPT_CHECK(scratch.data != nullptr && scratch.size() >= 2 * n,
+               Describe() << ": scratch needs " << 2 * n << " elements, has "
+                          << scratch.size());
+  View r(scratch.data, rows_, cols_, scratch.device);
+  View x_old(scratch.data + n, rows_, cols_, scratch.device);
+  // r = rgrad(x, g + wd x)
+  cpu::Copy(g.data, r.data, n);
+  if (options.weight_decay != 0.0) {
+    cpu::Axpby(T(options.weight_decay), x.data, T(1), r.data, n);
+  }
+  EgradToRgradImpl(x, r);
+  const T beta = T(options.momentum);
+  if (options.momentum > 0.0) {
+    cpu::Axpby(T(1), r.data, beta, m.data, n);  // m = beta m + r
+    if (options.nesterov) {
+      cpu::Axpby(beta, m.data, T(1), r.data, n);  // d = r + beta m
+    } else {
+      cpu::Copy(m.data, r.data, n);  // d = m
+    }
+  }
+  cpu::Scale(T(-options.lr), r.data, n);  // r = -lr d
+  cpu::Copy(x.data, x_old.data, n);
+  RetractReport report = RetractImpl(x, r);
+  if (options.momentum > 0.0) TransportImpl(x_old, x, m);
+  return report;
+}
+
+template <typename T>
+void Manifold<T>::TransportImpl(ConstView /*x_old*/,
+                                ConstView x_new,
+                                View v) const {
+  ProjectImpl(x_new, v);
+}
+
+template <typename T>
+double Manifold<T>::InnerImpl(ConstView /*x*/, ConstView u, ConstView v) const {
+  return cpu::Dot(u.data, v.data, u.size());
+}
+
+template <typename T>
+void Manifold<T>::RandomPointImpl(View x, std::uint64_t seed) const {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (std::int64_t i = 0; i < x.size(); ++i) x.data[i] = T(normal(rng));
+  ProjectPointImpl(x);
+}
+
+template <typename T>
+RetractReport Manifold<T>::StepImpl(View x,
+                                    ConstView g,
+                                    View m,
+                                    const StepOptions& options) const {
+  std::vector<T> scratch(2 * AmbientSize());
+  return StepComposed(
+      x, g, m, options, View(scratch.data(), 2 * rows_, cols_, x.device));
+}
+
+template class Manifold<float>;
+template class Manifold<double>;
+template void Manifold<float>::CheckView(const TensorView<float>&, const char*) const;
+template void Manifold<float>::CheckView(const TensorView<const float>&, const char*) const;
+template void Manifold<double>::CheckView(const TensorView<double>&, const char*) const;
+template void Manifold<double>::CheckView(const TensorView<const double>&, const char*) const;
+
+}  // namespace symopt
