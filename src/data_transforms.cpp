@@ -41,6 +41,11 @@ double Snap(double v) {
   return std::abs(v - r) < 1e-9 ? r : v;
 }
 
+// Parallel loops pay only for large tensors: a parallel region costs
+// microseconds, far more when the cores are shared, and the tests and the
+// batch pipeline call these functions on small tensors many times.
+constexpr std::int64_t kParallelPixels = std::int64_t(1) << 18;
+
 }  // namespace
 
 GridSymmetry GridSymmetry::Rotation(int k) {
@@ -144,7 +149,7 @@ nn::Tensor<T> ApplySymmetry(const GridSymmetry& g, const nn::Tensor<T>& x) {
   PlaneShape(x.shape(), "ApplySymmetry", &h, &w, &planes);
   if (g.SwapsAxes()) CheckSquare(g.Name().c_str(), x.shape(), h, w);
   nn::Tensor<T> y(x.shape());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x.size() >= kParallelPixels)
   for (std::int64_t p = 0; p < planes; ++p) {
     ApplySymmetry(g, x.data() + p * h * w, y.data() + p * h * w, h, w);
   }
@@ -185,7 +190,7 @@ nn::Tensor<T> Rotate(const nn::Tensor<T>& x, double angle) {
   std::int64_t h, w, planes;
   PlaneShape(x.shape(), "Rotate", &h, &w, &planes);
   nn::Tensor<T> y(x.shape());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x.size() >= kParallelPixels / 8)
   for (std::int64_t p = 0; p < planes; ++p) {
     RotateBilinear(x.data() + p * h * w, y.data() + p * h * w, h, w, angle);
   }
@@ -202,7 +207,7 @@ nn::Tensor<T> RotateEach(const nn::Tensor<T>& x,
                               << nn::ShapeString(x.shape()));
   const std::int64_t per_image = x.dim(0) == 0 ? 0 : planes / x.dim(0);
   nn::Tensor<T> y(x.shape());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x.size() >= kParallelPixels / 8)
   for (std::int64_t p = 0; p < planes; ++p) {
     RotateBilinear(x.data() + p * h * w,
                    y.data() + p * h * w,
@@ -238,7 +243,7 @@ void Augment(nn::Tensor<T>& images,
                      w = images.dim(3);
   if (options.rotate90) CheckSquare("rotate90", images.shape(), h, w);
   if (options.max_angle > 0) CheckSquare("rotation", images.shape(), h, w);
-#pragma omp parallel
+#pragma omp parallel if (images.size() >= kParallelPixels / 8)
   {
     std::vector<T> tmp(h * w);
 #pragma omp for schedule(static)
@@ -290,7 +295,7 @@ nn::Tensor<T> OrbitStack(const nn::Tensor<T>& x,
   shape[0] *= std::int64_t(group.size());
   nn::Tensor<T> y(shape);
   const std::int64_t total = planes * std::int64_t(group.size());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (y.size() >= kParallelPixels)
   for (std::int64_t q = 0; q < total; ++q) {
     const std::int64_t e = q / planes, p = q % planes;
     ApplySymmetry(group[e], x.data() + p * h * w, y.data() + q * h * w, h, w);
