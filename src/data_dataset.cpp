@@ -157,11 +157,15 @@ void SaveIdxDataset(const Dataset& dataset,
                                           << k << " does not fit in uint8");
     labels[k] = std::uint8_t(dataset.labels[k]);
   }
-  WriteIdx(images_path,
-           MakeIdxUint8({n, dataset.images.dim(2), dataset.images.dim(3)},
-                        std::move(pixels)),
-           compression);
-  WriteIdx(labels_path, MakeIdxUint8({n}, std::move(labels)), compression);
+  // Encode both files before writing either; then write them as one step.
+  const std::vector<std::uint8_t> image_bytes =
+      EncodeIdx(MakeIdxUint8({n, dataset.images.dim(2), dataset.images.dim(3)},
+                             std::move(pixels)),
+                compression);
+  const std::vector<std::uint8_t> label_bytes =
+      EncodeIdx(MakeIdxUint8({n}, std::move(labels)), compression);
+  WriteFilesAtomically(
+      {{images_path, &image_bytes}, {labels_path, &label_bytes}});
 }
 
 TrainTest LoadIdxTrainTest(const std::string& dir, const std::string& name) {

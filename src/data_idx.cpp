@@ -376,9 +376,8 @@ IdxArray ReadIdx(const std::string& path, IdxType type, int rank) {
   return DecodeIdx(path, ReadWholeFile(path), IdxMagic(type, rank));
 }
 
-void WriteIdx(const std::string& path,
-              const IdxArray& array,
-              IdxCompression compression) {
+std::vector<std::uint8_t> EncodeIdx(const IdxArray& array,
+                                    IdxCompression compression) {
   CheckArray(array);
   const int rank = int(array.dims.size());
   std::vector<std::uint8_t> bytes;
@@ -390,11 +389,26 @@ void WriteIdx(const std::string& path,
   SwapToFromBigEndian(
       bytes.data() + header, array.NumElements(), IdxTypeSize(array.type));
   if (compression == IdxCompression::kGzip) bytes = Gzip(bytes);
-  WriteFileAtomically(path, bytes);
+  return bytes;
+}
+
+void WriteIdx(const std::string& path,
+              const IdxArray& array,
+              IdxCompression compression) {
+  WriteFileAtomically(path, EncodeIdx(array, compression));
 }
 
 void WriteFileAtomically(const std::string& path,
                          const std::vector<std::uint8_t>& bytes) {
+  WriteFilesAtomically({{path, &bytes}});
+}
+
+namespace {
+
+// Writes bytes to a new temporary file beside `path` and returns its name.
+// On failure removes it and throws FileError naming `path`.
+std::string WriteTemporary(const std::string& path,
+                           const std::vector<std::uint8_t>& bytes) {
   std::string tmp = path + ".tmp-XXXXXX";
   const int fd = mkstemp(&tmp[0]);
   if (fd < 0) {
@@ -427,13 +441,36 @@ void WriteFileAtomically(const std::string& path,
     ::unlink(tmp.c_str());
     ThrowFileError(path, std::string("close failed: ") + std::strerror(err));
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    ThrowFileError(path,
-                   std::string("cannot rename the temporary file over "
-                               "it: ") +
-                       std::strerror(err));
+  return tmp;
+}
+
+}  // namespace
+
+void WriteFilesAtomically(
+    const std::vector<std::pair<std::string, const std::vector<std::uint8_t>*>>&
+        files) {
+  std::vector<std::string> temporaries;
+  auto remove_temporaries = [&](size_t from) {
+    for (size_t f = from; f < temporaries.size(); ++f) {
+      ::unlink(temporaries[f].c_str());
+    }
+  };
+  try {
+    for (const auto& [path, bytes] : files) {
+      temporaries.push_back(WriteTemporary(path, *bytes));
+    }
+  } catch (...) {
+    remove_temporaries(0);
+    throw;
+  }
+  for (size_t f = 0; f < files.size(); ++f) {
+    if (::rename(temporaries[f].c_str(), files[f].first.c_str()) != 0) {
+      const int err = errno;
+      remove_temporaries(f);
+      ThrowFileError(files[f].first,
+                     std::string("cannot rename the temporary file over it: ") +
+                         std::strerror(err));
+    }
   }
 }
 

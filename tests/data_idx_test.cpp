@@ -330,6 +330,33 @@ TEST_CASE("IDX dataset round trip scales pixels to [0, 1]", "[data][idx]") {
   CHECK(again.labels == d.labels);
 }
 
+TEST_CASE("Train/test directories accept plain and gzip files", "[data][idx]") {
+  TempDir dir;
+  const char* names[4] = {"train-images-idx3-ubyte",
+                          "train-labels-idx1-ubyte",
+                          "t10k-images-idx3-ubyte",
+                          "t10k-labels-idx1-ubyte"};
+  CHECK(!IdxTrainTestAvailable(dir.path()));
+  WriteIdx(dir.File(names[0]),
+           MakeIdxUint8({3, 28, 28}, RandomBytes(3 * 784, 1)));
+  WriteIdx(dir.File(std::string(names[1]) + ".gz"),
+           MakeIdxUint8({3}, {7, 8, 9}),
+           IdxCompression::kGzip);
+  WriteIdx(dir.File(names[2]),
+           MakeIdxUint8({2, 28, 28}, RandomBytes(2 * 784, 2)));
+  WriteIdx(dir.File(names[3]), MakeIdxUint8({2}, {0, 9}));
+  REQUIRE(IdxTrainTestAvailable(dir.path()));
+  const TrainTest tt = LoadIdxTrainTest(dir.path(), "test data");
+  CHECK(tt.train.images.shape() == nn::Shape{3, 1, 28, 28});
+  CHECK(tt.train.labels == std::vector<int>{7, 8, 9});
+  CHECK(tt.test.labels == std::vector<int>{0, 9});
+  // 28 x 28 is required of the standard datasets.
+  WriteIdx(dir.File(names[2]),
+           MakeIdxUint8({2, 27, 28}, RandomBytes(2 * 756, 2)));
+  CHECK_FILE_ERROR(LoadIdxTrainTest(dir.path(), "test data"),
+                   Contains(names[2]) && Contains("dimension mismatch"));
+}
+
 TEST_CASE("A failed IDX write leaves no partial file", "[data][idx][errors]") {
   TempDir dir;
   const std::string target = dir.File("target");
@@ -358,6 +385,15 @@ TEST_CASE("A failed IDX write leaves no partial file", "[data][idx][errors]") {
     WriteBytes(sub + "/keep", {1});
     CHECK_FILE_ERROR(WriteIdx(sub, old_contents),
                      Contains(sub) && Contains("cannot rename"));
+  }
+  SECTION("a dataset pair is written as one step") {
+    Dataset d;
+    d.images = nn::Tensor<float>({2, 1, 2, 2}, 0.5f);
+    d.labels = {0, 1};
+    // The image file could be written, the label file cannot: neither changes.
+    CHECK_FILE_ERROR(
+        SaveIdxDataset(d, target, dir.File("missing/labels")),
+        Contains("missing/labels") && Contains("cannot create temporary file"));
   }
   SECTION("directory missing") {
     const std::string path = dir.File("no_such_dir/x.idx");

@@ -70,7 +70,8 @@ Dataset LoadIdxDataset(const std::string& images_path,
 // Writes a dataset with c == 1 as an image and a label IDX file (uint8):
 // pixel = round(255 * value). Requires (InvalidArgument, nothing written):
 // Validate() passes, c == 1, labels in [0, 255], every value finite and in
-// [0, 1]. Both files are written atomically.
+// [0, 1]. Both files are written as one step (WriteFilesAtomically): a
+// failure while writing leaves both targets untouched.
 void SaveIdxDataset(const Dataset& dataset,
                     const std::string& images_path,
                     const std::string& labels_path,

@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "manifolds/check.h"
@@ -93,10 +94,25 @@ void WriteIdx(const std::string& path,
               const IdxArray& array,
               IdxCompression compression = IdxCompression::kNone);
 
+// The bytes of an IDX file holding `array` (what WriteIdx writes).
+// Requires: the IdxArray invariant holds (else InvalidArgument).
+std::vector<std::uint8_t> EncodeIdx(
+    const IdxArray& array, IdxCompression compression = IdxCompression::kNone);
+
 // Writes `bytes` to `path` atomically (the primitive WriteIdx uses; exposed for
 // other writers of data files). Same guarantees as WriteIdx.
 void WriteFileAtomically(const std::string& path,
                          const std::vector<std::uint8_t>& bytes);
+
+// Writes several files (path, bytes) as one step: every file first goes to its
+// temporary, and only when all are complete are they renamed over their
+// targets, in order. A failure while writing leaves every target untouched
+// and removes all temporaries. (A rename failing after an earlier one
+// succeeded, e.g. a target that is a directory, leaves the earlier targets
+// replaced; POSIX has no multi-file rename.)
+void WriteFilesAtomically(
+    const std::vector<std::pair<std::string, const std::vector<std::uint8_t>*>>&
+        files);
 
 }  // namespace data
 }  // namespace symopt
