@@ -6,7 +6,6 @@
 #include <zlib.h>
 
 #include <cstring>
-#include <fstream>
 #include <iomanip>
 #include <limits>
 #include <sstream>
@@ -85,14 +84,34 @@ void SwapToFromBigEndian(std::uint8_t* p, std::int64_t count, int size) {
 }
 
 std::vector<std::uint8_t> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
     const int err = errno;
     ThrowFileError(path, std::string("cannot open: ") + std::strerror(err));
   }
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                  std::istreambuf_iterator<char>());
-  if (in.bad()) ThrowFileError(path, "read error");
+  auto fail = [&](const std::string& problem) {
+    ::close(fd);
+    ThrowFileError(path, problem);
+  };
+  struct stat st;
+  if (::fstat(fd, &st) != 0)
+    fail(std::string("cannot stat: ") + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail("is a directory, not a file");
+  // Read in large blocks (the size from fstat is a hint: pipes report 0).
+  std::vector<std::uint8_t> bytes(st.st_size > 0 ? size_t(st.st_size) : 65536);
+  size_t used = 0;
+  for (;;) {
+    if (used == bytes.size()) bytes.resize(bytes.size() * 2);
+    const ssize_t n = ::read(fd, bytes.data() + used, bytes.size() - used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail(std::string("read error: ") + std::strerror(errno));
+    }
+    if (n == 0) break;
+    used += size_t(n);
+  }
+  ::close(fd);
+  bytes.resize(used);
   return bytes;
 }
 

@@ -193,6 +193,10 @@ TEST_CASE("IDX reader names the file and the problem", "[data][idx][errors]") {
         ReadIdx(path),
         Contains(path) && Contains("cannot open") && Contains("No such file"));
   }
+  SECTION("a directory") {
+    CHECK_FILE_ERROR(ReadIdx(dir.path()),
+                     Contains(dir.path()) && Contains("is a directory"));
+  }
   SECTION("truncated data") {
     const std::string path = dir.File("cut");
     WriteBytes(path,
