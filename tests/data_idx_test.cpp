@@ -414,3 +414,46 @@ TEST_CASE("A failed IDX write leaves no partial file", "[data][idx][errors]") {
   CHECK(!std::filesystem::exists(dir.File("di")));
   CHECK(!std::filesystem::exists(dir.File("dl")));
 }
+
+TEST_CASE("Damaged IDX files give FileError, never a crash",
+          "[data][idx][errors]") {
+  TempDir dir;
+  const std::vector<std::uint8_t> plain = HandMadeImages(3, 5, 4);
+  const std::vector<std::uint8_t> zipped = GzipBytes(plain);
+  const std::string path = dir.File("damaged");
+  for (const std::vector<std::uint8_t>* original : {&plain, &zipped}) {
+    // Every proper prefix is rejected.
+    for (size_t cut = 0; cut < original->size(); ++cut) {
+      WriteBytes(path,
+                 std::vector<std::uint8_t>(original->begin(),
+                                           original->begin() + cut));
+      REQUIRE_THROWS_AS(ReadIdx(path), FileError);
+    }
+    // Single corrupted bytes: rejected, or read back as the file says: a
+    // changed pixel byte of the plain file, or a changed unprotected gzip
+    // header field (bytes 4-9: mtime, extra flags, OS; the CRC-32 covers the
+    // data only) with the data intact.
+    Rng rng(99);
+    int rejected = 0;
+    for (int trial = 0; trial < 300; ++trial) {
+      std::vector<std::uint8_t> bad = *original;
+      const size_t at = size_t(rng.Below(bad.size()));
+      bad[at] ^= std::uint8_t(1 + rng.Below(255));
+      WriteBytes(path, bad);
+      try {
+        const IdxArray a = ReadIdx(path);
+        REQUIRE(a.bytes.size() == plain.size() - 16);
+        for (size_t i = 0; i < a.bytes.size(); ++i) {
+          const bool changed = original == &plain && 16 + i == at;
+          REQUIRE((a.bytes[i] == plain[16 + i]) == !changed);
+        }
+        if (original == &plain) REQUIRE(at >= 16);
+        if (original == &zipped) REQUIRE((at >= 4 && at <= 9));
+      } catch (const FileError&) {
+        ++rejected;
+      }
+    }
+    if (original == &zipped) CHECK(rejected > 250);
+    if (original == &plain) CHECK(rejected > 0);
+  }
+}
