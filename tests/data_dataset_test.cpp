@@ -63,7 +63,7 @@ void CheckSplit(const Dataset& d, std::int64_t n, std::int64_t min_per_class) {
 }  // namespace
 
 TEST_CASE("Seeded shuffles are permutations, reproducible and seed-dependent",
-          "[data][dataset]") {
+          "[data][shuffle]") {
   for (std::int64_t n : {0, 1, 2, 17, 1000}) {
     const std::vector<std::int64_t> p = ShuffledIndices(n, 3);
     std::vector<std::int64_t> sorted = p;
@@ -90,7 +90,7 @@ TEST_CASE("Seeded shuffles are permutations, reproducible and seed-dependent",
   CHECK_THROWS_AS(rng.Below(0), InvalidArgument);
 }
 
-TEST_CASE("Batches cover the data exactly once per epoch", "[data][dataset]") {
+TEST_CASE("Batches cover the data exactly once per epoch", "[data][batch]") {
   const Dataset d = SmallDataset(103, 1);
   BatchOptions options;
   options.batch_size = 10;
@@ -159,7 +159,7 @@ TEST_CASE("Batches cover the data exactly once per epoch", "[data][dataset]") {
 }
 
 TEST_CASE("Augmented batches are reproducible and follow the documented draws",
-          "[data][dataset]") {
+          "[data][batch]") {
   Dataset d;
   d.images = RandomImages<float>({37, 1, 6, 6}, 4);
   d.labels.assign(37, 1);
@@ -195,7 +195,7 @@ TEST_CASE("Augmented batches are reproducible and follow the documented draws",
   CHECK(changed == a.NumBatches());
 }
 
-TEST_CASE("Subset and Head copy the chosen samples", "[data][dataset]") {
+TEST_CASE("Subset and Head copy the chosen samples", "[data]") {
   const Dataset d = SmallDataset(6, 2);
   const Dataset s = Subset(d, {4, 1, 4});
   REQUIRE(s.images.shape() == nn::Shape{3, 1, 4, 4});
@@ -212,8 +212,7 @@ TEST_CASE("Subset and Head copy the chosen samples", "[data][dataset]") {
   CHECK_THROWS_WITH(bad.Validate(), Contains("label 10 at index 3"));
 }
 
-TEST_CASE("Missing datasets name the directory and the fix",
-          "[data][dataset][errors]") {
+TEST_CASE("Missing datasets name the directory and the fix", "[data][errors]") {
   TempDir dir;
   const std::string missing = dir.File("not-installed");
   CHECK_THROWS_AS(LoadFashionMnist(missing), FileError);
