@@ -46,7 +46,6 @@ PlateauAction PlateauDecay::EndEpoch(double loss) {
     state_.epochs_without_improvement = 0;
     return PlateauAction::kNone;
   }
-  if (std::isfinite(loss) && loss < state_.best) state_.best = loss;
   if (++state_.epochs_without_improvement < options_.patience) {
     return PlateauAction::kNone;
   }

@@ -3,8 +3,8 @@
 // PlateauDecay (paper 000: "the learning rate is first set to 0.01, trained
 // until the validation accuracy holds relatively steady and divided by a
 // factor of 10", repeated down to 1e-5). Feed it the monitored loss once per
-// epoch. An epoch IMPROVES when loss < best - min_delta (best: the lowest
-// loss seen so far); a non-finite loss never improves. After `patience`
+// epoch. An epoch IMPROVES when loss < best - min_delta, and then best =
+// loss (best: the last improving loss); a non-finite loss never improves. After `patience`
 // epochs in a row without improvement the schedule decays: it returns
 // kDecay (the caller multiplies its learning rates by `factor`, e.g.
 // RiemannianSgd::ScaleLr, or passes the optimizer to the overload that does
