@@ -9,8 +9,12 @@
 #include "catch.h"
 #include "manifold_checks.h"
 #include "manifolds/euclidean.h"
+#include "manifolds/oblique.h"
+#include "manifolds/tie_subspace.h"
+#include "optim/bold_driver.h"
 #include "optim/sgd.h"
 #include "optim_test_util.h"
+#include "tie_patterns.h"
 
 using namespace symopt;
 using namespace symopt::testing;
@@ -382,4 +386,264 @@ TEST_CASE("SetState and SetValues validate before changing anything",
   values[1].pop_back();
   REQUIRE_THROWS_WITH(opt.SetValues(values), Contains("'b'"));
   CHECK(BitwiseEqual(model.Values(), original));
+}
+
+namespace {
+
+// min sum_i w_i^T A_i w_i over unit rows w_i (Oblique m x n): the minimiser
+// is each row's eigenvector of A_i with the smallest eigenvalue (up to sign).
+struct EigenProblem {
+  using Mat = Eigen::MatrixXd;
+  std::vector<Mat> a;
+  std::vector<Eigen::VectorXd> v_min;
+  double f_min = 0.0;
+
+  EigenProblem(int m, int n, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal;
+    for (int i = 0; i < m; ++i) {
+      Mat q(n, n);
+      for (int k = 0; k < q.size(); ++k) q.data()[k] = normal(rng);
+      q = Eigen::HouseholderQR<Mat>(q).householderQ();
+      Eigen::VectorXd lambda(n);
+      for (int k = 0; k < n; ++k) lambda[k] = 1.0 + 0.8 * k + 0.1 * i;
+      a.push_back(q * lambda.asDiagonal() * q.transpose());
+      // The oracle: Eigen's own eigensolver, not the construction above.
+      Eigen::SelfAdjointEigenSolver<Mat> es(a.back());
+      v_min.push_back(es.eigenvectors().col(0));
+      f_min += es.eigenvalues()[0];
+    }
+  }
+  template <typename T>
+  double Value(const std::vector<T>& w) const {
+    const int n = int(a[0].rows());
+    double f = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const Eigen::VectorXd wi =
+          Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(
+              w.data() + i * n, n)
+              .template cast<double>();
+      f += wi.dot(a[i] * wi);
+    }
+    return f;
+  }
+  template <typename T>
+  void Gradient(const std::vector<T>& w, std::vector<T>& g) const {
+    const int n = int(a[0].rows());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const Eigen::VectorXd wi =
+          Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(
+              w.data() + i * n, n)
+              .template cast<double>();
+      const Eigen::VectorXd gi = 2.0 * a[i] * wi;
+      for (int k = 0; k < n; ++k) g[i * n + k] = T(gi[k]);
+    }
+  }
+  // max over rows of min(||w_i - v_i||, ||w_i + v_i||).
+  template <typename T>
+  double Error(const std::vector<T>& w) const {
+    const int n = int(a[0].rows());
+    double err = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const Eigen::VectorXd wi =
+          Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(
+              w.data() + i * n, n)
+              .template cast<double>();
+      err = std::max(err,
+                     std::min((wi - v_min[i]).norm(), (wi + v_min[i]).norm()));
+    }
+    return err;
+  }
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("Oblique SGD finds each row's smallest eigenvector",
+                   "[optim][oblique]",
+                   float,
+                   double) {
+  using T = TestType;
+  const EigenProblem problem(4, 6, 2024);
+  const double tol = std::is_same_v<T, float> ? 2e-4 : 1e-9;
+  struct Variant {
+    const char* name;
+    double lr, momentum;
+    bool nesterov, bold;
+  };
+  for (const Variant& v : {Variant{"plain", 0.1, 0.0, false, false},
+                           Variant{"momentum", 0.03, 0.8, false, false},
+                           Variant{"nesterov", 0.03, 0.8, true, false},
+                           Variant{"bold driver", 0.6, 0.5, false, true}}) {
+    INFO(v.name);
+    Model<T> model;
+    auto& blk = model.Add("w", std::make_shared<Oblique<T>>(4, 6), 7);
+    auto& w = blk.value;
+    auto& g = blk.grad;
+    SgdOptions o;
+    o.lr = v.lr;
+    o.momentum = v.momentum;
+    o.nesterov = v.nesterov;
+    RiemannianSgd<T> opt(model.Params(), o);
+    if (!v.bold) {
+      for (int it = 0; it < 600; ++it) {
+        problem.Gradient(w, g);
+        REQUIRE(opt.Step().status == StepStatus::kOk);
+      }
+    } else {
+      // lr 0.6 is too large for these curvatures (2 * lr * lambda_max > 2):
+      // the driver must reject and shrink before it converges.
+      BoldDriver<T> bold(&opt);
+      bold.EndEpoch(problem.Value(w));
+      for (int epoch = 0; epoch < 150; ++epoch) {
+        for (int it = 0; it < 10; ++it) {
+          problem.Gradient(w, g);
+          REQUIRE(opt.Step().status == StepStatus::kOk);
+        }
+        bold.EndEpoch(problem.Value(w));
+      }
+      CHECK(bold.rejected() > 0);
+      CHECK(bold.accepted() > bold.rejected());
+    }
+    CHECK(problem.Error(w) <= tol);
+    CHECK(
+        problem.Value(w) ==
+        Approx(problem.f_min).epsilon(std::is_same_v<T, float> ? 1e-6 : 1e-12));
+    problem.Gradient(w, g);
+    CHECK(opt.GradientNorm() <= (std::is_same_v<T, float> ? 1e-4 : 1e-8));
+  }
+}
+
+TEMPLATE_TEST_CASE(
+    "Weight decay: no effect on Oblique, plain L2 in a tie subspace",
+    "[optim][oblique][tie]",
+    float,
+    double) {
+  using T = TestType;
+  const double eps = std::is_same_v<T, float> ? 1e-6 : 1e-14;
+  SECTION("oblique: the decay term is projected away") {
+    Model<T> with, without;
+    for (Model<T>* m : {&with, &without}) {
+      auto& b = m->Add("w", std::make_shared<Oblique<T>>(3, 5), 11);
+      const std::vector<T> g = RandomVector<T>(15, 12);
+      std::copy(g.begin(), g.end(), b.grad.begin());
+    }
+    SgdOptions o;
+    o.lr = 0.1;
+    o.momentum = 0.9;
+    RiemannianSgd<T> plain(without.Params(), o);
+    o.weight_decay = 0.5;
+    RiemannianSgd<T> decayed(with.Params(), o);
+    for (int it = 0; it < 5; ++it) {
+      plain.Step();
+      decayed.Step();
+    }
+    CHECK(MaxAbsDiff(with.blocks[0].value, without.blocks[0].value) <=
+          10 * eps);
+  }
+  SECTION("tie subspace, embedded metric: every member decays like plain L2") {
+    auto tie = std::make_shared<TieSubspace<T>>(MirrorPattern(3, 6, {0, 5}));
+    Model<T> model;
+    model.Add("t", tie, 13);
+    SgdOptions o;
+    o.lr = 0.5;
+    o.weight_decay = 0.1;
+    RiemannianSgd<T> opt(model.Params(), o);
+    const std::vector<T> x0 = model.blocks[0].value;
+    opt.Step();  // zero gradient: pure decay
+    const auto& x = model.blocks[0].value;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      CHECK(std::abs(double(x[i]) - 0.95 * double(x0[i])) <=
+            eps * (1 + std::abs(double(x0[i]))));
+    }
+    // Tied entries stay bitwise equal; zeroed entries stay zero.
+    for (int r = 0; r < 3; ++r) {
+      CHECK(x[r * 6 + 0] == T(0));
+      CHECK(x[r * 6 + 5] == T(0));
+      for (int j = 1; j < 3; ++j) CHECK(x[r * 6 + j] == x[r * 6 + 5 - j]);
+    }
+  }
+}
+
+TEST_CASE("Restabilization re-projects points and momentum every N steps",
+          "[optim][oblique]") {
+  using T = float;
+  const EigenProblem problem(3, 7, 5);
+  auto ob = std::make_shared<Oblique<T>>(3, 7);
+  Model<T> model;
+  model.Add("w", ob, 3);
+  std::vector<T> x_ref = model.blocks[0].value, m_ref(21, T(0)), g(21);
+  SgdOptions o;
+  o.lr = 0.05;
+  o.momentum = 0.9;
+  o.restabilize_every = 4;
+  RiemannianSgd<T> opt(model.Params(), o);
+  StepOptions so;
+  so.lr = 0.05;
+  so.momentum = 0.9;
+  const TensorView<T> xv(x_ref.data(), 3, 7), mv(m_ref.data(), 3, 7);
+  for (int it = 1; it <= 12; ++it) {
+    problem.Gradient(model.blocks[0].value, model.blocks[0].grad);
+    problem.Gradient(x_ref, g);
+    opt.Step();
+    ob->Step(xv, TensorView<const T>(g.data(), 3, 7), mv, so);
+    if (it % 4 == 0) {
+      ob->ProjectPoint(xv);
+      ob->Project(xv, mv);
+    }
+    INFO("step " << it);
+    CHECK(BitwiseEqual(model.blocks[0].value, x_ref));
+    CHECK(BitwiseEqual(opt.State().momentum[0], m_ref));
+  }
+}
+
+TEST_CASE("Long float runs stay exact: unit rows and bitwise-equal ties",
+          "[optim][oblique][tie]") {
+  using T = float;
+  const EigenProblem problem(4, 8, 77);
+  auto tie = std::make_shared<TieSubspace<T>>(MirrorPattern(2, 8));
+  Model<T> model;
+  model.Add("w", std::make_shared<Oblique<T>>(4, 8), 1);
+  model.Add("t", tie, 2);
+  SgdOptions o;
+  o.lr = 0.01;
+  o.momentum = 0.9;
+  o.nesterov = true;
+  RiemannianSgd<T> opt(model.Params(), o);
+  std::mt19937_64 rng(9);
+  std::normal_distribution<float> noise(0.0f, 0.1f);
+  auto& w = model.blocks[0];
+  auto& t = model.blocks[1];
+  for (int it = 0; it < 100000; ++it) {
+    problem.Gradient(w.value, w.grad);
+    for (auto& e : w.grad) e += noise(rng);
+    for (std::size_t i = 0; i < t.grad.size(); ++i)
+      t.grad[i] = t.value[i] - T(i % 3) + noise(rng);
+    REQUIRE(opt.Step().status == StepStatus::kOk);
+  }
+  double worst = 0;
+  for (int r = 0; r < 4; ++r) {
+    double s = 0;
+    for (int k = 0; k < 8; ++k)
+      s += double(w.value[r * 8 + k]) * double(w.value[r * 8 + k]);
+    worst = std::max(worst, std::abs(std::sqrt(s) - 1.0));
+  }
+  CHECK(worst <= 1e-6);
+  for (int r = 0; r < 2; ++r) {
+    for (int j = 0; j < 4; ++j)
+      CHECK(t.value[r * 8 + j] == t.value[r * 8 + 7 - j]);
+  }
+  CHECK(opt.step_count() == 100000);
+}
+
+TEST_CASE("A point off its manifold is rejected at construction",
+          "[optim][oblique][errors]") {
+  Model<double> model;
+  model.Add("fc1", std::make_shared<Oblique<double>>(3, 4), 1);
+  model.blocks[0].value[5] *= 1.01;  // row 1 no longer unit
+  REQUIRE_THROWS_WITH(
+      RiemannianSgd<double>(model.Params()),
+      Contains("'fc1'") && Contains("oblique(3x4)") && Contains("distance"));
+  SgdOptions o;
+  o.point_tolerance = 0.1;  // a looser tolerance accepts it
+  CHECK_NOTHROW(RiemannianSgd<double>(model.Params(), o));
 }

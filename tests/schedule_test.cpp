@@ -1,5 +1,7 @@
 // Bold driver (accept / reject / exact roll-back), plateau decay, stopping
 // rules.
+#include "optim/schedule.h"
+
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -8,7 +10,6 @@
 #include "manifold_checks.h"
 #include "manifolds/euclidean.h"
 #include "optim/bold_driver.h"
-#include "optim/schedule.h"
 #include "optim_test_util.h"
 
 using namespace symopt;
@@ -22,7 +23,10 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Fills every gradient with reproducible noise and takes `steps` steps.
 template <typename T>
-void Train(Model<T>& model, RiemannianSgd<T>& opt, int steps, std::uint64_t seed) {
+void Train(Model<T>& model,
+           RiemannianSgd<T>& opt,
+           int steps,
+           std::uint64_t seed) {
   for (int s = 0; s < steps; ++s) {
     for (auto& b : model.blocks) {
       const std::vector<T> g = RandomVector<T>(b.grad.size(), seed + 31 * s);
@@ -99,7 +103,8 @@ TEMPLATE_TEST_CASE("Bold driver accepts, grows, rejects and rolls back exactly",
   CHECK(bold.rejected() == 3);
 }
 
-TEST_CASE("Bold driver clamps the learning rate and validates", "[optim][bold]") {
+TEST_CASE("Bold driver clamps the learning rate and validates",
+          "[optim][bold]") {
   Model<double> model;
   model.Add("w", std::make_shared<Euclidean<double>>(2, 2), 1);
   SgdOptions o;
@@ -164,8 +169,9 @@ TEST_CASE("Bold driver SetState validates the snapshot", "[optim][bold]") {
   CHECK_FALSE(bold.EndEpoch(3.5).accepted);
 }
 
-TEST_CASE("Plateau decay divides the learning rate after `patience` flat epochs",
-          "[optim][schedule]") {
+TEST_CASE(
+    "Plateau decay divides the learning rate after `patience` flat epochs",
+    "[optim][schedule]") {
   Model<double> model;
   model.Add("w", std::make_shared<Euclidean<double>>(1, 1), 1);
   SgdOptions o;
@@ -198,7 +204,8 @@ TEST_CASE("Plateau decay divides the learning rate after `patience` flat epochs"
   CHECK_FALSE(PlateauOptions{0.1, 0, 0, -1}.IsValid(&error));
   CHECK_FALSE(PlateauOptions{0.1, 2, -1, -1}.IsValid(&error));
   CHECK_FALSE(PlateauOptions{0.1, 2, 0, -2}.IsValid(&error));
-  REQUIRE_THROWS_AS(PlateauDecay(PlateauOptions{0.1, 0, 0, -1}), InvalidArgument);
+  REQUIRE_THROWS_AS(PlateauDecay(PlateauOptions{0.1, 0, 0, -1}),
+                    InvalidArgument);
 }
 
 TEST_CASE("Stopping rules report their reason", "[optim][schedule]") {
@@ -266,6 +273,7 @@ TEST_CASE("Stopping rules report their reason", "[optim][schedule]") {
     CHECK_FALSE(StoppingOptions{5, 0, -1, -kInf, 0, 0}.IsValid(&error));
     CHECK_FALSE(StoppingOptions{5, 0, 0, kNaN, 0, 0}.IsValid(&error));
     CHECK_FALSE(StoppingOptions{5, 0, 0, -kInf, -1, 0}.IsValid(&error));
-    REQUIRE_THROWS_AS(StoppingRule(StoppingOptions{0, 0, 0, -kInf, 0, 0}), InvalidArgument);
+    REQUIRE_THROWS_AS(StoppingRule(StoppingOptions{0, 0, 0, -kInf, 0, 0}),
+                      InvalidArgument);
   }
 }
