@@ -12,6 +12,7 @@
 #include "manifolds/oblique.h"
 #include "manifolds/tie_subspace.h"
 #include "optim/bold_driver.h"
+#include "optim/eigen.h"
 #include "optim/sgd.h"
 #include "optim_test_util.h"
 #include "tie_patterns.h"
@@ -646,4 +647,43 @@ TEST_CASE("A point off its manifold is rejected at construction",
   SgdOptions o;
   o.point_tolerance = 0.1;  // a looser tolerance accepts it
   CHECK_NOTHROW(RiemannianSgd<double>(model.Params(), o));
+}
+
+TEST_CASE("Parameters over Eigen memory are used in place", "[optim][eigen]") {
+  // The user's own buffers: a row-major matrix and a vector.
+  RowMajorMatrix<double> w(3, 4), gw(3, 4);
+  std::vector<double> bias_buffer(3, 0.0), gb_buffer(3, 0.0);
+  Eigen::Map<Eigen::VectorXd> bias(bias_buffer.data(), 3),
+      gb(gb_buffer.data(), 3);
+  auto ob = std::make_shared<Oblique<double>>(3, 4);
+  ob->RandomPoint(TensorView<double>(w.data(), 3, 4), 1);
+  gw.setOnes();
+  gb.setConstant(2.0);
+
+  std::vector<Parameter<double>> params;
+  params.push_back(MakeParameter("w", w, gw, ob));
+  params.push_back(
+      MakeParameter("b", bias, gb, std::make_shared<Euclidean<double>>(3, 1)));
+  CHECK(params[0].value.data == w.data());  // no copy
+  CHECK(params[1].value.data == bias_buffer.data());
+  SgdOptions o;
+  o.lr = 0.1;
+  RiemannianSgd<double> opt(params, o);
+  const RowMajorMatrix<double> w0 = w;
+  REQUIRE(opt.Step().status == StepStatus::kOk);
+  CHECK(bias_buffer == std::vector<double>(3, -0.2));
+  CHECK((w - w0).norm() > 1e-3);
+  CHECK((w.rowwise().norm().array() - 1.0).abs().maxCoeff() <= 1e-14);
+  // AsEigen views the same memory.
+  Eigen::Map<RowMajorMatrix<double>> view = AsEigen(opt.params()[0].value);
+  CHECK(view.data() == w.data());
+  CHECK(AsEigen(opt.MomentumBuffer(0)).size() == 0);
+
+  // Shapes must agree with the manifold; strided storage is refused.
+  RowMajorMatrix<double> big(4, 8), gbig(4, 8);
+  REQUIRE_THROWS_WITH(MakeParameter("w2", big, gbig, ob), Contains("'w2'"));
+  auto block = big.block(0, 0, 3, 4);
+  auto gblock = gbig.block(0, 0, 3, 4);
+  REQUIRE_THROWS_WITH(MakeParameter("w3", block, gblock, ob),
+                      Contains("contiguous"));
 }
