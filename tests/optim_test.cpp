@@ -563,6 +563,29 @@ TEMPLATE_TEST_CASE(
       for (int j = 1; j < 3; ++j) CHECK(x[r * 6 + j] == x[r * 6 + 5 - j]);
     }
   }
+  SECTION("tie subspace, shared metric: a class of k members decays k times") {
+    // Mirror pairs (k = 2) and the unpaired middle column of a 7-wide row
+    // (k = 1).
+    auto tie = std::make_shared<TieSubspace<T>>(MirrorPattern(2, 7),
+                                                TieMetric::kShared);
+    Model<T> model;
+    model.Add("t", tie, 14);
+    SgdOptions o;
+    o.lr = 0.5;
+    o.weight_decay = 0.1;
+    RiemannianSgd<T> opt(model.Params(), o);
+    const std::vector<T> x0 = model.blocks[0].value;
+    opt.Step();
+    const auto& x = model.blocks[0].value;
+    for (int r = 0; r < 2; ++r) {
+      for (int j = 0; j < 7; ++j) {
+        const double k = j == 3 ? 1.0 : 2.0;
+        const double want = (1.0 - 0.05 * k) * double(x0[r * 7 + j]);
+        CHECK(std::abs(double(x[r * 7 + j]) - want) <=
+              eps * (1 + std::abs(want)));
+      }
+    }
+  }
 }
 
 TEST_CASE("Restabilization re-projects points and momentum every N steps",
