@@ -125,6 +125,22 @@ struct Snapshot {
   }
 };
 
+// Loading `path` into opt (which views model) must throw E with a message
+// naming the file and containing `what`, and leave both bitwise unchanged.
+template <typename E, typename T>
+void ExpectLoadFails(const std::string& path,
+                     Model<T>& model,
+                     RiemannianSgd<T>& opt,
+                     const std::string& what,
+                     const CheckpointParts<T>& parts = {}) {
+  const Snapshot<T> before(model, opt);
+  INFO(what);
+  REQUIRE_THROWS_AS(LoadCheckpoint(path, &opt, parts), E);
+  REQUIRE_THROWS_WITH(LoadCheckpoint(path, &opt, parts),
+                      Contains(path) && Contains(what));
+  CHECK(before.Same(model, opt));
+}
+
 }  // namespace
 
 TEMPLATE_TEST_CASE(
@@ -251,15 +267,10 @@ TEST_CASE(
   Model<double> b = MakeModel<double>(6);
   RiemannianSgd<double> opt_b(b.Params(), MakeOptions());
   Train(b, opt_b, 2);
-  const Snapshot<double> before(b, opt_b);
   auto expect_error = [&](const std::vector<char>& content,
                           const std::string& what) {
     WriteBytes(bad, content);
-    INFO(what);
-    REQUIRE_THROWS_AS(LoadCheckpoint(bad, &opt_b), FileError);
-    REQUIRE_THROWS_WITH(LoadCheckpoint(bad, &opt_b),
-                        Contains(bad) && Contains(what));
-    CHECK(before.Same(b, opt_b));
+    ExpectLoadFails<FileError>(bad, b, opt_b, what);
   };
 
   SECTION("a flipped byte anywhere fails the CRC") {
@@ -302,9 +313,7 @@ TEST_CASE(
     expect_error(c, "version 7");
   }
   SECTION("a missing file") {
-    REQUIRE_THROWS_WITH(LoadCheckpoint(dir.File("none.ckpt"), &opt_b),
-                        Contains("none.ckpt") && Contains("cannot open"));
-    CHECK(before.Same(b, opt_b));
+    ExpectLoadFails<FileError>(dir.File("none.ckpt"), b, opt_b, "cannot open");
   }
   // The good file still loads.
   LoadCheckpoint(good, &opt_b);
@@ -326,12 +335,7 @@ TEST_CASE("Checkpoints that do not fit the optimizer are rejected by name",
       [&](Model<double>& model, const SgdOptions& o, const std::string& what) {
         RiemannianSgd<double> opt(model.Params(), o);
         Train(model, opt, 2);
-        const Snapshot<double> before(model, opt);
-        INFO(what);
-        REQUIRE_THROWS_AS(LoadCheckpoint(path, &opt), InvalidArgument);
-        REQUIRE_THROWS_WITH(LoadCheckpoint(path, &opt),
-                            Contains(path) && Contains(what));
-        CHECK(before.Same(model, opt));
+        ExpectLoadFails<InvalidArgument>(path, model, opt, what);
       };
 
   SECTION("shape") {
@@ -377,21 +381,15 @@ TEST_CASE("Checkpoints that do not fit the optimizer are rejected by name",
   SECTION("dtype") {
     Model<float> m = MakeModel<float>(8);
     RiemannianSgd<float> opt(m.Params(), MakeOptions());
-    const Snapshot<float> before(m, opt);
-    REQUIRE_THROWS_WITH(
-        LoadCheckpoint(path, &opt),
-        Contains("float64 in the file but the optimizer uses float32"));
-    CHECK(before.Same(m, opt));
+    ExpectLoadFails<InvalidArgument>(
+        path, m, opt, "float64 in the file but the optimizer uses float32");
   }
   SECTION("a bold driver asked for but not saved") {
     Model<double> m = MakeModel<double>(8);
     RiemannianSgd<double> opt(m.Params(), MakeOptions());
     BoldDriver<double> bold(&opt);
-    const Snapshot<double> before(m, opt);
-    REQUIRE_THROWS_WITH(
-        LoadCheckpoint(path, &opt, CheckpointParts<double>{&bold}),
-        Contains("bold_driver"));
-    CHECK(before.Same(m, opt));
+    ExpectLoadFails<InvalidArgument>(
+        path, m, opt, "bold_driver", CheckpointParts<double>{&bold});
   }
 }
 
@@ -409,11 +407,8 @@ TEST_CASE("Checkpoint points must be on their manifolds, momentum tangent",
     SaveCheckpoint(path, opt_a);
     Model<double> b = MakeModel<double>(12);
     RiemannianSgd<double> opt_b(b.Params(), MakeOptions());
-    const Snapshot<double> before(b, opt_b);
-    REQUIRE_THROWS_WITH(
-        LoadCheckpoint(path, &opt_b),
-        Contains("'fc1'") && Contains("is not on oblique(5x8)"));
-    CHECK(before.Same(b, opt_b));
+    ExpectLoadFails<InvalidArgument>(
+        path, b, opt_b, "value record 'fc1' is not on oblique(5x8)");
   }
   SECTION("a momentum buffer outside the tangent space") {
     Model<double> a = MakeModel<double>(13);
@@ -424,11 +419,8 @@ TEST_CASE("Checkpoint points must be on their manifolds, momentum tangent",
     SaveCheckpoint(path, opt_a);
     Model<double> b = MakeModel<double>(14);
     RiemannianSgd<double> opt_b(b.Params(), MakeOptions());
-    const Snapshot<double> before(b, opt_b);
-    REQUIRE_THROWS_WITH(
-        LoadCheckpoint(path, &opt_b),
-        Contains("momentum record 'fc1'") && Contains("tangent space"));
-    CHECK(before.Same(b, opt_b));
+    ExpectLoadFails<InvalidArgument>(
+        path, b, opt_b, "momentum record 'fc1' is not in the tangent space");
   }
 }
 
