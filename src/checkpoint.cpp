@@ -168,6 +168,25 @@ class Writer {
   std::uint32_t records_ = 0;
 };
 
+// The mode a new file would get from open(..., 0666): 0666 & ~umask. The
+// umask is read from /proc (changing it to read it would race with other
+// threads); 0600, mkstemp's mode, when it cannot be read.
+mode_t NewFileMode() {
+  FILE* status = std::fopen("/proc/self/status", "r");
+  if (status == nullptr) return 0600;
+  char line[256];
+  mode_t mode = 0600;
+  while (std::fgets(line, sizeof(line), status) != nullptr) {
+    unsigned mask = 0;
+    if (std::sscanf(line, "Umask: %o", &mask) == 1) {
+      mode = mode_t(0666 & ~mask);
+      break;
+    }
+  }
+  std::fclose(status);
+  return mode;
+}
+
 std::string ParentDirectory(const std::string& path) {
   const std::size_t slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
@@ -202,6 +221,13 @@ void WriteFileAtomic(const std::string& path,
             what + ": " + SystemError(e) +
                 " (the previous checkpoint, if any, is unchanged)");
   };
+  // mkstemp creates the file 0600: give it the previous checkpoint's mode,
+  // or a new file's.
+  struct stat target;
+  const mode_t mode = ::stat(path.c_str(), &target) == 0
+                          ? (target.st_mode & 07777)
+                          : NewFileMode();
+  if (::fchmod(fd, mode) != 0) fail("setting the mode of '" + tmp_path + "'");
   const std::uint8_t* p = bytes.data();
   std::size_t left = bytes.size();
   while (left > 0) {
@@ -293,6 +319,10 @@ std::vector<std::uint8_t> ReadFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) Corrupt(path, "cannot open: " + SystemError(errno));
   std::vector<std::uint8_t> bytes;
+  struct stat info;
+  if (::fstat(fd, &info) == 0 && info.st_size > 0) {
+    bytes.reserve(std::size_t(info.st_size));
+  }
   std::uint8_t buffer[1 << 16];
   for (;;) {
     const ssize_t n = ::read(fd, buffer, sizeof(buffer));

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <filesystem>
@@ -283,7 +284,7 @@ TEST_CASE(
   }
   SECTION("a flipped CRC byte") {
     std::vector<char> c = bytes;
-    c.back() ^= 0x01;
+    c.at(c.size() - 1) ^= 0x01;
     expect_error(c, "CRC");
   }
   SECTION("truncated files") {
@@ -478,4 +479,22 @@ TEST_CASE("A failed save leaves the previous checkpoint byte-identical",
   SaveCheckpoint(path, opt);
   CHECK(ReadBytes(path) != previous);
   CHECK(dir.Entries() == 1);
+}
+
+TEST_CASE("A checkpoint gets a new file's mode, or keeps the previous one's",
+          "[optim][checkpoint]") {
+  TempDir dir;
+  const std::string path = dir.File("run.ckpt");
+  Model<float> a = MakeModel<float>(31);
+  RiemannianSgd<float> opt(a.Params(), MakeOptions());
+  const mode_t mask = ::umask(0027);  // restored below
+  SaveCheckpoint(path, opt);
+  struct stat info;
+  REQUIRE(::stat(path.c_str(), &info) == 0);
+  CHECK((info.st_mode & 0777) == 0640);
+  REQUIRE(::chmod(path.c_str(), 0604) == 0);
+  SaveCheckpoint(path, opt);
+  REQUIRE(::stat(path.c_str(), &info) == 0);
+  CHECK((info.st_mode & 0777) == 0604);
+  ::umask(mask);
 }

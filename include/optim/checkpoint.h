@@ -30,7 +30,8 @@
 // directory, flushed and fsync'ed, then renamed over the target (and the
 // directory fsync'ed). On any failure the temporary file is removed and the
 // previous checkpoint at `path` is left byte-identical; FileError names the
-// file and the system error.
+// file and the system error. The file keeps the previous checkpoint's mode,
+// or gets a new file's (0666 & ~umask).
 //
 // Loading validates EVERYTHING before changing anything: size, magic,
 // version, truncation, CRC, the record structure, then against the
