@@ -18,7 +18,8 @@
 // gradient before it is turned into a Riemannian one, so its effect is the
 // Riemannian gradient of wd/2 * ||x||^2 restricted to M:
 //   Euclidean        plain L2 ("weight decay" as usual): x <- x - lr*wd*x.
-//   Oblique/sphere   no effect: ||x_i|| = 1 on every row, so wd * x is normal
+//   Oblique, TiedOblique, spheres
+//                    no effect: ||x_i|| = 1 on every row, so wd * x is normal
 //                    to the manifold and the tangent projection removes it
 //                    (up to rounding). Use the oblique manifold instead of
 //                    decay to control the scale of filters (paper 001).
