@@ -19,6 +19,7 @@
 #include "manifolds/euclidean.h"
 #include "manifolds/oblique.h"
 #include "manifolds/tie_subspace.h"
+#include "manifolds/tied_oblique.h"
 #include "optim_test_util.h"
 #include "tie_patterns.h"
 
@@ -70,6 +71,8 @@ Model<T> MakeModel(std::uint64_t seed) {
   m.Add("bias", std::make_shared<Euclidean<T>>(1, 5), seed + 1, /*group=*/1);
   m.Add(
       "tied", std::make_shared<TieSubspace<T>>(MirrorPattern(2, 6)), seed + 2);
+  m.Add(
+      "conv", std::make_shared<TiedOblique<T>>(MirrorPattern(3, 9)), seed + 3);
   return m;
 }
 
@@ -183,9 +186,10 @@ TEMPLATE_TEST_CASE(
       CHECK(r.dtype == (std::is_same_v<T, float> ? "float32" : "float64"));
     }
     if (r.name == "tied") CHECK(r.kind == "tie_subspace");
+    if (r.name == "conv") CHECK(r.kind == "tied_oblique");
   }
-  CHECK(values == 3);
-  CHECK(momenta == 3);
+  CHECK(values == 4);
+  CHECK(momenta == 4);
 }
 
 TEMPLATE_TEST_CASE(
@@ -353,9 +357,14 @@ TEST_CASE("Checkpoints that do not fit the optimizer are rejected by name",
     m.Add("bias", std::make_shared<Oblique<double>>(1, 5), 9, 1);
     m.Add(
         "tied", std::make_shared<TieSubspace<double>>(MirrorPattern(2, 6)), 10);
+    m.Add("conv", std::make_shared<Oblique<double>>(3, 9), 11);
     expect_mismatch(m,
                     MakeOptions(),
                     "'euclidean' manifold in the file but on oblique(1x5)");
+    m.blocks[1].manifold = std::make_shared<Euclidean<double>>(1, 5);
+    expect_mismatch(m,
+                    MakeOptions(),
+                    "'tied_oblique' manifold in the file but on oblique(3x9)");
   }
   SECTION("names") {
     Model<double> m = MakeModel<double>(8);
@@ -364,7 +373,7 @@ TEST_CASE("Checkpoints that do not fit the optimizer are rejected by name",
   }
   SECTION("parameter count") {
     Model<double> m = MakeModel<double>(8);
-    m.blocks.pop_back();
+    m.blocks.erase(m.blocks.begin() + 2);
     expect_mismatch(
         m, MakeOptions(), "'tied' is in the file but not in the optimizer");
   }

@@ -4,9 +4,9 @@
 // until the validation accuracy holds relatively steady and divided by a
 // factor of 10", repeated down to 1e-5). Feed it the monitored loss once per
 // epoch. An epoch IMPROVES when loss < best - min_delta, and then best =
-// loss (best: the last improving loss); a non-finite loss never improves. After `patience`
-// epochs in a row without improvement the schedule decays: it returns
-// kDecay (the caller multiplies its learning rates by `factor`, e.g.
+// loss (best: the last improving loss); a non-finite loss never improves. After
+// `patience` epochs in a row without improvement the schedule decays: it
+// returns kDecay (the caller multiplies its learning rates by `factor`, e.g.
 // RiemannianSgd::ScaleLr, or passes the optimizer to the overload that does
 // it) and starts counting again. Once `max_decays` decays have happened, the
 // next plateau returns kExhausted instead (nothing is scaled): the schedule
