@@ -495,6 +495,8 @@ Solution SolveFactored(const ConstraintProblem& problem,
     }
     sol.dim = sol.ties.num_classes;
     sol.num_zero = in_sol.num_zero * rows;
+    sol.row_class_of = std::move(in_sol.ties.class_of);
+    sol.row_num_classes = static_cast<std::int32_t>(k_in);
     return sol;
   }
   const std::int64_t d_in = in_sol.dim;
@@ -540,6 +542,24 @@ Solution Solve(const ConstraintProblem& problem, const SolveOptions& options) {
 
 void Solution::ProjectE(const double* w, double* out) const {
   const std::int64_t n = ambient_size();
+  if (is_tie && !row_class_of.empty()) {
+    // The same pattern in every row: a small buffer of per-row class sums.
+    std::vector<double> sums(row_num_classes);
+    const std::int32_t* cls = row_class_of.data();
+    for (std::int64_t j = 0; j < rows; ++j) {
+      const double* wr = w + j * cols;
+      double* outr = out + j * cols;
+      std::fill(sums.begin(), sums.end(), 0.0);
+      for (std::int64_t i = 0; i < cols; ++i) {
+        if (cls[i] >= 0) sums[cls[i]] += wr[i];
+      }
+      for (std::int32_t c = 0; c < row_num_classes; ++c)
+        sums[c] /= class_size[c];
+      for (std::int64_t i = 0; i < cols; ++i)
+        outr[i] = cls[i] >= 0 ? sums[cls[i]] : 0.0;
+    }
+    return;
+  }
   if (is_tie) {
     // Scatter-mean: sums per class, then every member gets its class mean.
     std::vector<double> sums(ties.num_classes, 0.0);

@@ -181,6 +181,15 @@ TEST_CASE("flip invariance ties mirror pairs",
     CHECK(full.method == SolveMethod::kUnionFind);
     CHECK(full.ties.class_of == s.ties.class_of);
     CHECK(full.class_size == s.class_size);
+    CHECK(full.row_class_of.empty());
+    REQUIRE_FALSE(s.row_class_of.empty());  // the per-row projection path
+    std::vector<double> w(p.ambient_size()), a(w.size()), b(w.size());
+    std::mt19937_64 rng(width);
+    std::normal_distribution<double> normal;
+    for (double& v : w) v = normal(rng);
+    s.ProjectE(w.data(), a.data());
+    full.ProjectE(w.data(), b.data());
+    CHECK(a == b);
     CheckSolutionProperties(p, s, 6);
   }
 }

@@ -176,6 +176,12 @@ struct Solution {
   // numbered in order of first occurrence, and the size of each class.
   TiePattern ties;
   std::vector<std::int32_t> class_size;
+  // When the pattern repeats row after row (invariance-only problems solved
+  // with factor_rows): row j's classes are j * row_num_classes +
+  // row_class_of[i] (kZero stays kZero). Empty otherwise. ProjectE then runs
+  // row by row with a per-row buffer of row_num_classes sums.
+  std::vector<std::int32_t> row_class_of;
+  std::int32_t row_num_classes = 0;
   // When !is_tie: an orthonormal basis of E, (rows*cols) x dim.
   Eigen::MatrixXd basis;
   std::int64_t num_zero = 0;  // entries equal to 0 for every W in E
