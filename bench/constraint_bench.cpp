@@ -6,7 +6,14 @@
 //                                pattern repeated per row
 //   BM_FianFlipSolve/full        SolveOptions::factor_rows = false: union-find
 //                                over all 37.5M entries (the general path)
-//   BM_FianTieProjection         Pi_E (scatter-mean) over the result, in place
+//   BM_FianTieProjection         Solution::ProjectE (the engine's own
+//                                scatter-mean, double) over the result, in
+//                                place
+//   BM_FianTieSubspaceProject    the hand-over: TieSubspace<float> built from
+//                                the result (MakeManifold), ProjectInPlace on
+//                                one thread -- to compare with tie_bench's
+//                                BM_TieProject/fian_4068x9216/1 (float, whole-
+//                                row mirror pairs there, width-6 mirrors here)
 //   BM_NullspaceBlockAverage/n   the dense path (down-up scaling on n inputs)
 //
 // Memory: every operator new/delete of the process is counted (a size header
@@ -20,11 +27,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <vector>
 
+#include "manifolds/parallel.h"
 #include "symmetry/constraint.h"
 
 namespace {
@@ -174,6 +184,43 @@ void BM_FianTieProjection(benchmark::State& state) {
   state.counters["weights"] = static_cast<double>(n);
 }
 BENCHMARK(BM_FianTieProjection)->Unit(benchmark::kMillisecond)->MinTime(1.0);
+
+void BM_FianTieSubspaceProject(benchmark::State& state) {
+  SetNumThreads(static_cast<int>(state.range(0)));
+  const Solution s = Solve(FianProblem());
+  const std::unique_ptr<Manifold<float>> m = MakeManifold<float>(s);
+  const auto* tie = dynamic_cast<const TieSubspace<float>*>(m.get());
+  if (tie == nullptr) {
+    state.SkipWithError("FIAN solution did not become a TieSubspace");
+    return;
+  }
+  const std::int64_t n = s.ambient_size();
+  std::vector<float> w(n);
+  for (std::int64_t k = 0; k < n; ++k)
+    w[k] = static_cast<float>(k % 1009) - 500.0f;
+  const TensorView<float> view(w.data(), s.rows, s.cols);
+  for (auto _ : state) {
+    tie->ProjectInPlace(view);
+    benchmark::ClobberMemory();
+  }
+  // Validate against the engine's own projection (double).
+  std::vector<double> wd(w.begin(), w.end()), pd(n);
+  s.ProjectE(wd.data(), pd.data());
+  double worst = 0.0;
+  for (std::int64_t k = 0; k < n; ++k)
+    worst = std::max(worst, std::abs(pd[k] - wd[k]));
+  if (worst > 1e-3)
+    state.SkipWithError("TieSubspace projection is not idempotent on E");
+  state.SetLabel(TieLayoutName(tie->layout()));
+  state.SetBytesProcessed(state.iterations() * n * 2 *
+                          static_cast<std::int64_t>(sizeof(float)));
+  state.counters["weights"] = static_cast<double>(n);
+}
+BENCHMARK(BM_FianTieSubspaceProject)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
 
 void BM_NullspaceBlockAverage(benchmark::State& state) {
   const std::int64_t n = state.range(0);

@@ -590,6 +590,29 @@ void Solution::Expand(const double* theta, double* w) const {
       basis * Eigen::Map<const Eigen::VectorXd>(theta, dim);
 }
 
+template <typename T>
+std::unique_ptr<Manifold<T>> MakeManifold(const Solution& solution,
+                                          TieMetric metric) {
+  if (solution.is_tie)
+    return std::make_unique<TieSubspace<T>>(solution.ties, metric);
+  const std::int64_t n = solution.ambient_size(), d = solution.dim;
+  SYMOPT_CHECK(solution.basis.rows() == n && solution.basis.cols() == d,
+               "solution basis is " << solution.basis.rows() << " x "
+                                    << solution.basis.cols() << ", expected "
+                                    << n << " x " << d);
+  std::vector<double> row_major(n * d);
+  Eigen::Map<
+      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+      row_major.data(), n, d) = solution.basis;
+  return std::make_unique<LinearSubspace<T>>(
+      solution.rows, solution.cols, d, row_major);
+}
+
+template std::unique_ptr<Manifold<float>> MakeManifold<float>(const Solution&,
+                                                              TieMetric);
+template std::unique_ptr<Manifold<double>> MakeManifold<double>(const Solution&,
+                                                                TieMetric);
+
 bool TiePatternFromBasis(const Eigen::MatrixXd& basis,
                          std::int64_t rows,
                          std::int64_t cols,

@@ -41,10 +41,12 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "manifolds/linear_subspace.h"
 #include "manifolds/tie_subspace.h"
 #include "symmetry/group.h"
 #include "symmetry/transform.h"
@@ -202,6 +204,13 @@ struct Solution {
 // (otherwise InvalidArgument says by how much).
 Solution Solve(const ConstraintProblem& problem,
                const SolveOptions& options = SolveOptions());
+
+// The manifold of E for the optimizers: a TieSubspace<T> (with `metric`) when
+// solution.is_tie, otherwise a LinearSubspace<T> holding solution.basis.
+// Ensures: Dim() == solution.dim and its projection is solution.ProjectE.
+template <typename T>
+std::unique_ptr<Manifold<T>> MakeManifold(
+    const Solution& solution, TieMetric metric = TieMetric::kEmbedded);
 
 // If the column space of `basis` (n x d, orthonormal columns, n = rows*cols)
 // is a tie subspace, returns true and fills *pattern: entries whose basis rows
