@@ -637,7 +637,10 @@ bool TiePatternFromBasis(const Eigen::MatrixXd& basis,
   std::sort(order.begin(), order.end(), [&](std::int64_t x, std::int64_t y) {
     return key(x) < key(y) || (key(x) == key(y) && x < y);
   });
-  const double key_tol = tolerance * (z.norm() + 1.0);
+  // Rows equal to `tolerance` (max norm) have keys within tolerance * sqrt(d)
+  // |z|.
+  const double key_tol =
+      tolerance * (std::sqrt(static_cast<double>(d)) * z.norm() + 1.0);
   std::vector<std::int64_t> reps;  // a representative row per provisional class
   std::size_t start = 0;
   while (start < order.size()) {
