@@ -435,18 +435,7 @@ TEST_CASE("cross support is compatible with C4, the skew support is not",
       InvarianceAction(out, C4Group(filter, 0, 1)), GroupKind::Cyclic(4));
   const Eigen::Index n = 9;
 
-  auto dense_pi_g = [&]() {
-    Eigen::MatrixXd pg(n, n);
-    Eigen::VectorXd e = Eigen::VectorXd::Zero(n), col(n);
-    for (Eigen::Index k = 0; k < n; ++k) {
-      e(k) = 1;
-      c4.Twirl(e.data(), col.data());
-      pg.col(k) = col;
-      e(k) = 0;
-    }
-    return pg;
-  };
-  const Eigen::MatrixXd pg = dense_pi_g();
+  const Eigen::MatrixXd pg = DenseTwirl(c4);
 
   for (bool cross : {true, false}) {
     const auto mask =
