@@ -446,3 +446,36 @@ TEST_CASE("TieSubspace rejects views of the wrong shape",
                            StepOptions{}),
                     InvalidArgument);
 }
+
+TEST_CASE("TieSubspace fused step equals the composition bitwise in float",
+          "[manifold][tie]") {
+  for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
+    for (const NamedPattern& c : Cases()) {
+      INFO(c.name);
+      const TieSubspace<float> m(c.pattern, metric);
+      const std::int64_t n = m.AmbientSize();
+      std::vector<float> x1(static_cast<std::size_t>(n)),
+          m1(static_cast<std::size_t>(n), 0.0f);
+      std::vector<float> scratch(static_cast<std::size_t>(2 * n));
+      m.RandomPoint(ViewOf(m, x1), 131);
+      std::vector<float> x2 = x1, m2 = m1;
+      StepOptions o;
+      o.lr = 0.03;
+      o.momentum = 0.8;
+      o.nesterov = true;
+      o.weight_decay = 0.01;
+      for (int step = 0; step < 5; ++step) {
+        const std::vector<float> g = RandomVector<float>(n, 132 + step);
+        m.Step(ViewOf(m, x1), CViewOf(m, g), ViewOf(m, m1), o);
+        m.StepComposed(
+            ViewOf(m, x2),
+            CViewOf(m, g),
+            ViewOf(m, m2),
+            o,
+            TensorView<float>(scratch.data(), 2 * m.rows(), m.cols()));
+      }
+      CHECK(std::memcmp(x1.data(), x2.data(), sizeof(float) * x1.size()) == 0);
+      CHECK(std::memcmp(m1.data(), m2.data(), sizeof(float) * m1.size()) == 0);
+    }
+  }
+}
