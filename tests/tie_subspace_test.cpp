@@ -76,27 +76,6 @@ std::vector<double> DenseProjector(const TiePattern& p) {
   return P;
 }
 
-// Entries tied by p are bitwise equal in x and zeros are exactly +0 or -0.
-template <typename T>
-bool TiedBitwiseEqual(const TiePattern& p, const std::vector<T>& x) {
-  std::vector<T> first(static_cast<std::size_t>(p.num_classes));
-  std::vector<char> seen(static_cast<std::size_t>(p.num_classes), 0);
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const std::int32_t k = p.class_of[i];
-    if (k == TiePattern::kZero) {
-      if (x[i] != T(0)) return false;
-      continue;
-    }
-    if (!seen[std::size_t(k)]) {
-      seen[std::size_t(k)] = 1;
-      first[std::size_t(k)] = x[i];
-    } else if (std::memcmp(&first[std::size_t(k)], &x[i], sizeof(T)) != 0) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("TiePattern validation names the problem",
