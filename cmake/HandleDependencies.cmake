@@ -5,6 +5,7 @@ if(NOT TARGET Eigen3::Eigen)
 endif()
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(ZLIB REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)   # spec files of the constraint engine
 
 # Ceres >= 2.1 (ceres::Manifold).
 set(SYMOPT_HAS_CERES OFF)
