@@ -28,6 +28,10 @@ std::vector<NamedPattern> Cases() {
       {"runs of 4 with zeros", RunPattern(5, 8, 4, 2), TieLayout::kContiguous});
   cases.push_back({"one class", RunPattern(3, 5, 15), TieLayout::kContiguous});
   cases.push_back(
+      {"all zeros (E = {0})",
+       TiePattern{2, 3, 0, std::vector<std::int32_t>(6, TiePattern::kZero)},
+       TieLayout::kContiguous});
+  cases.push_back(
       {"all singletons", RunPattern(3, 4, 1), TieLayout::kContiguous});
   cases.push_back(
       {"mirror pairs", MirrorPattern(4, 7), TieLayout::kRowPeriodic});
