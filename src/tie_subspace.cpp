@@ -347,8 +347,8 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
           constexpr int kStep = decltype(step_tag)::value;
           const std::int64_t b0 = base + run.first0, b1 = base + run.first1;
           const auto f = per_class;
-          // Every entry belongs to one class, so the pairs of a run touch
-          // distinct entries: no dependence between iterations.
+      // Every entry belongs to one class, so the pairs of a run touch
+      // distinct entries: no dependence between iterations.
 #pragma GCC ivdep
           for (std::int64_t c = 0; c < run.count; ++c) {
             call(acc,
