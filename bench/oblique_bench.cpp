@@ -137,7 +137,7 @@ void FloorStep(float* __restrict x,
                float* __restrict m,
                std::int64_t n) {
   const float lr = kLr, beta = kBeta;
-#pragma omp parallel for schedule(static) if (n >= (1 << 15))
+#pragma omp parallel for schedule(static) if (n >= (1 << 18))
   for (std::int64_t i = 0; i < n; ++i) {
     const float mi = beta * m[i] + g[i];
     m[i] = mi;

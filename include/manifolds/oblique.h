@@ -46,15 +46,24 @@
 // filter is fixed at 1, which is exactly the symmetry weight decay fights.)
 //
 // The fused Step (Manifold<T>::Step) runs one pass over memory per row: with
-// the 6 row dot products of x, g and m (their Gram matrix, in double), the new
-// point and the transported momentum are linear combinations
+// the 6 row dot products of x, g and m (their Gram matrix, accumulated in
+// double), the new point and the transported momentum are linear combinations
 //   x'_r = a_x x_r + a_g g_r + a_m m_r,   m'_r = b_x x_r + b_g g_r + b_m m_r,
-// whose coefficients follow in closed form (ObliqueOps::StepCandidate/
+// whose coefficients follow in closed form (ObliqueOps::StepCandidate,
 // StepUpdate). So a row is read once to accumulate the sums and once more
-// (from cache) to write x and m. Where the candidate shrinks (||y_r||^2 <
-// kDirectFraction <w_r, w_r>, only when m is not tangent or x not unit), its
-// norm is recomputed directly instead of from the Gram sums, which could
-// cancel.
+// (from cache) to write x and m. Per row, the stages are:
+//   1. s = AccumulateGram(x, g, m)                       (a reduction)
+//   2. c = StepCandidate(s.xx, s.xg); yy = GramInner(s, c.y, c.y),
+//      ymp = GramInner(s, c.y, c.mp); if NeedsDirect(yy, s.xx) recompute
+//      both with AccumulateDirect (a reduction; only when the candidate
+//      shrank, i.e. m is not tangent or x not unit, where the Gram form
+//      could cancel)
+//   3. u = StepUpdate(c, yy, ymp, collapse_tol); nothing more if collapsed
+//   4. ApplyStep (increments in T: the cheap form) if IncrementIsAccurate(s,
+//      u), else ApplyStepExact (double)
+// The result equals StepComposed to rounding; float rows stay unit-norm to
+// ~1e-8 at any row length. The CPU kernel (src/oblique.cpp) overlaps stage 4
+// of one row with stage 1 of the next.
 //
 // ObliqueOps is that maths once for the CPU loops and the CUDA kernels
 // (STYLE M1): no Eigen/CUDA includes, raw pointers, and every reduction split
