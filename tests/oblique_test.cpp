@@ -313,11 +313,11 @@ TEMPLATE_TEST_CASE("Oblique fused step equals the composition",
 
 namespace symopt {
 namespace internal {
-bool SetObliqueWideSimd(bool enabled);  // src/oblique.cpp, a test hook
+int SetObliqueSimdLevel(int level);  // src/oblique.cpp, a test hook
 }  // namespace internal
 }  // namespace symopt
 
-TEMPLATE_TEST_CASE("Oblique baseline and wide-SIMD kernels agree",
+TEMPLATE_TEST_CASE("Oblique kernels for each instruction set agree",
                    "[manifold][oblique]",
                    float,
                    double) {
@@ -329,6 +329,8 @@ TEMPLATE_TEST_CASE("Oblique baseline and wide-SIMD kernels agree",
   const std::vector<T>& x0 = start.x;
   const std::vector<T>& m0 = start.m;
   const std::vector<T> g = RandomVector<T>(n, 83);
+  const int best = internal::SetObliqueSimdLevel(2);
+  INFO("best kernel on this CPU: " << best);
   for (double momentum : {0.0, 0.9}) {
     for (bool nesterov : {false, true}) {
       if (nesterov && momentum == 0) continue;
@@ -336,18 +338,22 @@ TEMPLATE_TEST_CASE("Oblique baseline and wide-SIMD kernels agree",
       o.lr = 0.1;
       o.momentum = momentum;
       o.nesterov = nesterov;
-      std::vector<T> x1 = x0, x2 = x0, m1 = m0, m2 = m0;
-      const bool wide = internal::SetObliqueWideSimd(true);
-      INFO("wide SIMD kernel available: " << wide);
-      man.Step(ViewOf(man, x1), CViewOf(man, g), ViewOf(man, m1), o);
-      REQUIRE_FALSE(internal::SetObliqueWideSimd(false));
-      man.Step(ViewOf(man, x2), CViewOf(man, g), ViewOf(man, m2), o);
-      internal::SetObliqueWideSimd(true);
-      CHECK(MaxAbsDiff(x1, x0) > 1e-3);
-      CHECK(MaxAbsDiff(x1, x2) <= Tol<T>());
-      CHECK(MaxAbsDiff(m1, m2) <= Tol<T>() * (1 + MaxAbs(m1)));
+      REQUIRE(internal::SetObliqueSimdLevel(0) == 0);
+      std::vector<T> x_ref = x0, m_ref = m0;
+      man.Step(ViewOf(man, x_ref), CViewOf(man, g), ViewOf(man, m_ref), o);
+      CHECK(MaxAbsDiff(x_ref, x0) > 1e-3);
+      for (int level = 1; level <= best; ++level) {
+        INFO("kernel " << level << " momentum " << momentum << " nesterov "
+                       << nesterov);
+        REQUIRE(internal::SetObliqueSimdLevel(level) == level);
+        std::vector<T> x1 = x0, m1 = m0;
+        man.Step(ViewOf(man, x1), CViewOf(man, g), ViewOf(man, m1), o);
+        CHECK(MaxAbsDiff(x1, x_ref) <= Tol<T>());
+        CHECK(MaxAbsDiff(m1, m_ref) <= Tol<T>() * (1 + MaxAbs(m_ref)));
+      }
     }
   }
+  internal::SetObliqueSimdLevel(2);
 }
 
 TEMPLATE_TEST_CASE("Oblique weight decay has no effect",
