@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -80,8 +81,12 @@ SYMOPT_ALWAYS_INLINE void Prefetch(const T* p,
                                    std::int64_t end) {
 #if defined(__GNUC__)
   constexpr std::int64_t kLine = 64 / sizeof(T);
+  // The addresses may lie past the end of the array (a prefetch never
+  // faults), so they are formed as integers, not as pointer arithmetic.
+  const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(p);
   for (std::int64_t i = begin; i < end; i += kLine) {
-    __builtin_prefetch(p + i, 0, 2);  // past the end is harmless: no fault
+    __builtin_prefetch(
+        reinterpret_cast<const void*>(base + i * sizeof(T)), 0, 2);
   }
 #else
   (void)p, (void)begin, (void)end;

@@ -227,6 +227,27 @@ TEMPLATE_TEST_CASE("Oblique collapse is a reported event, never a NaN",
     }
   }
 
+  SECTION("fused step: a NaN gradient row is kept, not written") {
+    StepOptions o;
+    o.lr = 0.1;
+    o.momentum = 0.9;
+    std::vector<T> g = RandomVector<T>(rows * cols, 12);
+    g[3 * cols + 5] = std::numeric_limits<T>::quiet_NaN();
+    const std::vector<T> mom =
+        Projected(m, x, RandomVector<T>(rows * cols, 13, 0.1));
+    std::vector<T> x1 = x, m1 = mom;
+    const RetractReport report =
+        m.Step(ViewOf(m, x1), CViewOf(m, g), ViewOf(m, m1), o);
+    CHECK(report.collapsed_rows == 1);
+    CHECK(report.first_collapsed_row == 3);
+    CHECK(AllFinite(x1));
+    CHECK(AllFinite(m1));
+    for (std::int64_t i = 0; i < cols; ++i) {
+      CHECK(x1[3 * cols + i] == x[3 * cols + i]);
+      CHECK(m1[3 * cols + i] == mom[3 * cols + i]);
+    }
+  }
+
   SECTION("a candidate that nearly cancels is normalised exactly") {
     // y = x - (1 - 1e-3) x: ||y|| = 1e-3 > tol. The Gram sums would cancel;
     // the step recomputes the norm directly.
