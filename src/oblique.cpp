@@ -4,7 +4,11 @@
 #include "manifolds/oblique.h"
 
 #include <omp.h>
-#if defined(__x86_64__) && defined(__GNUC__)
+// x86-64 with GCC or Clang: the AVX2+FMA kernel is compiled too and chosen
+// at run time (define SYMOPT_OBLIQUE_NO_DISPATCH to build the baseline only).
+#if defined(__x86_64__) && defined(__GNUC__) && \
+    !defined(SYMOPT_OBLIQUE_NO_DISPATCH)
+#define SYMOPT_OBLIQUE_DISPATCH 1
 #include <immintrin.h>
 #endif
 
@@ -98,24 +102,25 @@ SYMOPT_ALWAYS_INLINE void Prefetch(const T* p,
 
 // How a block's six Gram sums are accumulated (all in double; the variants
 // differ only in the order of the additions):
-//   kSplit   two `omp simd` loops of three sums (the block is in L1 for the
-//            second). Six sums of two vectors each plus the inputs need ~18
-//            vector registers; with 16 (SSE2, AVX2) one loop spills, and
-//            spilled accumulators serialise it.
-//   kAvx2, kAvx512   float data: one loop written with AVX2+FMA intrinsics,
-//            12 accumulators of 4 doubles (GCC's `omp simd` code spilled even
-//            with AVX-512's 32 registers). The FMA is exact here: a product
-//            of two floats is exact in double. kAvx512 is the same code
-//            compiled with AVX-512VL, whose 32 registers hold it all.
-enum class GramLoop { kSplit, kAvx2, kAvx512 };
+//   kSplit  two `omp simd` loops of three sums (the block is in L1 for the
+//           second). Six sums of two vectors each plus the inputs need ~18
+//           vector registers; with 16 one loop spills, and spilled
+//           accumulators serialise it.
+//   kAvx2   float data: AVX2+FMA intrinsics, 12 accumulators of 4 doubles
+//           fed in two half-steps of three inputs, which fit 16 registers
+//           (GCC's `omp simd` code spilled even with AVX-512's 32; this loop
+//           made the whole step 1.4x faster). The FMA is exact here: a
+//           product of two floats is exact in double. Double data use kSplit.
+enum class GramLoop { kSplit, kAvx2 };
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(SYMOPT_OBLIQUE_DISPATCH)
 template <bool kMomentum>
-__attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(const float* x,
-                          const float* g,
-                          const float* m,
-                          std::int64_t begin,
-                          std::int64_t end);
+__attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(
+    const float* x,
+    const float* g,
+    const float* m,
+    std::int64_t begin,
+    std::int64_t end);
 #endif
 
 template <typename T, bool kMomentum, GramLoop kLoop>
@@ -124,8 +129,8 @@ SYMOPT_ALWAYS_INLINE ObliqueGram GramBlock(const T* __restrict x,
                                            const T* __restrict m,
                                            std::int64_t begin,
                                            std::int64_t end) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if constexpr (std::is_same_v<T, float> && kLoop != GramLoop::kSplit) {
+#if defined(SYMOPT_OBLIQUE_DISPATCH)
+  if constexpr (std::is_same_v<T, float> && kLoop == GramLoop::kAvx2) {
     return GramBlockAvx2<kMomentum>(x, g, m, begin, end);
   } else
 #endif
@@ -287,18 +292,15 @@ void StepRowsBaseline(T* x, const T* g, T* m, RowRange& rr) {
   StepRowsFor<T, GramLoop::kSplit>(x, g, m, rr);
 }
 
-// The library is built for baseline x86-64. Where the CPU has more, the
-// kernel is also compiled for AVX2+FMA and for AVX-512 (VL, used at 256 bits
-// for its 32 registers) and chosen at run time. Measured on the development
-// machine (AMD EPYC, 1 thread, data out of cache): the AVX-512 build is
-// 1.2-1.3x faster than the AVX2 one, which is ~2x faster than baseline.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define SYMOPT_OBLIQUE_DISPATCH 1
+// The library is built for baseline x86-64. Where the CPU has AVX2 and FMA,
+// the kernel is also compiled for them and chosen at run time (measured on
+// the development machine, data in L2: 2.6x faster than the baseline build;
+// an AVX-512 build was no faster).
+#if defined(SYMOPT_OBLIQUE_DISPATCH)
 
 // The sum of the 8 lanes of a and b.
 __attribute__((target("avx2,fma"), always_inline)) inline double SumLanes(
-    __m256d a,
-    __m256d b) {
+    __m256d a, __m256d b) {
   alignas(32) double lanes[4];
   _mm256_store_pd(lanes, _mm256_add_pd(a, b));
   return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
@@ -311,9 +313,9 @@ GramBlockAvxBody(const float* x,
                  const float* m,
                  std::int64_t begin,
                  std::int64_t end) {
-  __m256d xx0 = _mm256_setzero_pd(), xx1 = xx0, xg0 = xx0, xg1 = xx0,
-          gg0 = xx0, gg1 = xx0, xm0 = xx0, xm1 = xx0, gm0 = xx0, gm1 = xx0,
-          mm0 = xx0, mm1 = xx0;
+  __m256d xx0 = _mm256_setzero_pd(), xx1 = xx0, xg0 = xx0, xg1 = xx0, gg0 = xx0,
+          gg1 = xx0, xm0 = xx0, xm1 = xx0, gm0 = xx0, gm1 = xx0, mm0 = xx0,
+          mm1 = xx0;
   std::int64_t i = begin;
   // Two independent sets of six accumulators (a dependent chain of FMAs
   // would wait on its latency); each half-step needs only its three inputs,
@@ -386,22 +388,12 @@ __attribute__((target("avx2,fma"))) void StepRowsAvx2(T* x,
   StepRowsFor<T, GramLoop::kAvx2>(x, g, m, rr);
 }
 
-template <typename T>
-__attribute__((
-    target("avx512f,avx512vl,avx2,fma,prefer-vector-width=256"))) void
-StepRowsAvx512(T* x, const T* g, T* m, RowRange& rr) {
-  StepRowsFor<T, GramLoop::kAvx512>(x, g, m, rr);
-}
 #endif
 
-// 0: baseline, 1: AVX2+FMA, 2: AVX-512.
+// 0: baseline, 1: AVX2+FMA.
 int BestSimdLevel() {
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("fma")) {
-    return 2;
-  }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
 #endif
   return 0;
@@ -415,15 +407,9 @@ std::atomic<int>& SimdLevel() {
 template <typename T>
 void StepRowsCpu(T* x, const T* g, T* m, RowRange& rr) {
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
-  switch (SimdLevel().load(std::memory_order_relaxed)) {
-    case 2:
-      StepRowsAvx512(x, g, m, rr);
-      return;
-    case 1:
-      StepRowsAvx2(x, g, m, rr);
-      return;
-    default:
-      break;
+  if (SimdLevel().load(std::memory_order_relaxed) == 1) {
+    StepRowsAvx2(x, g, m, rr);
+    return;
   }
 #endif
   StepRowsBaseline(x, g, m, rr);
@@ -432,8 +418,8 @@ void StepRowsCpu(T* x, const T* g, T* m, RowRange& rr) {
 }  // namespace
 
 namespace internal {
-// Test hook: use the kernel of `level` (0 baseline, 1 AVX2+FMA, 2 AVX-512),
-// or the best the CPU has when it has less. Returns the level now in use.
+// Test hook: use the kernel of `level` (0 baseline, 1 AVX2+FMA), or the best
+// the CPU has when it has less. Returns the level now in use.
 int SetObliqueSimdLevel(int level) {
   SimdLevel().store(std::max(0, std::min(level, BestSimdLevel())));
   return SimdLevel().load();
