@@ -1,16 +1,9 @@
 // CPU backend of Oblique<T>: row loops driving ObliqueOps (oblique.h), OpenMP
-// over rows. Reductions over a row use `omp simd` with double accumulators, so
-// they vectorise although each product is formed in double.
+// over rows. Row reductions accumulate in double with `omp simd` (or AVX2
+// intrinsics in the fused step's kernel, described below).
 #include "manifolds/oblique.h"
 
 #include <omp.h>
-// x86-64 with GCC or Clang: the AVX2+FMA kernel is compiled too and chosen
-// at run time (define SYMOPT_OBLIQUE_NO_DISPATCH to build the baseline only).
-#if defined(__x86_64__) && defined(__GNUC__) && \
-    !defined(SYMOPT_OBLIQUE_NO_DISPATCH)
-#define SYMOPT_OBLIQUE_DISPATCH 1
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <atomic>
@@ -19,6 +12,15 @@
 #include <limits>
 #include <type_traits>
 #include <vector>
+
+// x86-64 with GCC or Clang: the fused step's kernel is also compiled for
+// AVX2+FMA and chosen at run time (define SYMOPT_OBLIQUE_NO_DISPATCH to build
+// the baseline kernel only).
+#if defined(__x86_64__) && defined(__GNUC__) && \
+    !defined(SYMOPT_OBLIQUE_NO_DISPATCH)
+#define SYMOPT_OBLIQUE_DISPATCH 1
+#include <immintrin.h>
+#endif
 
 namespace symopt {
 namespace {
@@ -63,15 +65,17 @@ RetractReport MakeReport(std::int64_t collapsed, std::int64_t first) {
 
 // ---- The fused step's CPU kernel ---------------------------------------
 //
-// One thread steps rows [r0, r1) as a software pipeline: the loop that writes
-// row r (still in cache from its Gram pass) also accumulates the Gram sums of
-// row r + 1 (streamed from memory), so the arithmetic of one row overlaps the
-// memory traffic of the next and every element of x, g and m crosses the
-// memory bus once each way. Rows are walked in blocks of kBlock elements; each
-// block first prefetches the data kAhead elements further on (running into
-// the following row at the end of a row), because the hardware prefetcher
-// alone does not keep enough lines in flight for a loop this long (measured:
-// 1.3x faster on 678 x 9216). kMomentum == false: m is never read or written.
+// One thread steps rows [r0, r1) as a software pipeline: block by block
+// (kBlock entries), it writes row r (in cache since its Gram pass) and then
+// accumulates the Gram sums of the same block of row r + 1 (streamed from
+// memory), so the arithmetic of one row overlaps the memory traffic of the
+// next, and every element of x, g and m crosses the memory bus once each way.
+// Each block first prefetches the data kAhead entries further on (running
+// into the following row at the end of a row): the hardware prefetcher alone
+// does not keep enough lines in flight for a loop this long (measured: 1.3x
+// faster on 678 x 9216). Two short loops per block rather than one long one
+// keep their values in registers. kMomentum == false: m is never read or
+// written.
 
 #if defined(__GNUC__)
 #define SYMOPT_ALWAYS_INLINE inline __attribute__((always_inline))
@@ -186,8 +190,6 @@ SYMOPT_ALWAYS_INLINE ObliqueGram Pass(T* __restrict x0,
       Prefetch(g1, i0 + kAhead, end + kAhead);
       if (kMomentum) Prefetch(m1, i0 + kAhead, end + kAhead);
     }
-    // Two short loops per block rather than one long one: each keeps its
-    // values in registers (one loop would need ~27 vector registers).
     if (kApply) {
 #pragma omp simd
       for (std::int64_t i = i0; i < end; ++i) {
