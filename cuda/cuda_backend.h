@@ -189,20 +189,25 @@ void ObliqueMultiStep(const ObliqueTensor<T>* d_tensors,
 // ---- TieSubspace (cuda/tie.cu) -------------------------------------------------
 
 // A tie pattern in device memory (built by src/backend/dispatch.cpp from
-// TieSubspace::Pattern()), its classes renumbered by position: the
-// num_small classes of backend::TieClassGroup 1 first (one thread each), then
-// the num_medium of group 32 (a warp each), then the num_large of group 256
-// (a block each), each range ordered by first member so that neighbouring
-// threads touch neighbouring entries. Class k has the members d_members
-// [d_offsets[k] .. d_offsets[k + 1]) (flat indices, ascending), or, when
-// d_members is null (every class a run of consecutive entries: the
-// contiguous layout), d_starts[k] + 0, 1, .... Zeroed entries are
-// d_zeros[0 .. num_zeros).
+// TieSubspace::Pattern(); backend::TieHostPlan documents the layout), its
+// classes renumbered by position: the num_small classes of
+// backend::TieClassGroup 1 first (one thread each), then the num_medium of
+// group 32 (a warp each), then the num_large of group 256 (a block each),
+// each range ordered by first member so that neighbouring threads touch
+// neighbouring entries. Members of position q (backend::Member):
+//   row_classes > 0 (row-periodic): (q / row_classes) * cols +
+//       d_members[d_offsets[c] .. d_offsets[c + 1]), c = q % row_classes;
+//   d_members null (contiguous): d_starts[q] + 0, 1, ..., with the size
+//       d_offsets[q + 1] - d_offsets[q];
+//   otherwise (CSR): d_members[d_offsets[q] .. d_offsets[q + 1]).
+// Zeroed entries are d_zeros[0 .. num_zeros).
 struct TiePlan {
   const std::int32_t* d_offsets = nullptr;
   const std::int32_t* d_members = nullptr;
   const std::int32_t* d_starts = nullptr;
   const std::int32_t* d_zeros = nullptr;
+  std::int64_t row_classes = 0;
+  std::int64_t cols = 0;
   std::int64_t num_small = 0;
   std::int64_t num_medium = 0;
   std::int64_t num_large = 0;

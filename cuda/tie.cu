@@ -15,11 +15,11 @@ namespace symopt {
 namespace cuda {
 namespace {
 
-template <typename T, int kGroup>
+// The mode is a template parameter so each pass compiles to its own loop.
+template <typename T, int kGroup, TieMode kMode>
 __global__ void ClassKernel(TiePlan plan,
                             std::int64_t first_class,
                             std::int64_t count,
-                            TieMode mode,
                             T* a,
                             const T* b,
                             T* c,
@@ -27,29 +27,35 @@ __global__ void ClassKernel(TiePlan plan,
   const std::int64_t unit = UnitIndex<kGroup>();
   const int lane = LaneIndex<kGroup>();
   const bool active = unit < count;
+  // The class's member range in the index arrays (backend::Member).
   std::int32_t begin = 0, end = 0, start = 0;
+  std::int64_t base = 0;
   if (active) {
-    const std::int64_t k = first_class + unit;
+    std::int64_t k = first_class + unit;
+    if (plan.row_classes > 0) {
+      base = (k / plan.row_classes) * plan.cols;
+      k %= plan.row_classes;
+    }
     begin = plan.d_offsets[k];
     end = plan.d_offsets[k + 1];
     if (plan.d_members == nullptr) start = plan.d_starts[k];
   }
-  // Member j of the class (begin <= j < end) as a flat index.
   auto member = [&](std::int32_t j) -> std::int64_t {
-    return plan.d_members != nullptr ? plan.d_members[j] : start + (j - begin);
+    return plan.d_members != nullptr ? base + plan.d_members[j]
+                                     : std::int64_t(start) + (j - begin);
   };
   // Stage 1: the class sums on this lane's members, then the group's.
   double sums[3] = {0.0, 0.0, 0.0};
   for (std::int32_t j = begin + lane; j < end; j += kGroup) {
     TieOps::Accumulate<T>(
-        mode, a, b, c, s, member(j), &sums[0], &sums[1], &sums[2]);
+        kMode, a, b, c, s, member(j), &sums[0], &sums[1], &sums[2]);
   }
   GroupReduce<kGroup, 3>(sums);
   if (!active) return;
   // Stage 2: one value per array, written to every member.
   const TieClassValues<T> v =
-      TieOps::Values<T>(mode, s, sums[0], sums[1], sums[2], end - begin);
-  const bool write_c = mode == TieMode::kStep && c != nullptr;
+      TieOps::Values<T>(kMode, s, sums[0], sums[1], sums[2], end - begin);
+  const bool write_c = kMode == TieMode::kStep && c != nullptr;
   for (std::int32_t j = begin + lane; j < end; j += kGroup) {
     const std::int64_t i = member(j);
     a[i] = v.first;
@@ -79,9 +85,26 @@ void LaunchClasses(const TiePlan& plan,
                    const TieStepScalars& s,
                    cudaStream_t stream) {
   if (count <= 0) return;
-  ClassKernel<T, kGroup>
-      <<<GridFor(count, kGroup), backend::kBlockThreads, 0, stream>>>(
-          plan, first_class, count, mode, a, b, c, s);
+  const unsigned int grid = GridFor(count, kGroup);
+  const int threads = backend::kBlockThreads;
+  switch (mode) {
+    case TieMode::kMean:
+      ClassKernel<T, kGroup, TieMode::kMean>
+          <<<grid, threads, 0, stream>>>(plan, first_class, count, a, b, c, s);
+      break;
+    case TieMode::kSum:
+      ClassKernel<T, kGroup, TieMode::kSum>
+          <<<grid, threads, 0, stream>>>(plan, first_class, count, a, b, c, s);
+      break;
+    case TieMode::kRetract:
+      ClassKernel<T, kGroup, TieMode::kRetract>
+          <<<grid, threads, 0, stream>>>(plan, first_class, count, a, b, c, s);
+      break;
+    case TieMode::kStep:
+      ClassKernel<T, kGroup, TieMode::kStep>
+          <<<grid, threads, 0, stream>>>(plan, first_class, count, a, b, c, s);
+      break;
+  }
   SYMOPT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -79,17 +79,22 @@ TEST_CASE("FindSegment maps every unit to its tensor, skipping empty ones",
 
 // ---- tie layout ------------------------------------------------------------------
 
-void CheckPlan(const TiePattern& p) {
+int Category(std::int64_t size) {
+  const int g = backend::TieClassGroup(size);
+  return g == 1 ? 0 : (g == 32 ? 1 : 2);
+}
+
+// Checks the kernel layout of p against the pattern; returns the plan.
+backend::TieHostPlan CheckPlan(const TiePattern& p) {
   const backend::TieHostPlan plan = backend::BuildTieHostPlan(p);
   const std::int64_t k = p.num_classes, n = p.rows * p.cols;
   REQUIRE(std::int64_t(plan.class_id.size()) == k);
-  REQUIRE(std::int64_t(plan.offsets.size()) == k + 1);
   REQUIRE(plan.num_small + plan.num_medium + plan.num_large == k);
   // class_id is a permutation.
   std::vector<std::int32_t> sorted = plan.class_id;
   std::sort(sorted.begin(), sorted.end());
   for (std::int64_t q = 0; q < k; ++q) REQUIRE(sorted[q] == q);
-  // Members of every position, from the plan, equal the pattern's classes.
+  // The pattern's classes, members ascending.
   std::vector<std::vector<std::int32_t>> truth(static_cast<std::size_t>(k));
   std::vector<std::int32_t> zeros;
   bool contiguous = true;
@@ -102,23 +107,22 @@ void CheckPlan(const TiePattern& p) {
     if (!truth[c].empty() && truth[c].back() != i - 1) contiguous = false;
     truth[c].push_back(std::int32_t(i));
   }
-  CHECK(plan.contiguous == contiguous);
+  if (plan.row_classes == 0) CHECK(plan.contiguous == contiguous);
   CHECK(plan.zeros == zeros);
   int last_category = 0;
-  std::int32_t last_first = -1;
+  std::int64_t last_first = -1;
+  int largest_category = 0;
   for (std::int64_t q = 0; q < k; ++q) {
     const std::int32_t c = plan.class_id[q];
-    const std::int64_t size = plan.offsets[q + 1] - plan.offsets[q];
+    const std::int64_t size = backend::ClassSize(plan, q);
     REQUIRE(size == std::int64_t(truth[c].size()));
     for (std::int64_t j = 0; j < size; ++j) {
-      const std::int32_t member =
-          plan.contiguous ? plan.starts[q] + std::int32_t(j)
-                          : plan.members[plan.offsets[q] + j];
-      REQUIRE(member == truth[c][j]);
+      REQUIRE(backend::Member(plan, q, j) == truth[c][j]);
     }
+    largest_category = std::max(largest_category, Category(size));
+    if (plan.row_classes > 0) continue;
     // Ordered by group size, then by first member; the ranges match.
-    const int g = backend::TieClassGroup(size);
-    const int category = g == 1 ? 0 : (g == 32 ? 1 : 2);
+    const int category = Category(size);
     const std::int64_t range_begin =
         category == 0 ? 0
                       : (category == 1 ? plan.num_small
@@ -133,16 +137,38 @@ void CheckPlan(const TiePattern& p) {
     last_category = category;
     last_first = truth[c][0];
   }
+  if (plan.row_classes > 0) {
+    // One launch with the group of the largest class, classes by first member.
+    const std::int64_t in_largest = largest_category == 0
+                                        ? plan.num_small
+                                        : (largest_category == 1 ? plan.num_medium
+                                                                 : plan.num_large);
+    CHECK(in_largest == k);
+    for (std::int64_t q = 1; q < k; ++q) {
+      CHECK(truth[plan.class_id[q]][0] > truth[plan.class_id[q - 1]][0]);
+    }
+  }
+  return plan;
 }
 
 TEST_CASE("Tie layout for the kernels reproduces every class", "[backend]") {
   using namespace symopt::testing;
-  SECTION("mirror pairs with zeroed columns") {
-    CheckPlan(MirrorPattern(7, 9, {0, 4}));
+  SECTION("mirror pairs with zeroed columns: row-periodic") {
+    const backend::TieHostPlan plan = CheckPlan(MirrorPattern(7, 9, {0, 4}));
+    // pairs (1,7), (2,6), (3,5) and the single 8 (its mirror 0 is zeroed)
+    CHECK(plan.row_classes == 4);
+    CHECK(plan.members.size() == 7);
   }
-  SECTION("shifted pairs") { CheckPlan(ShiftPairPattern(5, 8)); }
-  SECTION("runs (contiguous), with zeros") { CheckPlan(RunPattern(6, 10, 3, 2)); }
-  SECTION("runs of all three group sizes") {
+  SECTION("shifted pairs: row-periodic") {
+    CHECK(CheckPlan(ShiftPairPattern(5, 8)).row_classes == 4);
+  }
+  SECTION("runs across rows (contiguous), with zeros") {
+    const backend::TieHostPlan plan = CheckPlan(RunPattern(6, 10, 3, 2));
+    CHECK(plan.row_classes == 0);
+    CHECK(plan.contiguous);
+    CHECK(plan.members.empty());
+  }
+  SECTION("runs of all three group sizes in one row") {
     // classes of 4, 40 and 3000 entries, each a run
     TiePattern p;
     p.rows = 1;
@@ -152,16 +178,24 @@ TEST_CASE("Tie layout for the kernels reproduces every class", "[backend]") {
     for (int i = 0; i < 3000; ++i) p.class_of.push_back(2);
     for (int i = 0; i < 4; ++i) p.class_of.push_back(3);
     p.num_classes = 4;
-    CheckPlan(p);
-    const backend::TieHostPlan plan = backend::BuildTieHostPlan(p);
+    const backend::TieHostPlan plan = CheckPlan(p);
     CHECK(plan.num_small == 2);
     CHECK(plan.num_medium == 1);
     CHECK(plan.num_large == 1);
     CHECK(plan.contiguous);
   }
-  SECTION("random ids, permuted, with zeros") {
-    CheckPlan(PermuteIds(RandomPattern(9, 31, 40, 0.1, 5), 3));
+  SECTION("random ids, permuted, with zeros: CSR") {
+    const backend::TieHostPlan plan =
+        CheckPlan(PermuteIds(RandomPattern(9, 31, 40, 0.1, 5), 3));
+    CHECK(plan.row_classes == 0);
+    CHECK(!plan.contiguous);
     CheckPlan(RandomPattern(3, 2000, 3, 0.0, 6));  // large random classes
+  }
+  SECTION("the same partition per row but a class spanning two rows") {
+    TiePattern p = MirrorPattern(2, 4);
+    p.class_of[4] = p.class_of[0];  // (1, 0) joins the class of (0, 0)
+    p = Canonical(p);
+    CHECK(CheckPlan(p).row_classes == 0);
   }
 }
 
@@ -284,18 +318,18 @@ void EmulateTiePass(const backend::TieHostPlan& plan,
                     const TieStepScalars& s) {
   const std::int64_t k = std::int64_t(plan.class_id.size());
   for (std::int64_t q = 0; q < k; ++q) {
-    const std::int32_t begin = plan.offsets[q], end = plan.offsets[q + 1];
-    auto member = [&](std::int32_t j) -> std::int64_t {
-      return plan.contiguous ? plan.starts[q] + (j - begin) : plan.members[j];
-    };
+    const std::int64_t size = backend::ClassSize(plan, q);
     double sa = 0, sb = 0, sc = 0;
-    for (std::int32_t j = begin; j < end; ++j) {
-      TieOps::Accumulate<T>(mode, a, b, c, s, member(j), &sa, &sb, &sc);
+    for (std::int64_t j = 0; j < size; ++j) {
+      TieOps::Accumulate<T>(
+          mode, a, b, c, s, backend::Member(plan, q, j), &sa, &sb, &sc);
     }
-    const TieClassValues<T> v = TieOps::Values<T>(mode, s, sa, sb, sc, end - begin);
-    for (std::int32_t j = begin; j < end; ++j) {
-      a[member(j)] = v.first;
-      if (mode == TieMode::kStep && c != nullptr) c[member(j)] = v.second;
+    const TieClassValues<T> v = TieOps::Values<T>(mode, s, sa, sb, sc, size);
+    for (std::int64_t j = 0; j < size; ++j) {
+      a[backend::Member(plan, q, j)] = v.first;
+      if (mode == TieMode::kStep && c != nullptr) {
+        c[backend::Member(plan, q, j)] = v.second;
+      }
     }
   }
   for (const std::int32_t z : plan.zeros) {

@@ -51,32 +51,116 @@ namespace backend {
 
 // ---- tie pattern layout (host side, no CUDA) ----------------------------------
 
+namespace {
+
+// Row-periodic test: every class lies in one row and every row has row 0's
+// partition (and zeros). local0[j] is the label (by first appearance) of
+// column j's class in row 0, -1 for a zero.
+bool RowPeriodic(const TiePattern& p,
+                 std::vector<std::int32_t>* local0,
+                 std::int32_t* row_classes) {
+  const std::int64_t rows = p.rows, cols = p.cols;
+  std::vector<std::int32_t> row_of(std::size_t(p.num_classes), -1);
+  std::vector<std::int32_t> label(std::size_t(p.num_classes), -1);
+  local0->assign(std::size_t(cols), -1);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::int32_t next = 0;
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const std::int32_t c = p.class_of[std::size_t(r * cols + j)];
+      std::int32_t local = -1;
+      if (c != TiePattern::kZero) {
+        if (row_of[std::size_t(c)] < 0) {
+          row_of[std::size_t(c)] = std::int32_t(r);
+          label[std::size_t(c)] = next++;
+        } else if (row_of[std::size_t(c)] != r) {
+          return false;
+        }
+        local = label[std::size_t(c)];
+      }
+      if (r == 0) {
+        (*local0)[std::size_t(j)] = local;
+      } else if ((*local0)[std::size_t(j)] != local) {
+        return false;
+      }
+    }
+    if (r == 0) *row_classes = next;
+  }
+  return true;
+}
+
+int Category(std::int64_t size) {
+  const int group = TieClassGroup(size);
+  return group == 1 ? 0 : (group == 32 ? 1 : 2);
+}
+
+void AddToCategory(TieHostPlan* plan, int category, std::int64_t count) {
+  (category == 0 ? plan->num_small
+                 : category == 1 ? plan->num_medium : plan->num_large) += count;
+}
+
+}  // namespace
+
 TieHostPlan BuildTieHostPlan(const TiePattern& pattern) {
   const std::int64_t n = pattern.rows * pattern.cols;
   const std::int32_t k = pattern.num_classes;
+  TieHostPlan plan;
+  plan.cols = pattern.cols;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (pattern.class_of[std::size_t(i)] == TiePattern::kZero) {
+      plan.zeros.push_back(std::int32_t(i));
+    }
+  }
+  std::vector<std::int32_t> local0;
+  std::int32_t row_classes = 0;
+  if (pattern.rows > 1 && k > 0 && RowPeriodic(pattern, &local0, &row_classes)) {
+    // Row 0's classes by label (= by first member), columns ascending.
+    plan.row_classes = row_classes;
+    std::vector<std::int32_t> count(static_cast<std::size_t>(row_classes), 0);
+    std::vector<std::int32_t> first_col(static_cast<std::size_t>(row_classes), -1);
+    for (std::int64_t j = 0; j < pattern.cols; ++j) {
+      const std::int32_t c = local0[std::size_t(j)];
+      if (c < 0) continue;
+      if (first_col[std::size_t(c)] < 0) first_col[std::size_t(c)] = std::int32_t(j);
+      ++count[std::size_t(c)];
+    }
+    plan.offsets.assign(std::size_t(row_classes) + 1, 0);
+    std::int32_t largest = 0;
+    for (std::int32_t c = 0; c < row_classes; ++c) {
+      plan.offsets[std::size_t(c) + 1] = plan.offsets[std::size_t(c)] + count[std::size_t(c)];
+      largest = std::max(largest, count[std::size_t(c)]);
+    }
+    plan.members.resize(std::size_t(plan.offsets.back()));
+    std::vector<std::int32_t> next(plan.offsets.begin(), plan.offsets.end() - 1);
+    for (std::int64_t j = 0; j < pattern.cols; ++j) {
+      const std::int32_t c = local0[std::size_t(j)];
+      if (c >= 0) plan.members[std::size_t(next[std::size_t(c)]++)] = std::int32_t(j);
+    }
+    plan.class_id.resize(std::size_t(k));
+    for (std::int64_t q = 0; q < k; ++q) {
+      const std::int64_t r = q / row_classes, c = q % row_classes;
+      plan.class_id[std::size_t(q)] =
+          pattern.class_of[std::size_t(r * pattern.cols + first_col[std::size_t(c)])];
+    }
+    // One launch for all classes, with the group of the largest.
+    AddToCategory(&plan, Category(largest), k);
+    return plan;
+  }
+
   std::vector<std::int32_t> count(static_cast<std::size_t>(k), 0);
   std::vector<std::int32_t> first(static_cast<std::size_t>(k), -1);
-  TieHostPlan plan;
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int32_t c = pattern.class_of[std::size_t(i)];
-    if (c == TiePattern::kZero) {
-      plan.zeros.push_back(std::int32_t(i));
-      continue;
-    }
+    if (c == TiePattern::kZero) continue;
     if (first[std::size_t(c)] < 0) first[std::size_t(c)] = std::int32_t(i);
     ++count[std::size_t(c)];
   }
-  // 0: one thread, 1: a warp, 2: a block per class.
-  auto category = [&](std::int32_t c) {
-    const int group = TieClassGroup(count[std::size_t(c)]);
-    return group == 1 ? 0 : (group == 32 ? 1 : 2);
-  };
   plan.class_id.resize(std::size_t(k));
   std::iota(plan.class_id.begin(), plan.class_id.end(), 0);
   std::sort(plan.class_id.begin(),
             plan.class_id.end(),
             [&](std::int32_t a, std::int32_t b) {
-              const int ca = category(a), cb = category(b);
+              const int ca = Category(count[std::size_t(a)]);
+              const int cb = Category(count[std::size_t(b)]);
               if (ca != cb) return ca < cb;
               return first[std::size_t(a)] < first[std::size_t(b)];
             });
@@ -87,8 +171,7 @@ TieHostPlan BuildTieHostPlan(const TiePattern& pattern) {
     position[std::size_t(c)] = q;
     plan.offsets[std::size_t(q) + 1] =
         plan.offsets[std::size_t(q)] + count[std::size_t(c)];
-    const int cat = category(c);
-    (cat == 0 ? plan.num_small : cat == 1 ? plan.num_medium : plan.num_large)++;
+    AddToCategory(&plan, Category(count[std::size_t(c)]), 1);
   }
   // Contiguous when every member lies in [first, first + count) of its
   // class: then the members are exactly that run.
@@ -239,6 +322,8 @@ std::shared_ptr<internal::DeviceState> TieState(const TieSubspace<T>& tie) {
     s->plan.num_medium = h.num_medium;
     s->plan.num_large = h.num_large;
     s->plan.num_zeros = std::int64_t(h.zeros.size());
+    s->plan.row_classes = h.row_classes;
+    s->plan.cols = h.cols;
     return std::shared_ptr<internal::DeviceState>(std::move(s));
   });
 }
