@@ -64,7 +64,9 @@ constexpr std::int64_t k16M = std::int64_t(1) << 24;
   std::exit(1);
 }
 
-std::vector<float> RandomHost(std::int64_t n, std::uint64_t seed, double scale) {
+std::vector<float> RandomHost(std::int64_t n,
+                              std::uint64_t seed,
+                              double scale) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.f, float(scale));
   std::vector<float> v(static_cast<std::size_t>(n));
@@ -142,7 +144,8 @@ void BM_Copy(benchmark::State& state) {
 
 void BM_EuclideanStep(benchmark::State& state) {
   const std::int64_t n = state.range(0);
-  const std::vector<float> x0 = RandomHost(n, 1, 1.0), g = RandomHost(n, 2, 1.0);
+  const std::vector<float> x0 = RandomHost(n, 1, 1.0),
+                           g = RandomHost(n, 2, 1.0);
   DeviceBuffer<float> x = Upload(x0), gd = Upload(g),
                       m = Upload(std::vector<float>(std::size_t(n), 0.f));
   symopt::StepParams p;
@@ -158,19 +161,22 @@ void BM_EuclideanStep(benchmark::State& state) {
   for (std::int64_t i = 0; i < n; i += n / 16 + 1) {
     float xi = x0[i], mi = 0.f;
     for (std::int64_t s = 0; s < steps; ++s) {
-      symopt::EuclideanOps::Step(&xi, &g[i], &mi, float(p.lr), float(p.momentum),
-                                 0.f, true, false, 0);
+      symopt::EuclideanOps::Step(
+          &xi, &g[i], &mi, float(p.lr), float(p.momentum), 0.f, true, false, 0);
     }
     if (xs[i] != xi) Fail("euclidean step entry " + std::to_string(i));
   }
 }
 
 // Row norms within tol of 1.
-void CheckRows(const std::vector<float>& x, std::int64_t rows, std::int64_t cols,
+void CheckRows(const std::vector<float>& x,
+               std::int64_t rows,
+               std::int64_t cols,
                const char* what) {
   for (std::int64_t r = 0; r < rows; ++r) {
     double ss = 0;
-    for (std::int64_t j = 0; j < cols; ++j) ss += double(x[r * cols + j]) * x[r * cols + j];
+    for (std::int64_t j = 0; j < cols; ++j)
+      ss += double(x[r * cols + j]) * x[r * cols + j];
     if (!(std::abs(std::sqrt(ss) - 1.0) <= 1e-5)) {
       Fail(std::string(what) + ": row " + std::to_string(r) + " has norm " +
            std::to_string(std::sqrt(ss)));
@@ -181,7 +187,8 @@ void CheckRows(const std::vector<float>& x, std::int64_t rows, std::int64_t cols
 struct ObliqueData {
   std::int64_t rows, cols;
   DeviceBuffer<float> x, g, m;
-  ObliqueData(std::int64_t r, std::int64_t c, std::uint64_t seed) : rows(r), cols(c) {
+  ObliqueData(std::int64_t r, std::int64_t c, std::uint64_t seed)
+      : rows(r), cols(c) {
     std::vector<float> xh = RandomHost(r * c, seed, 1.0);
     const symopt::Oblique<float> ob(r, c);
     ob.ProjectPoint(symopt::TensorView<float>(xh.data(), r, c));
@@ -203,8 +210,15 @@ void BM_ObliqueStep(benchmark::State& state) {
   const double tol = symopt::Oblique<float>::DefaultCollapseTol();
   const symopt::ObliqueStepParams p = ObliqueParams();
   TimeLoop(state, 5 * d.rows * d.cols * std::int64_t(sizeof(float)), [&] {
-    symopt::cuda::ObliqueStep(d.x.data(), d.g.data(), d.m.data(), d.rows, d.cols,
-                              p, tol, nullptr, nullptr);
+    symopt::cuda::ObliqueStep(d.x.data(),
+                              d.g.data(),
+                              d.m.data(),
+                              d.rows,
+                              d.cols,
+                              p,
+                              tol,
+                              nullptr,
+                              nullptr);
   });
   CheckRows(Download(d.x), d.rows, d.cols, "oblique step");
 }
@@ -217,27 +231,31 @@ void BM_ObliqueStepApi(benchmark::State& state) {
   o.momentum = 0.9;
   std::int64_t collapsed = 0;
   TimeLoop(state, 5 * d.rows * d.cols * std::int64_t(sizeof(float)), [&] {
-    collapsed += ob.Step(d.x.View(d.rows, d.cols), d.g.View(d.rows, d.cols),
-                         d.m.View(d.rows, d.cols), o)
+    collapsed += ob.Step(d.x.View(d.rows, d.cols),
+                         d.g.View(d.rows, d.cols),
+                         d.m.View(d.rows, d.cols),
+                         o)
                      .collapsed_rows;
   });
   if (collapsed != 0) Fail("oblique API step collapsed rows");
   CheckRows(Download(d.x), d.rows, d.cols, "oblique API step");
 }
 
-// ---- tie patterns at 16M entries and more --------------------------------------
+// ---- tie patterns at 16M entries and more
+// --------------------------------------
 
 symopt::TiePattern TiePatternFor(int which) {
   symopt::TiePattern p;
   switch (which) {
-    case 0:  // mirror pairs in rows of 4096 (flip invariance): row-periodic
+    case 0:    // mirror pairs in rows of 4096 (flip invariance): row-periodic
     case 1: {  // the FIAN layer 4068 x 9216 (37.5M entries)
       p.rows = which == 0 ? 4096 : 4068;
       p.cols = which == 0 ? 4096 : 9216;
       const std::int64_t half = (p.cols + 1) / 2;
       for (std::int64_t r = 0; r < p.rows; ++r) {
         for (std::int64_t j = 0; j < p.cols; ++j) {
-          p.class_of.push_back(std::int32_t(r * half + std::min(j, p.cols - 1 - j)));
+          p.class_of.push_back(
+              std::int32_t(r * half + std::min(j, p.cols - 1 - j)));
         }
       }
       p.num_classes = std::int32_t(p.rows * half);
@@ -246,7 +264,8 @@ symopt::TiePattern TiePatternFor(int which) {
     case 2: {  // consecutive pairs in one row of 16M: the contiguous layout
       p.rows = 1;
       p.cols = k16M;
-      for (std::int64_t i = 0; i < k16M; ++i) p.class_of.push_back(std::int32_t(i / 2));
+      for (std::int64_t i = 0; i < k16M; ++i)
+        p.class_of.push_back(std::int32_t(i / 2));
       p.num_classes = std::int32_t(k16M / 2);
       break;
     }
@@ -258,7 +277,8 @@ symopt::TiePattern TiePatternFor(int which) {
       std::mt19937_64 rng(5);
       std::shuffle(perm.begin(), perm.end(), rng);
       p.class_of.assign(static_cast<std::size_t>(k16M), 0);
-      for (std::int64_t i = 0; i < k16M; ++i) p.class_of[perm[i]] = std::int32_t(i / 2);
+      for (std::int64_t i = 0; i < k16M; ++i)
+        p.class_of[perm[i]] = std::int32_t(i / 2);
       p.num_classes = std::int32_t(k16M / 2);
       break;
     }
@@ -266,8 +286,8 @@ symopt::TiePattern TiePatternFor(int which) {
   return p;
 }
 
-const char* kTieNames[] = {"mirror_rows4096", "fian_4068x9216", "contiguous_pairs",
-                           "scattered_pairs"};
+const char* kTieNames[] = {
+    "mirror_rows4096", "fian_4068x9216", "contiguous_pairs", "scattered_pairs"};
 
 // The device plan of a pattern, as src/backend/dispatch.cpp builds it.
 struct TieData {
@@ -275,7 +295,8 @@ struct TieData {
   DeviceBuffer<std::int32_t> offsets, members, starts, zeros;
   symopt::cuda::TiePlan plan;
   explicit TieData(int which) : pattern(TiePatternFor(which)) {
-    const symopt::backend::TieHostPlan h = symopt::backend::BuildTieHostPlan(pattern);
+    const symopt::backend::TieHostPlan h =
+        symopt::backend::BuildTieHostPlan(pattern);
     auto up = [](const std::vector<std::int32_t>& v) {
       DeviceBuffer<std::int32_t> b(std::int64_t(v.size()));
       if (!v.empty()) b.CopyFromHost(v.data());
@@ -298,7 +319,8 @@ struct TieData {
   }
   std::int64_t size() const { return pattern.rows * pattern.cols; }
   void CheckTied(const std::vector<float>& v, const char* what) const {
-    std::vector<float> value(static_cast<std::size_t>(pattern.num_classes), NAN);
+    std::vector<float> value(static_cast<std::size_t>(pattern.num_classes),
+                             NAN);
     for (std::int64_t i = 0; i < size(); ++i) {
       const std::int32_t c = pattern.class_of[i];
       if (std::isnan(value[c])) {
@@ -316,8 +338,13 @@ void BM_TieProject(benchmark::State& state) {
   TieData t(which);
   DeviceBuffer<float> u = Upload(RandomHost(t.size(), 30, 1.0));
   TimeLoop(state, 2 * t.size() * std::int64_t(sizeof(float)), [&] {
-    symopt::cuda::TiePass<float>(t.plan, symopt::TieMode::kMean, u.data(), nullptr,
-                                 nullptr, {}, nullptr);
+    symopt::cuda::TiePass<float>(t.plan,
+                                 symopt::TieMode::kMean,
+                                 u.data(),
+                                 nullptr,
+                                 nullptr,
+                                 {},
+                                 nullptr);
   });
   t.CheckTied(Download(u), "tie projection");
 }
@@ -328,19 +355,26 @@ void BM_TieStep(benchmark::State& state) {
   TieData t(which);
   DeviceBuffer<float> x = Upload(RandomHost(t.size(), 40, 1.0)),
                       g = Upload(RandomHost(t.size(), 41, 1.0)),
-                      m = Upload(std::vector<float>(std::size_t(t.size()), 0.f));
+                      m = Upload(
+                          std::vector<float>(std::size_t(t.size()), 0.f));
   symopt::TieStepScalars s;
   s.lr = 1e-4;
   s.momentum = 0.9;
   TimeLoop(state, 5 * t.size() * std::int64_t(sizeof(float)), [&] {
-    symopt::cuda::TiePass<float>(t.plan, symopt::TieMode::kStep, x.data(), g.data(),
-                                 m.data(), s, nullptr);
+    symopt::cuda::TiePass<float>(t.plan,
+                                 symopt::TieMode::kStep,
+                                 x.data(),
+                                 g.data(),
+                                 m.data(),
+                                 s,
+                                 nullptr);
   });
   t.CheckTied(Download(x), "tie step x");
   t.CheckTied(Download(m), "tie step m");
 }
 
-// ---- multi-tensor step ------------------------------------------------------------
+// ---- multi-tensor step
+// ------------------------------------------------------------
 
 // `count` oblique tensors of rows x cols each (a stack of conv layers).
 struct ObliqueSet {
@@ -355,8 +389,12 @@ struct ObliqueSet {
     for (int i = 0; i < count; ++i) {
       tensors.push_back(std::make_unique<ObliqueData>(rows, cols, 100 + 2 * i));
       ObliqueData& d = *tensors.back();
-      host.push_back({d.x.data(), d.g.data(), d.m.data(), cols,
-                      double(symopt::Oblique<float>::DefaultCollapseTol()), nullptr});
+      host.push_back({d.x.data(),
+                      d.g.data(),
+                      d.m.data(),
+                      cols,
+                      double(symopt::Oblique<float>::DefaultCollapseTol()),
+                      nullptr});
       first.push_back(first.back() + rows);
     }
     total_rows = first.back();
@@ -370,7 +408,8 @@ struct ObliqueSet {
     return 5 * total_rows * tensors[0]->cols * std::int64_t(sizeof(float));
   }
   void Check(const char* what) const {
-    for (const auto& t : tensors) CheckRows(Download(t->x), t->rows, t->cols, what);
+    for (const auto& t : tensors)
+      CheckRows(Download(t->x), t->rows, t->cols, what);
   }
 };
 
@@ -378,9 +417,13 @@ void BM_MultiStep(benchmark::State& state) {
   ObliqueSet set(int(state.range(0)), state.range(1), state.range(2));
   const symopt::ObliqueStepParams p = ObliqueParams();
   TimeLoop(state, set.Bytes(), [&] {
-    symopt::cuda::ObliqueMultiStep(set.descriptors.data(), set.first_row.data(),
-                                   int(set.tensors.size()), set.total_rows, set.group,
-                                   p, nullptr);
+    symopt::cuda::ObliqueMultiStep(set.descriptors.data(),
+                                   set.first_row.data(),
+                                   int(set.tensors.size()),
+                                   set.total_rows,
+                                   set.group,
+                                   p,
+                                   nullptr);
   });
   set.Check("multi-tensor step");
 }
@@ -391,8 +434,15 @@ void BM_PerTensorSteps(benchmark::State& state) {
   const double tol = symopt::Oblique<float>::DefaultCollapseTol();
   TimeLoop(state, set.Bytes(), [&] {
     for (const auto& t : set.tensors) {
-      symopt::cuda::ObliqueStep(t->x.data(), t->g.data(), t->m.data(), t->rows, t->cols,
-                                p, tol, nullptr, nullptr);
+      symopt::cuda::ObliqueStep(t->x.data(),
+                                t->g.data(),
+                                t->m.data(),
+                                t->rows,
+                                t->cols,
+                                p,
+                                tol,
+                                nullptr,
+                                nullptr);
     }
   });
   set.Check("per-tensor steps");
@@ -404,36 +454,63 @@ void TieArgs(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
-BENCHMARK(BM_Copy)->Arg(2 * 4 * k16M)->Arg(5 * 4 * k16M)->Arg(2 * 4 * 4068LL * 9216)
-    ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_EuclideanStep)->Arg(k16M)->Arg(4 * k16M)->UseManualTime()
+BENCHMARK(BM_Copy)
+    ->Arg(2 * 4 * k16M)
+    ->Arg(5 * 4 * k16M)
+    ->Arg(2 * 4 * 4068LL * 9216)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_EuclideanStep)
+    ->Arg(k16M)
+    ->Arg(4 * k16M)
+    ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ObliqueStep)
-    ->Args({4096, 4096})      // 16M, a block per row
-    ->Args({16384, 1024})     // 16M, a block per row
-    ->Args({65536, 256})      // 16M, a warp per row
-    ->Args({29127, 576})      // ~16M conv filters 64 x 3 x 3
-    ->Args({1 << 20, 16})     // 16M, 8 lanes per row
-    ->Args({8192, 8192})      // 64M
-    ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_ObliqueStepApi)->Args({4096, 4096})->UseManualTime()
+    ->Args({4096, 4096})   // 16M, a block per row
+    ->Args({16384, 1024})  // 16M, a block per row
+    ->Args({65536, 256})   // 16M, a warp per row
+    ->Args({29127, 576})   // ~16M conv filters 64 x 3 x 3
+    ->Args({1 << 20, 16})  // 16M, 8 lanes per row
+    ->Args({8192, 8192})   // 64M
+    ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_TieProject)->Apply(TieArgs)->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_TieStep)->Apply(TieArgs)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ObliqueStepApi)
+    ->Args({4096, 4096})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TieProject)
+    ->Apply(TieArgs)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TieStep)
+    ->Apply(TieArgs)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 // {tensors, rows, cols}: many small conv layers, then fewer larger ones.
-BENCHMARK(BM_MultiStep)->Args({200, 16, 144})->Args({100, 64, 576})->Args({20, 256, 2304})
-    ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_PerTensorSteps)->Args({200, 16, 144})->Args({100, 64, 576})
-    ->Args({20, 256, 2304})->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MultiStep)
+    ->Args({200, 16, 144})
+    ->Args({100, 64, 576})
+    ->Args({20, 256, 2304})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PerTensorSteps)
+    ->Args({200, 16, 144})
+    ->Args({100, 64, 576})
+    ->Args({20, 256, 2304})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 #endif  // SYMOPT_WITH_CUDA
 
 int main(int argc, char** argv) {
   if (!symopt::CudaCompiled()) {
-    std::printf("cuda_manifold_bench: this build has no CUDA backend; nothing to run\n");
+    std::printf(
+        "cuda_manifold_bench: this build has no CUDA backend; nothing to "
+        "run\n");
     return 0;
   }
   if (symopt::CudaDeviceCount() == 0) {
-    std::printf("cuda_manifold_bench: no CUDA device present; nothing to run\n");
+    std::printf(
+        "cuda_manifold_bench: no CUDA device present; nothing to run\n");
     return 0;
   }
   benchmark::Initialize(&argc, argv);

@@ -84,7 +84,8 @@ HostRetractReport RunWithReport(
     cudaStream_t stream,
     const std::function<void(DeviceRetractReport*)>& launch);
 
-// ---- Euclidean (cuda/euclidean.cu) -------------------------------------------
+// ---- Euclidean (cuda/euclidean.cu)
+// -------------------------------------------
 
 // The fused Euclidean step (EuclideanOps) over n entries. d_m may be null iff
 // p.momentum == 0. Requires: d_x, d_g, d_m do not overlap.
@@ -120,7 +121,8 @@ void EuclideanMultiStep(const EuclideanTensor<T>* d_tensors,
                         const StepParams& p,
                         cudaStream_t stream);
 
-// ---- Oblique (cuda/oblique.cu) -----------------------------------------------
+// ---- Oblique (cuda/oblique.cu)
+// -----------------------------------------------
 
 // The fused oblique step (ObliqueOps) of a rows x cols block, one thread
 // group per row (backend::ObliqueRowGroup(cols) threads). d_m may be null iff
@@ -186,7 +188,8 @@ void ObliqueMultiStep(const ObliqueTensor<T>* d_tensors,
                       const ObliqueStepParams& p,
                       cudaStream_t stream);
 
-// ---- TieSubspace (cuda/tie.cu) -------------------------------------------------
+// ---- TieSubspace (cuda/tie.cu)
+// -------------------------------------------------
 
 // A tie pattern in device memory (built by src/backend/dispatch.cpp from
 // TieSubspace::Pattern(); backend::TieHostPlan documents the layout), its
@@ -226,7 +229,8 @@ void TiePass(const TiePlan& plan,
              const TieStepScalars& s,
              cudaStream_t stream);
 
-// ---- screens (cuda/finite.cu) ------------------------------------------------------
+// ---- screens (cuda/finite.cu)
+// ------------------------------------------------------
 
 // Index of the first NaN/Inf of d_x[0, n), or -1 (a CUB reduction; waits for
 // the result).

@@ -109,7 +109,8 @@ void* EventCreate() {
 
 void EventDestroy(void* event) noexcept {
   if (event != nullptr) {
-    SYMOPT_CUDA_CHECK_NOTHROW(cudaEventDestroy(static_cast<cudaEvent_t>(event)));
+    SYMOPT_CUDA_CHECK_NOTHROW(
+        cudaEventDestroy(static_cast<cudaEvent_t>(event)));
   }
 }
 
@@ -120,9 +121,8 @@ void EventRecord(void* event, cudaStream_t stream) {
 float EventElapsedMs(void* start, void* stop) {
   SYMOPT_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(stop)));
   float ms = 0;
-  SYMOPT_CUDA_CHECK(cudaEventElapsedTime(&ms,
-                                         static_cast<cudaEvent_t>(start),
-                                         static_cast<cudaEvent_t>(stop)));
+  SYMOPT_CUDA_CHECK(cudaEventElapsedTime(
+      &ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(stop)));
   return ms;
 }
 
@@ -141,8 +141,7 @@ void ResetReports(DeviceRetractReport* d_reports,
                   int count,
                   cudaStream_t stream) {
   if (count <= 0) return;
-  ResetReportsKernel<<<(count + 255) / 256, 256, 0, stream>>>(d_reports,
-                                                              count);
+  ResetReportsKernel<<<(count + 255) / 256, 256, 0, stream>>>(d_reports, count);
   SYMOPT_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -94,8 +94,8 @@ void EuclideanStep(T* d_x,
 template <typename T>
 void AddInPlace(T* d_y, const T* d_x, std::int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
-  AddKernel<T><<<ElementwiseGrid(n), backend::kBlockThreads, 0, stream>>>(
-      d_y, d_x, n);
+  AddKernel<T>
+      <<<ElementwiseGrid(n), backend::kBlockThreads, 0, stream>>>(d_y, d_x, n);
   SYMOPT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -123,15 +123,15 @@ void EuclideanMultiStep(const EuclideanTensor<T>* d_tensors,
   SYMOPT_CUDA_CHECK(cudaGetLastError());
 }
 
-#define SYMOPT_INSTANTIATE_EUCLIDEAN(T)                                    \
-  template void EuclideanStep<T>(                                          \
-      T*, const T*, T*, std::int64_t, const StepParams&, cudaStream_t);    \
-  template void AddInPlace<T>(T*, const T*, std::int64_t, cudaStream_t);   \
-  template void EuclideanMultiStep<T>(const EuclideanTensor<T>*,           \
-                                      const std::int64_t*,                 \
-                                      int,                                 \
-                                      std::int64_t,                        \
-                                      const StepParams&,                   \
+#define SYMOPT_INSTANTIATE_EUCLIDEAN(T)                                  \
+  template void EuclideanStep<T>(                                        \
+      T*, const T*, T*, std::int64_t, const StepParams&, cudaStream_t);  \
+  template void AddInPlace<T>(T*, const T*, std::int64_t, cudaStream_t); \
+  template void EuclideanMultiStep<T>(const EuclideanTensor<T>*,         \
+                                      const std::int64_t*,               \
+                                      int,                               \
+                                      std::int64_t,                      \
+                                      const StepParams&,                 \
                                       cudaStream_t);
 
 SYMOPT_INSTANTIATE_EUCLIDEAN(float)

@@ -2,8 +2,9 @@
 // entry as one CUB min-reduction over i -> (finite(x_i) ? n : i), so the
 // optimizers can refuse a bad gradient (and name the entry) before any
 // weight moves.
-#include <cub/device/device_reduce.cuh>
 #include <thrust/iterator/counting_iterator.h>
+
+#include <cub/device/device_reduce.cuh>
 
 #include "cuda_backend.h"
 #include "launch.cuh"
@@ -35,17 +36,16 @@ std::int64_t FirstNonFinite(const T* d_x, std::int64_t n, cudaStream_t stream) {
   const thrust::counting_iterator<long long> first(0);
   const NonFiniteIndex<T> transform{d_x, static_cast<long long>(n)};
   std::size_t temp_bytes = 0;
-  SYMOPT_CUDA_CHECK(cub::DeviceReduce::TransformReduce(nullptr,
-                                                       temp_bytes,
-                                                       first,
-                                                       static_cast<long long*>(
-                                                           nullptr),
-                                                       n,
-                                                       MinIndex{},
-                                                       transform,
-                                                       static_cast<long long>(
-                                                           n),
-                                                       stream));
+  SYMOPT_CUDA_CHECK(
+      cub::DeviceReduce::TransformReduce(nullptr,
+                                         temp_bytes,
+                                         first,
+                                         static_cast<long long*>(nullptr),
+                                         n,
+                                         MinIndex{},
+                                         transform,
+                                         static_cast<long long>(n),
+                                         stream));
   // One allocation holds the result and CUB's temporary storage; the
   // stream-ordered pool allocator makes it cheap on every step.
   const std::size_t head = 256;
@@ -54,23 +54,20 @@ std::int64_t FirstNonFinite(const T* d_x, std::int64_t n, cudaStream_t stream) {
   long long result = n;
   const cudaError_t status = [&] {
     long long* d_result = static_cast<long long*>(d_buffer);
-    cudaError_t e = cub::DeviceReduce::TransformReduce(
-        static_cast<char*>(d_buffer) + head,
-        temp_bytes,
-        first,
-        d_result,
-        n,
-        MinIndex{},
-        transform,
-        static_cast<long long>(n),
-        stream);
+    cudaError_t e =
+        cub::DeviceReduce::TransformReduce(static_cast<char*>(d_buffer) + head,
+                                           temp_bytes,
+                                           first,
+                                           d_result,
+                                           n,
+                                           MinIndex{},
+                                           transform,
+                                           static_cast<long long>(n),
+                                           stream);
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e == cudaSuccess) {
-      e = cudaMemcpyAsync(&result,
-                          d_result,
-                          sizeof(result),
-                          cudaMemcpyDeviceToHost,
-                          stream);
+      e = cudaMemcpyAsync(
+          &result, d_result, sizeof(result), cudaMemcpyDeviceToHost, stream);
     }
     return e;
   }();

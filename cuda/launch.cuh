@@ -45,6 +45,19 @@ inline unsigned int GridFor(std::int64_t units, int group) {
   return static_cast<unsigned int>(blocks);
 }
 
+// Launches one thread group per unit: launch(group_constant, grid) must
+// enqueue the kernel instantiated for decltype(group_constant)::value threads
+// per unit on a grid of `grid` blocks of backend::kBlockThreads. Checks the
+// launch (STYLE E3). Nothing happens for units <= 0.
+template <typename F>
+void LaunchGroups(std::int64_t units, int group, F&& launch) {
+  if (units <= 0) return;
+  WithGroup(group, [&](auto g) {
+    launch(g, GridFor(units, decltype(g)::value));
+    SYMOPT_CUDA_CHECK(cudaGetLastError());
+  });
+}
+
 // The unit (row, class, ...) of this thread and its lane within the group.
 template <int kGroup>
 __device__ __forceinline__ std::int64_t UnitIndex() {

@@ -72,7 +72,14 @@ __device__ __forceinline__ void StepRow(T* x,
     if (lane == 0) ReportCollapse(report, report_row);
     return;
   }
-  ObliqueOps::ApplyStep<T>(x, g, m, u, lane, cols, kGroup);
+  // Stage 4: the cheap increment form in T where it is accurate (oblique.h,
+  // IncrementIsAccurate), else the exact double form. The test reads only
+  // the group's reduced sums, so every lane takes the same branch.
+  if (ObliqueOps::IncrementIsAccurate(s, u)) {
+    ObliqueOps::ApplyStep<T>(x, g, m, u, lane, cols, kGroup);
+  } else {
+    ObliqueOps::ApplyStepExact<T>(x, g, m, u, lane, cols, kGroup);
+  }
 }
 
 template <typename T, int kGroup>
@@ -207,6 +214,8 @@ __global__ void ProjectPointKernel(T* x, std::int64_t rows, std::int64_t cols) {
   }
 }
 
+constexpr int kThreads = backend::kBlockThreads;
+
 }  // namespace
 
 template <typename T>
@@ -219,13 +228,12 @@ void ObliqueStep(T* d_x,
                  double collapse_tol,
                  DeviceRetractReport* d_report,
                  cudaStream_t stream) {
-  if (rows <= 0 || cols <= 0) return;
-  WithGroup(backend::ObliqueRowGroup(cols), [&](auto group) {
-    constexpr int kG = decltype(group)::value;
-    StepKernel<T, kG><<<GridFor(rows, kG), backend::kBlockThreads, 0, stream>>>(
-        d_x, d_g, d_m, rows, cols, p, collapse_tol, d_report);
-    SYMOPT_CUDA_CHECK(cudaGetLastError());
-  });
+  if (cols <= 0) return;
+  LaunchGroups(
+      rows, backend::ObliqueRowGroup(cols), [&](auto g, unsigned grid) {
+        StepKernel<T, decltype(g)::value><<<grid, kThreads, 0, stream>>>(
+            d_x, d_g, d_m, rows, cols, p, collapse_tol, d_report);
+      });
 }
 
 template <typename T>
@@ -236,17 +244,10 @@ void ObliqueMultiStep(const ObliqueTensor<T>* d_tensors,
                       int group,
                       const ObliqueStepParams& p,
                       cudaStream_t stream) {
-  if (count <= 0 || total_rows <= 0) return;
-  WithGroup(group, [&](auto g) {
-    constexpr int kG = decltype(g)::value;
-    if constexpr (kG == 1) {
-      throw Error("symopt cuda: oblique rows need at least 8 threads");
-    } else {
-      MultiStepKernel<T, kG>
-          <<<GridFor(total_rows, kG), backend::kBlockThreads, 0, stream>>>(
-              d_tensors, d_first_row, count, total_rows, p);
-      SYMOPT_CUDA_CHECK(cudaGetLastError());
-    }
+  if (count <= 0) return;
+  LaunchGroups(total_rows, group, [&](auto g, unsigned grid) {
+    MultiStepKernel<T, decltype(g)::value><<<grid, kThreads, 0, stream>>>(
+        d_tensors, d_first_row, count, total_rows, p);
   });
 }
 
@@ -256,14 +257,12 @@ void ObliqueProject(const T* d_x,
                     std::int64_t rows,
                     std::int64_t cols,
                     cudaStream_t stream) {
-  if (rows <= 0 || cols <= 0) return;
-  WithGroup(backend::ObliqueRowGroup(cols), [&](auto group) {
-    constexpr int kG = decltype(group)::value;
-    ProjectKernel<T, kG>
-        <<<GridFor(rows, kG), backend::kBlockThreads, 0, stream>>>(
-            d_x, d_u, rows, cols);
-    SYMOPT_CUDA_CHECK(cudaGetLastError());
-  });
+  if (cols <= 0) return;
+  LaunchGroups(
+      rows, backend::ObliqueRowGroup(cols), [&](auto g, unsigned grid) {
+        ProjectKernel<T, decltype(g)::value>
+            <<<grid, kThreads, 0, stream>>>(d_x, d_u, rows, cols);
+      });
 }
 
 template <typename T>
@@ -274,14 +273,12 @@ void ObliqueRetract(T* d_x,
                     double collapse_tol,
                     DeviceRetractReport* d_report,
                     cudaStream_t stream) {
-  if (rows <= 0 || cols <= 0) return;
-  WithGroup(backend::ObliqueRowGroup(cols), [&](auto group) {
-    constexpr int kG = decltype(group)::value;
-    RetractKernel<T, kG>
-        <<<GridFor(rows, kG), backend::kBlockThreads, 0, stream>>>(
+  if (cols <= 0) return;
+  LaunchGroups(
+      rows, backend::ObliqueRowGroup(cols), [&](auto g, unsigned grid) {
+        RetractKernel<T, decltype(g)::value><<<grid, kThreads, 0, stream>>>(
             d_x, d_v, rows, cols, collapse_tol, d_report);
-    SYMOPT_CUDA_CHECK(cudaGetLastError());
-  });
+      });
 }
 
 template <typename T>
@@ -289,44 +286,42 @@ void ObliqueProjectPoint(T* d_x,
                          std::int64_t rows,
                          std::int64_t cols,
                          cudaStream_t stream) {
-  if (rows <= 0 || cols <= 0) return;
-  WithGroup(backend::ObliqueRowGroup(cols), [&](auto group) {
-    constexpr int kG = decltype(group)::value;
-    ProjectPointKernel<T, kG>
-        <<<GridFor(rows, kG), backend::kBlockThreads, 0, stream>>>(
-            d_x, rows, cols);
-    SYMOPT_CUDA_CHECK(cudaGetLastError());
-  });
+  if (cols <= 0) return;
+  LaunchGroups(
+      rows, backend::ObliqueRowGroup(cols), [&](auto g, unsigned grid) {
+        ProjectPointKernel<T, decltype(g)::value>
+            <<<grid, kThreads, 0, stream>>>(d_x, rows, cols);
+      });
 }
 
-#define SYMOPT_INSTANTIATE_OBLIQUE(T)                                        \
-  template void ObliqueStep<T>(T*,                                           \
-                               const T*,                                     \
-                               T*,                                           \
-                               std::int64_t,                                 \
-                               std::int64_t,                                 \
-                               const ObliqueStepParams&,                     \
-                               double,                                       \
-                               DeviceRetractReport*,                         \
-                               cudaStream_t);                                \
-  template void ObliqueMultiStep<T>(const ObliqueTensor<T>*,                 \
-                                    const std::int64_t*,                     \
-                                    int,                                     \
-                                    std::int64_t,                            \
-                                    int,                                     \
-                                    const ObliqueStepParams&,                \
-                                    cudaStream_t);                           \
-  template void ObliqueProject<T>(                                           \
-      const T*, T*, std::int64_t, std::int64_t, cudaStream_t);               \
-  template void ObliqueRetract<T>(T*,                                        \
-                                  const T*,                                  \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  double,                                    \
-                                  DeviceRetractReport*,                      \
-                                  cudaStream_t);                             \
-  template void ObliqueProjectPoint<T>(T*, std::int64_t, std::int64_t,       \
-                                       cudaStream_t);
+#define SYMOPT_INSTANTIATE_OBLIQUE(T)                          \
+  template void ObliqueStep<T>(T*,                             \
+                               const T*,                       \
+                               T*,                             \
+                               std::int64_t,                   \
+                               std::int64_t,                   \
+                               const ObliqueStepParams&,       \
+                               double,                         \
+                               DeviceRetractReport*,           \
+                               cudaStream_t);                  \
+  template void ObliqueMultiStep<T>(const ObliqueTensor<T>*,   \
+                                    const std::int64_t*,       \
+                                    int,                       \
+                                    std::int64_t,              \
+                                    int,                       \
+                                    const ObliqueStepParams&,  \
+                                    cudaStream_t);             \
+  template void ObliqueProject<T>(                             \
+      const T*, T*, std::int64_t, std::int64_t, cudaStream_t); \
+  template void ObliqueRetract<T>(T*,                          \
+                                  const T*,                    \
+                                  std::int64_t,                \
+                                  std::int64_t,                \
+                                  double,                      \
+                                  DeviceRetractReport*,        \
+                                  cudaStream_t);               \
+  template void ObliqueProjectPoint<T>(                        \
+      T*, std::int64_t, std::int64_t, cudaStream_t);
 
 SYMOPT_INSTANTIATE_OBLIQUE(float)
 SYMOPT_INSTANTIATE_OBLIQUE(double)

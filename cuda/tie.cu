@@ -84,28 +84,27 @@ void LaunchClasses(const TiePlan& plan,
                    T* c,
                    const TieStepScalars& s,
                    cudaStream_t stream) {
-  if (count <= 0) return;
-  const unsigned int grid = GridFor(count, kGroup);
-  const int threads = backend::kBlockThreads;
-  switch (mode) {
-    case TieMode::kMean:
-      ClassKernel<T, kGroup, TieMode::kMean>
-          <<<grid, threads, 0, stream>>>(plan, first_class, count, a, b, c, s);
-      break;
-    case TieMode::kSum:
-      ClassKernel<T, kGroup, TieMode::kSum>
-          <<<grid, threads, 0, stream>>>(plan, first_class, count, a, b, c, s);
-      break;
-    case TieMode::kRetract:
-      ClassKernel<T, kGroup, TieMode::kRetract>
-          <<<grid, threads, 0, stream>>>(plan, first_class, count, a, b, c, s);
-      break;
-    case TieMode::kStep:
-      ClassKernel<T, kGroup, TieMode::kStep>
-          <<<grid, threads, 0, stream>>>(plan, first_class, count, a, b, c, s);
-      break;
-  }
-  SYMOPT_CUDA_CHECK(cudaGetLastError());
+  LaunchGroups(count, kGroup, [&](auto, unsigned grid) {
+    const int threads = backend::kBlockThreads;
+    auto args = [&](auto kernel) {
+      kernel<<<grid, threads, 0, stream>>>(
+          plan, first_class, count, a, b, c, s);
+    };
+    switch (mode) {
+      case TieMode::kMean:
+        args(ClassKernel<T, kGroup, TieMode::kMean>);
+        break;
+      case TieMode::kSum:
+        args(ClassKernel<T, kGroup, TieMode::kSum>);
+        break;
+      case TieMode::kRetract:
+        args(ClassKernel<T, kGroup, TieMode::kRetract>);
+        break;
+      case TieMode::kStep:
+        args(ClassKernel<T, kGroup, TieMode::kStep>);
+        break;
+    }
+  });
 }
 
 }  // namespace
@@ -139,13 +138,13 @@ void TiePass(const TiePlan& plan,
   }
 }
 
-#define SYMOPT_INSTANTIATE_TIE(T)                                         \
-  template void TiePass<T>(const TiePlan&,                                \
-                           TieMode,                                       \
-                           T*,                                            \
-                           const T*,                                      \
-                           T*,                                            \
-                           const TieStepScalars&,                         \
+#define SYMOPT_INSTANTIATE_TIE(T)                 \
+  template void TiePass<T>(const TiePlan&,        \
+                           TieMode,               \
+                           T*,                    \
+                           const T*,              \
+                           T*,                    \
+                           const TieStepScalars&, \
                            cudaStream_t);
 
 SYMOPT_INSTANTIATE_TIE(float)

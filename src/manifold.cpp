@@ -65,9 +65,9 @@ bool Manifold<T>::OnGpu(const char* op,
   const Device first = *devices.begin();
   for (const Device d : devices) {
     SYMOPT_CHECK(d == first,
-                 Describe() << ": " << op << " got views on different devices ("
-                            << DeviceName(first) << " and " << DeviceName(d)
-                            << ")");
+                 Describe()
+                     << ": " << op << " got views on different devices ("
+                     << DeviceName(first) << " and " << DeviceName(d) << ")");
   }
   return first == Device::kCuda;
 }

@@ -20,7 +20,9 @@
 #include "manifolds/euclidean.h"
 #include "manifolds/multi_step.h"
 #include "manifolds/oblique.h"
+#include "manifolds/product.h"
 #include "manifolds/tie_subspace.h"
+#include "manifolds/tied_oblique.h"
 #include "tie_patterns.h"
 
 namespace symopt {
@@ -28,7 +30,8 @@ namespace {
 
 using testing::RandomVector;
 
-// ---- launch maths ----------------------------------------------------------------
+// ---- launch maths
+// ----------------------------------------------------------------
 
 TEST_CASE("Launch maths: groups divide the block and cover every unit",
           "[backend]") {
@@ -49,7 +52,7 @@ TEST_CASE("Launch maths: groups divide the block and cover every unit",
     for (std::int64_t units : {0, 1, 7, 8, 31, 32, 33, 1000, 123457}) {
       const std::int64_t blocks = backend::BlocksFor(units, group);
       const std::int64_t per_block = backend::kBlockThreads / group;
-      CHECK(blocks * per_block >= units);          // every unit has a group
+      CHECK(blocks * per_block >= units);  // every unit has a group
       CHECK((blocks - 1) * per_block < std::max<std::int64_t>(units, 1));
     }
   }
@@ -77,7 +80,8 @@ TEST_CASE("FindSegment maps every unit to its tensor, skipping empty ones",
   }
 }
 
-// ---- tie layout ------------------------------------------------------------------
+// ---- tie layout
+// ------------------------------------------------------------------
 
 int Category(std::int64_t size) {
   const int g = backend::TieClassGroup(size);
@@ -139,10 +143,10 @@ backend::TieHostPlan CheckPlan(const TiePattern& p) {
   }
   if (plan.row_classes > 0) {
     // One launch with the group of the largest class, classes by first member.
-    const std::int64_t in_largest = largest_category == 0
-                                        ? plan.num_small
-                                        : (largest_category == 1 ? plan.num_medium
-                                                                 : plan.num_large);
+    const std::int64_t in_largest =
+        largest_category == 0
+            ? plan.num_small
+            : (largest_category == 1 ? plan.num_medium : plan.num_large);
     CHECK(in_largest == k);
     for (std::int64_t q = 1; q < k; ++q) {
       CHECK(truth[plan.class_id[q]][0] > truth[plan.class_id[q - 1]][0]);
@@ -199,7 +203,8 @@ TEST_CASE("Tie layout for the kernels reproduces every class", "[backend]") {
   }
 }
 
-// ---- the Ops as the kernels drive them -------------------------------------------
+// ---- the Ops as the kernels drive them
+// -------------------------------------------
 
 // Sums partial values of `lanes` lanes the way cuda/group_reduce.cuh does
 // for groups <= 32 (xor butterfly); every lane ends with the same value.
@@ -255,8 +260,13 @@ bool EmulateObliqueRow(T* x,
   }
   const ObliqueRowUpdate u = ObliqueOps::StepUpdate(c, yy, ymp, tol);
   if (u.collapsed) return false;
+  const bool increment = ObliqueOps::IncrementIsAccurate(s, u);
   for (int l = 0; l < group; ++l) {
-    ObliqueOps::ApplyStep<T>(x, g, m, u, l, cols, group);
+    if (increment) {
+      ObliqueOps::ApplyStep<T>(x, g, m, u, l, cols, group);
+    } else {
+      ObliqueOps::ApplyStepExact<T>(x, g, m, u, l, cols, group);
+    }
   }
   return true;
 }
@@ -276,33 +286,37 @@ TEMPLATE_TEST_CASE("The oblique kernel's lane schedule equals the CPU step",
     std::vector<T> m = RandomVector<T>(rows * cols, 3 + cols, 0.1);
     ob.Project(TensorView<const T>(x.data(), rows, cols),
                TensorView<T>(m.data(), rows, cols));
-    for (const bool nesterov : {false, true}) {
-      StepOptions o;
-      o.lr = 0.3;
-      o.momentum = 0.9;
-      o.nesterov = nesterov;
-      std::vector<T> x_cpu = x, m_cpu = m, x_emu = x, m_emu = m;
-      ob.Step(TensorView<T>(x_cpu.data(), rows, cols),
-              TensorView<const T>(g.data(), rows, cols),
-              TensorView<T>(m_cpu.data(), rows, cols),
-              o);
-      ObliqueStepParams p;
-      p.lr = o.lr;
-      p.momentum = o.momentum;
-      p.nesterov = o.nesterov;
-      const int group = backend::ObliqueRowGroup(cols);
-      for (std::int64_t r = 0; r < rows; ++r) {
-        REQUIRE(EmulateObliqueRow<T>(x_emu.data() + r * cols,
-                                     g.data() + r * cols,
-                                     m_emu.data() + r * cols,
-                                     cols,
-                                     group,
-                                     p,
-                                     ob.collapse_tol()));
+    // lr 0.3: the increment form; lr 50: rows where it is not accurate and
+    // the exact form is used (IncrementIsAccurate).
+    for (const double lr : {0.3, 50.0}) {
+      for (const bool nesterov : {false, true}) {
+        StepOptions o;
+        o.lr = lr;
+        o.momentum = 0.9;
+        o.nesterov = nesterov;
+        std::vector<T> x_cpu = x, m_cpu = m, x_emu = x, m_emu = m;
+        ob.Step(TensorView<T>(x_cpu.data(), rows, cols),
+                TensorView<const T>(g.data(), rows, cols),
+                TensorView<T>(m_cpu.data(), rows, cols),
+                o);
+        ObliqueStepParams p;
+        p.lr = o.lr;
+        p.momentum = o.momentum;
+        p.nesterov = o.nesterov;
+        const int group = backend::ObliqueRowGroup(cols);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          REQUIRE(EmulateObliqueRow<T>(x_emu.data() + r * cols,
+                                       g.data() + r * cols,
+                                       m_emu.data() + r * cols,
+                                       cols,
+                                       group,
+                                       p,
+                                       ob.collapse_tol()));
+        }
+        CHECK(testing::MaxAbsDiff(x_cpu, x_emu) <= tol_rel);
+        CHECK(testing::MaxAbsDiff(m_cpu, m_emu) <=
+              tol_rel * std::max(1.0, testing::MaxAbs(m_cpu)));
       }
-      CHECK(testing::MaxAbsDiff(x_cpu, x_emu) <= tol_rel);
-      CHECK(testing::MaxAbsDiff(m_cpu, m_emu) <=
-            tol_rel * std::max(1.0, testing::MaxAbs(m_cpu)));
     }
   }
 }
@@ -344,14 +358,16 @@ TEMPLATE_TEST_CASE("TieOps over the kernel layout equal the CPU TieSubspace",
                    double) {
   using T = TestType;
   using namespace symopt::testing;
-  const TiePattern patterns[] = {MirrorPattern(6, 11, {5}),
-                                 RunPattern(4, 12, 4, 3),
-                                 PermuteIds(RandomPattern(5, 40, 30, 0.1, 9), 4)};
+  const TiePattern patterns[] = {
+      MirrorPattern(6, 11, {5}),
+      RunPattern(4, 12, 4, 3),
+      PermuteIds(RandomPattern(5, 40, 30, 0.1, 9), 4)};
   for (const TiePattern& pattern : patterns) {
     for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
       const TieSubspace<T> tie(pattern, metric);
       const backend::TieHostPlan plan = backend::BuildTieHostPlan(pattern);
-      const std::int64_t rows = pattern.rows, cols = pattern.cols, n = rows * cols;
+      const std::int64_t rows = pattern.rows, cols = pattern.cols,
+                         n = rows * cols;
       std::vector<T> x(n), m(n);
       tie.RandomPoint(TensorView<T>(x.data(), rows, cols), 11);
       tie.RandomPoint(TensorView<T>(m.data(), rows, cols), 12);
@@ -361,7 +377,8 @@ TEMPLATE_TEST_CASE("TieOps over the kernel layout equal the CPU TieSubspace",
         std::vector<T> u_cpu = g, u_emu = g;
         tie.Project(TensorView<const T>(x.data(), rows, cols),
                     TensorView<T>(u_cpu.data(), rows, cols));
-        EmulateTiePass<T>(plan, TieMode::kMean, u_emu.data(), nullptr, nullptr, {});
+        EmulateTiePass<T>(
+            plan, TieMode::kMean, u_emu.data(), nullptr, nullptr, {});
         CHECK(u_cpu == u_emu);
       }
       // EgradToRgrad: mean or sum by metric.
@@ -369,13 +386,13 @@ TEMPLATE_TEST_CASE("TieOps over the kernel layout equal the CPU TieSubspace",
         std::vector<T> u_cpu = g, u_emu = g;
         tie.EgradToRgrad(TensorView<const T>(x.data(), rows, cols),
                          TensorView<T>(u_cpu.data(), rows, cols));
-        EmulateTiePass<T>(plan,
-                          metric == TieMetric::kShared ? TieMode::kSum
-                                                       : TieMode::kMean,
-                          u_emu.data(),
-                          nullptr,
-                          nullptr,
-                          {});
+        EmulateTiePass<T>(
+            plan,
+            metric == TieMetric::kShared ? TieMode::kSum : TieMode::kMean,
+            u_emu.data(),
+            nullptr,
+            nullptr,
+            {});
         CHECK(u_cpu == u_emu);
       }
       // Retract.
@@ -386,7 +403,8 @@ TEMPLATE_TEST_CASE("TieOps over the kernel layout equal the CPU TieSubspace",
         std::vector<T> x_cpu = x, x_emu = x;
         tie.Retract(TensorView<T>(x_cpu.data(), rows, cols),
                     TensorView<const T>(v.data(), rows, cols));
-        EmulateTiePass<T>(plan, TieMode::kRetract, x_emu.data(), v.data(), nullptr, {});
+        EmulateTiePass<T>(
+            plan, TieMode::kRetract, x_emu.data(), v.data(), nullptr, {});
         CHECK(x_cpu == x_emu);
       }
       // The fused step, all variants.
@@ -421,7 +439,8 @@ TEMPLATE_TEST_CASE("TieOps over the kernel layout equal the CPU TieSubspace",
   }
 }
 
-// ---- dispatch errors ------------------------------------------------------------
+// ---- dispatch errors
+// ------------------------------------------------------------
 
 // A manifold the GPU backend does not know.
 class Sphere1 final : public Manifold<double> {
@@ -436,7 +455,8 @@ class Sphere1 final : public Manifold<double> {
   RetractReport RetractImpl(View, ConstView) const override { return {}; }
   void InverseRetractImpl(ConstView, ConstView, View) const override {}
   double DistanceToManifoldImpl(ConstView) const override { return 0; }
-  void TangentBasisMultiplyImpl(ConstView, const double*, View) const override {}
+  void TangentBasisMultiplyImpl(ConstView, const double*, View) const override {
+  }
   void TangentBasisTransposeMultiplyImpl(ConstView,
                                          ConstView,
                                          double*) const override {}
@@ -520,17 +540,48 @@ TEST_CASE("GPU views give clear errors, never a crash, without a usable GPU",
     std::vector<double> scratch(24);
     expect_not_compiled(
         [&] {
-          ob.StepComposed(x, g, m, o, TensorView<double>(scratch.data(), 6, 4, Device::kCuda));
+          ob.StepComposed(
+              x,
+              g,
+              m,
+              o,
+              TensorView<double>(scratch.data(), 6, 4, Device::kCuda));
         },
         "StepComposed");
     const Sphere1 circle;
     std::vector<double> c(2, 0.5), d(2, 0.5);
     expect_not_compiled(
         [&] {
-          circle.Project(TensorView<const double>(c.data(), 1, 2, Device::kCuda),
-                         TensorView<double>(d.data(), 1, 2, Device::kCuda));
+          circle.Project(
+              TensorView<const double>(c.data(), 1, 2, Device::kCuda),
+              TensorView<double>(d.data(), 1, 2, Device::kCuda));
         },
         "test_circle(1x2): Project");
+  }
+  SECTION("a product dispatches part by part") {
+    using Part = Product<double>::Part;
+    const Product<double> prod({std::make_shared<Oblique<double>>(2, 3),
+                                std::make_shared<Euclidean<double>>(1, 6)});
+    TensorView<double> px(host.data(), 1, 12, Device::kCuda);
+    TensorView<double> pg(host2.data(), 1, 12, Device::kCuda);
+    TensorView<double> pm(host3.data(), 1, 12, Device::kCuda);
+    ExpectNoGpuError([&] { prod.Step(px, pg, pm, o); }, "Step");
+    ExpectNoGpuError([&] { prod.Retract(px, pg); }, "Retract");
+    // A part without a GPU path is named.
+    const Product<double> with_tied(
+        {Part(std::make_shared<TiedOblique<double>>(
+             testing::MirrorPattern(2, 6))),
+         Part(std::make_shared<Euclidean<double>>(1, 4))});
+    std::vector<double> big(16, 0.5), big2(16, 0.1);
+    try {
+      with_tied.Project(
+          TensorView<const double>(big.data(), 1, 16, Device::kCuda),
+          TensorView<double>(big2.data(), 1, 16, Device::kCuda));
+      FAIL("accepted");
+    } catch (const NotCompiledError& e) {
+      CHECK(MessageHas(e, "tied_oblique"));
+    }
+    CHECK(big2 == std::vector<double>(16, 0.1));
   }
   SECTION("views on different devices are refused") {
     TensorView<double> g_host(host2.data(), 3, 4, Device::kCpu);
@@ -561,11 +612,12 @@ TEST_CASE("Device memory needs CUDA and a device", "[backend]") {
   }
   // Host-to-host copies work in every build.
   std::vector<float> a = {1, 2, 3, 4, 5, 6}, b(6, 0);
-  Copy(TensorView<const float>(a.data(), 2, 3), TensorView<float>(b.data(), 2, 3));
+  Copy(TensorView<const float>(a.data(), 2, 3),
+       TensorView<float>(b.data(), 2, 3));
   CHECK(a == b);
-  REQUIRE_THROWS_AS(
-      Copy(TensorView<const float>(a.data(), 2, 3), TensorView<float>(b.data(), 3, 2)),
-      InvalidArgument);
+  REQUIRE_THROWS_AS(Copy(TensorView<const float>(a.data(), 2, 3),
+                         TensorView<float>(b.data(), 3, 2)),
+                    InvalidArgument);
 }
 
 TEMPLATE_TEST_CASE("FirstNonFinite finds the first NaN or Inf of a host view",
@@ -584,7 +636,8 @@ TEMPLATE_TEST_CASE("FirstNonFinite finds the first NaN or Inf of a host view",
   CHECK(FirstNonFinite(TensorView<const T>()) == -1);
 }
 
-// ---- MultiStep on the CPU ----------------------------------------------------------
+// ---- MultiStep on the CPU
+// ----------------------------------------------------------
 
 TEMPLATE_TEST_CASE("MultiStep on the CPU equals one Step per tensor",
                    "[backend]",
@@ -599,7 +652,8 @@ TEMPLATE_TEST_CASE("MultiStep on the CPU equals one Step per tensor",
   for (int i = 0; i < 4; ++i) {
     const std::int64_t n = ms[i]->AmbientSize();
     xs.push_back(std::vector<T>(n));
-    ms[i]->RandomPoint(TensorView<T>(xs[i].data(), ms[i]->rows(), ms[i]->cols()), 20 + i);
+    ms[i]->RandomPoint(
+        TensorView<T>(xs[i].data(), ms[i]->rows(), ms[i]->cols()), 20 + i);
     gs.push_back(RandomVector<T>(n, 30 + i));
     mms.push_back(std::vector<T>(n, T(0)));
   }
@@ -623,10 +677,11 @@ TEMPLATE_TEST_CASE("MultiStep on the CPU equals one Step per tensor",
     REQUIRE(reports.size() == 4);
     for (int i = 0; i < 4; ++i) {
       const std::int64_t r = ms[i]->rows(), k = ms[i]->cols();
-      const RetractReport ref = ms[i]->Step(TensorView<T>(xs_ref[i].data(), r, k),
-                                            TensorView<const T>(gs[i].data(), r, k),
-                                            TensorView<T>(mms_ref[i].data(), r, k),
-                                            o);
+      const RetractReport ref =
+          ms[i]->Step(TensorView<T>(xs_ref[i].data(), r, k),
+                      TensorView<const T>(gs[i].data(), r, k),
+                      TensorView<T>(mms_ref[i].data(), r, k),
+                      o);
       CHECK(reports[i].collapsed_rows == ref.collapsed_rows);
       CHECK(xs[i] == xs_ref[i]);
       CHECK(mms[i] == mms_ref[i]);
@@ -648,12 +703,10 @@ TEST_CASE("MultiStep refuses bad tensors by position", "[backend]") {
       MultiStep<float>({{nullptr, view(x), cview(g), view(m)}}, false),
       InvalidArgument);
   // Wrong shape.
-  REQUIRE_THROWS_AS(MultiStep<float>({{&a,
-                                       TensorView<float>(x.data(), 9, 4),
-                                       cview(g),
-                                       view(m)}},
-                                     false),
-                    InvalidArgument);
+  REQUIRE_THROWS_AS(
+      MultiStep<float>(
+          {{&a, TensorView<float>(x.data(), 9, 4), cview(g), view(m)}}, false),
+      InvalidArgument);
   // Momentum requested but no buffer.
   REQUIRE_THROWS_AS(MultiStep<float>({{&a, view(x), cview(g), {}}}, true),
                     InvalidArgument);
@@ -667,12 +720,13 @@ TEST_CASE("MultiStep refuses bad tensors by position", "[backend]") {
     CHECK(MessageHas(e, "overlap"));
   }
   // Mixed devices.
-  REQUIRE_THROWS_AS(MultiStep<float>({{&a,
-                                       view(x),
-                                       TensorView<const float>(g.data(), 4, 9, Device::kCuda),
-                                       view(m)}},
-                                     false),
-                    InvalidArgument);
+  REQUIRE_THROWS_AS(
+      MultiStep<float>({{&a,
+                         view(x),
+                         TensorView<const float>(g.data(), 4, 9, Device::kCuda),
+                         view(m)}},
+                       false),
+      InvalidArgument);
   // Momentum in the options without buffers.
   MultiStep<float> plain({{&a, view(x), cview(g), {}}}, false);
   StepOptions o;
@@ -687,7 +741,8 @@ TEST_CASE("MultiStep on GPU views needs CUDA, a device and one supported kind",
   std::vector<double> x(6), g(6);
   TensorView<double> xv(x.data(), 2, 3, Device::kCuda);
   TensorView<const double> gv(g.data(), 2, 3, Device::kCuda);
-  REQUIRE_THROWS_AS(MultiStep<double>({{&t, xv, gv, {}}}, false), NotCompiledError);
+  REQUIRE_THROWS_AS(MultiStep<double>({{&t, xv, gv, {}}}, false),
+                    NotCompiledError);
   try {
     MultiStep<double>({{&a, xv, gv, {}}}, false);
     FAIL("accepted");

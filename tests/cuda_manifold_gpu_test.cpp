@@ -68,7 +68,8 @@ class Guarded {
     std::vector<T> all(std::size_t(n_ + 2 * kGuard),
                        std::numeric_limits<T>::quiet_NaN());
     buffer_.CopyToHost(all.data());
-    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(all.data());
+    const unsigned char* bytes =
+        reinterpret_cast<const unsigned char*>(all.data());
     const std::size_t guard_bytes = std::size_t(kGuard) * sizeof(T);
     const std::size_t tail = std::size_t(kGuard + n_) * sizeof(T);
     bool intact = true;
@@ -93,7 +94,8 @@ double MaxSymmetricError(const std::vector<T>& a,
   double worst = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
     const double x = a[i], y = b[i];
-    if (std::isnan(x) || std::isnan(y)) return std::numeric_limits<double>::infinity();
+    if (std::isnan(x) || std::isnan(y))
+      return std::numeric_limits<double>::infinity();
     const double scale = std::max({std::abs(x), std::abs(y), floor});
     worst = std::max(worst, std::abs(x - y) / scale);
   }
@@ -114,15 +116,16 @@ StepOptions Variant(int variant) {
   return o;
 }
 
-// ---- Euclidean ------------------------------------------------------------------
+// ---- Euclidean
+// ------------------------------------------------------------------
 
 TEMPLATE_TEST_CASE("GPU Euclidean step and retraction equal the CPU bitwise",
                    "[gpu][euclidean]",
                    float,
                    double) {
   using T = TestType;
-  for (const std::int64_t n : {std::int64_t(1), std::int64_t(1000),
-                               (std::int64_t(1) << 20) + 3}) {
+  for (const std::int64_t n :
+       {std::int64_t(1), std::int64_t(1000), (std::int64_t(1) << 20) + 3}) {
     const Euclidean<T> eu(1, n);
     const std::vector<T> x = RandomVector<T>(n, 1), g = RandomVector<T>(n, 2),
                          m = RandomVector<T>(n, 3);
@@ -139,23 +142,34 @@ TEMPLATE_TEST_CASE("GPU Euclidean step and retraction equal the CPU bitwise",
       CHECK(md.Host() == mc);
     }
     std::vector<T> xc = x;
-    eu.Retract(TensorView<T>(xc.data(), 1, n), TensorView<const T>(g.data(), 1, n));
+    eu.Retract(TensorView<T>(xc.data(), 1, n),
+               TensorView<const T>(g.data(), 1, n));
     Guarded<T> xd(x, 1, n), gd(g, 1, n);
     eu.Retract(xd.view(), gd.cview());
     CHECK(xd.Host() == xc);
   }
 }
 
-// ---- Oblique ---------------------------------------------------------------------
+// ---- Oblique
+// ---------------------------------------------------------------------
 
 struct Shape {
   std::int64_t rows, cols;
 };
 // Every thread-group size (8, 32, 256 lanes per row) and ragged row ends.
-const Shape kObliqueShapes[] = {{7, 1},   {33, 9},  {5, 64},  {65, 65},
-                                {10, 1000}, {3, 1024}, {4, 5001}, {300, 37}};
+const Shape kObliqueShapes[] = {{7, 1},
+                                {33, 9},
+                                {5, 64},
+                                {65, 65},
+                                {10, 1000},
+                                {3, 1024},
+                                {4, 5001},
+                                {300, 37}};
 
-TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU", "[gpu][oblique]", float, double) {
+TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU",
+                   "[gpu][oblique]",
+                   float,
+                   double) {
   using T = TestType;
   // float: an ulp or two from the reordered double row sums, relative to the
   // row scale (floor 1e-3 for entries near 0); double: the same at 1e-16.
@@ -171,15 +185,22 @@ TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU", "[gpu][oblique]", flo
     std::vector<T> m = RandomVector<T>(n, ++seed, 0.3);
     ob.Project(TensorView<const T>(x.data(), s.rows, s.cols),
                TensorView<T>(m.data(), s.rows, s.cols));
-    auto host = [&](std::vector<T>& v) { return TensorView<T>(v.data(), s.rows, s.cols); };
+    auto host = [&](std::vector<T>& v) {
+      return TensorView<T>(v.data(), s.rows, s.cols);
+    };
 
     SECTION("fused step, all variants") {
       for (int variant = 0; variant < 4; ++variant) {
         INFO("variant " << variant);
         const StepOptions o = Variant(variant);
         std::vector<T> xc = x, mc = m;
-        const RetractReport rc = ob.Step(host(xc), TensorView<const T>(g.data(), s.rows, s.cols), host(mc), o);
-        Guarded<T> xd(x, s.rows, s.cols), gd(g, s.rows, s.cols), md(m, s.rows, s.cols);
+        const RetractReport rc =
+            ob.Step(host(xc),
+                    TensorView<const T>(g.data(), s.rows, s.cols),
+                    host(mc),
+                    o);
+        Guarded<T> xd(x, s.rows, s.cols), gd(g, s.rows, s.cols),
+            md(m, s.rows, s.cols);
         const RetractReport rd = ob.Step(xd.view(), gd.cview(), md.view(), o);
         CHECK(rd.collapsed_rows == rc.collapsed_rows);
         CHECK(MaxSymmetricError(xd.Host(), xc, 1e-3) <= tol);
@@ -189,7 +210,8 @@ TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU", "[gpu][oblique]", flo
     SECTION("project, egrad to rgrad, transport") {
       std::vector<T> uc = g;
       ob.Project(TensorView<const T>(x.data(), s.rows, s.cols), host(uc));
-      Guarded<T> xd(x, s.rows, s.cols), ud(g, s.rows, s.cols), rd(g, s.rows, s.cols);
+      Guarded<T> xd(x, s.rows, s.cols), ud(g, s.rows, s.cols),
+          rd(g, s.rows, s.cols);
       ob.Project(xd.cview(), ud.view());
       CHECK(MaxSymmetricError(ud.Host(), uc, 1e-3) <= tol);
       ob.EgradToRgrad(xd.cview(), rd.view());
@@ -205,11 +227,13 @@ TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU", "[gpu][oblique]", flo
       // (kept unchanged, counted, first = 1).
       if (s.rows >= 3) {
         for (const std::int64_t r : {std::int64_t(1), s.rows - 1}) {
-          for (std::int64_t j = 0; j < s.cols; ++j) v[r * s.cols + j] = -x[r * s.cols + j];
+          for (std::int64_t j = 0; j < s.cols; ++j)
+            v[r * s.cols + j] = -x[r * s.cols + j];
         }
       }
       std::vector<T> xc = x;
-      const RetractReport rc = ob.Retract(host(xc), TensorView<const T>(v.data(), s.rows, s.cols));
+      const RetractReport rc =
+          ob.Retract(host(xc), TensorView<const T>(v.data(), s.rows, s.cols));
       Guarded<T> xd(x, s.rows, s.cols), vd(v, s.rows, s.cols);
       const RetractReport rd = ob.Retract(xd.view(), vd.cview());
       CHECK(rd.collapsed_rows == rc.collapsed_rows);
@@ -222,7 +246,8 @@ TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU", "[gpu][oblique]", flo
       for (std::int64_t j = 0; j < s.cols; ++j) {
         y[j] = T(0);  // row 0 is zero: becomes e_0
         if (s.rows > 1) y[s.cols + j] *= T(1e-30);
-        if (s.rows > 2) y[2 * s.cols + j] *= T(std::is_same_v<T, float> ? 1e30 : 1e300);
+        if (s.rows > 2)
+          y[2 * s.cols + j] *= T(std::is_same_v<T, float> ? 1e30 : 1e300);
       }
       std::vector<T> yc = y;
       ob.ProjectPoint(host(yc));
@@ -252,7 +277,8 @@ TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU", "[gpu][oblique]", flo
   }
 }
 
-// ---- TieSubspace -------------------------------------------------------------------
+// ---- TieSubspace
+// -------------------------------------------------------------------
 
 std::vector<TiePattern> GpuTiePatterns() {
   using namespace symopt::testing;
@@ -261,12 +287,13 @@ std::vector<TiePattern> GpuTiePatterns() {
   big.cols = 3000;
   for (std::int64_t r = 0; r < big.rows; ++r) {
     for (std::int64_t j = 0; j < big.cols; ++j) {
-      big.class_of.push_back(r == 0 ? 0 : std::int32_t(j % (r == 1 ? 2 : 100) + 1 + 100 * r));
+      big.class_of.push_back(
+          r == 0 ? 0 : std::int32_t(j % (r == 1 ? 2 : 100) + 1 + 100 * r));
     }
   }
-  return {MirrorPattern(64, 27, {13}),        // pairs + zeroed centre column
-          ShiftPairPattern(33, 40),           // shifted pairs
-          RunPattern(50, 64, 3, 4),           // contiguous runs with zeros
+  return {MirrorPattern(64, 27, {13}),  // pairs + zeroed centre column
+          ShiftPairPattern(33, 40),     // shifted pairs
+          RunPattern(50, 64, 3, 4),     // contiguous runs with zeros
           PermuteIds(RandomPattern(20, 300, 150, 0.05, 8), 2),  // ~40/class
           Canonical(big)};
 }
@@ -292,14 +319,18 @@ bool TiedEntriesEqual(const TiePattern& p, const std::vector<T>& v) {
   return true;
 }
 
-TEMPLATE_TEST_CASE("GPU TieSubspace operations equal the CPU", "[gpu][tie]", float, double) {
+TEMPLATE_TEST_CASE("GPU TieSubspace operations equal the CPU",
+                   "[gpu][tie]",
+                   float,
+                   double) {
   using T = TestType;
   // One value per class from double sums; classes of more than 16 members
   // are summed by a warp or block in another order: an ulp or two in float.
   const double tol = Tol<T>(2e-6, 1e-14);
   std::uint64_t seed = 200;
   for (const TiePattern& pattern : GpuTiePatterns()) {
-    const std::int64_t rows = pattern.rows, cols = pattern.cols, n = rows * cols;
+    const std::int64_t rows = pattern.rows, cols = pattern.cols,
+                       n = rows * cols;
     for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
       INFO(rows << "x" << cols << " pattern, metric " << int(metric));
       const TieSubspace<T> tie(pattern, metric);
@@ -307,14 +338,19 @@ TEMPLATE_TEST_CASE("GPU TieSubspace operations equal the CPU", "[gpu][tie]", flo
       tie.RandomPoint(TensorView<T>(x.data(), rows, cols), ++seed);
       tie.RandomPoint(TensorView<T>(m.data(), rows, cols), ++seed);
       const std::vector<T> g = RandomVector<T>(n, ++seed);
-      auto host = [&](std::vector<T>& v) { return TensorView<T>(v.data(), rows, cols); };
-      auto chost = [&](const std::vector<T>& v) { return TensorView<const T>(v.data(), rows, cols); };
+      auto host = [&](std::vector<T>& v) {
+        return TensorView<T>(v.data(), rows, cols);
+      };
+      auto chost = [&](const std::vector<T>& v) {
+        return TensorView<const T>(v.data(), rows, cols);
+      };
       // Projection (the segmented mean), also as ProjectPoint and rgrad.
       {
         std::vector<T> uc = g, rc = g;
         tie.Project(chost(x), host(uc));
         tie.EgradToRgrad(chost(x), host(rc));
-        Guarded<T> xd(x, rows, cols), ud(g, rows, cols), pd(g, rows, cols), rd(g, rows, cols);
+        Guarded<T> xd(x, rows, cols), ud(g, rows, cols), pd(g, rows, cols),
+            rd(g, rows, cols);
         tie.Project(xd.cview(), ud.view());
         tie.ProjectPoint(pd.view());
         tie.EgradToRgrad(xd.cview(), rd.view());
@@ -357,7 +393,8 @@ TEMPLATE_TEST_CASE("GPU TieSubspace operations equal the CPU", "[gpu][tie]", flo
   }
 }
 
-// ---- multi-tensor step ---------------------------------------------------------------
+// ---- multi-tensor step
+// ---------------------------------------------------------------
 
 TEMPLATE_TEST_CASE("GPU multi-tensor step equals one step per tensor",
                    "[gpu][multi]",
@@ -382,7 +419,10 @@ TEMPLATE_TEST_CASE("GPU multi-tensor step equals one step per tensor",
       xd.push_back(std::make_unique<Guarded<T>>(x.back(), s.rows, s.cols));
       gd.push_back(std::make_unique<Guarded<T>>(g.back(), s.rows, s.cols));
       md.push_back(std::make_unique<Guarded<T>>(m.back(), s.rows, s.cols));
-      tensors.push_back({ms.back().get(), xd.back()->view(), gd.back()->cview(), md.back()->view()});
+      tensors.push_back({ms.back().get(),
+                         xd.back()->view(),
+                         gd.back()->cview(),
+                         md.back()->view()});
     }
     MultiStep<T> multi(tensors, true);
     CHECK(multi.device() == Device::kCuda);
@@ -391,10 +431,11 @@ TEMPLATE_TEST_CASE("GPU multi-tensor step equals one step per tensor",
       const std::vector<RetractReport> reports = multi.Step(o);
       for (std::size_t i = 0; i < tensors.size(); ++i) {
         const Shape s = shapes[i];
-        const RetractReport rc = ms[i]->Step(TensorView<T>(x[i].data(), s.rows, s.cols),
-                                             TensorView<const T>(g[i].data(), s.rows, s.cols),
-                                             TensorView<T>(m[i].data(), s.rows, s.cols),
-                                             o);
+        const RetractReport rc =
+            ms[i]->Step(TensorView<T>(x[i].data(), s.rows, s.cols),
+                        TensorView<const T>(g[i].data(), s.rows, s.cols),
+                        TensorView<T>(m[i].data(), s.rows, s.cols),
+                        o);
         CHECK(reports[i].collapsed_rows == rc.collapsed_rows);
       }
     }
@@ -418,7 +459,10 @@ TEMPLATE_TEST_CASE("GPU multi-tensor step equals one step per tensor",
       xd.push_back(std::make_unique<Guarded<T>>(x.back(), 1, n));
       gd.push_back(std::make_unique<Guarded<T>>(g.back(), 1, n));
       md.push_back(std::make_unique<Guarded<T>>(m.back(), 1, n));
-      tensors.push_back({ms.back().get(), xd.back()->view(), gd.back()->cview(), md.back()->view()});
+      tensors.push_back({ms.back().get(),
+                         xd.back()->view(),
+                         gd.back()->cview(),
+                         md.back()->view()});
     }
     MultiStep<T> multi(tensors, true);
     for (int variant = 0; variant < 4; ++variant) {
@@ -438,7 +482,8 @@ TEMPLATE_TEST_CASE("GPU multi-tensor step equals one step per tensor",
   }
 }
 
-// ---- drift and bad input -----------------------------------------------------------------
+// ---- drift and bad input
+// -----------------------------------------------------------------
 
 TEST_CASE("GPU drift: 100,000 float oblique steps keep unit rows",
           "[gpu][oblique][drift]") {
@@ -450,7 +495,8 @@ TEST_CASE("GPU drift: 100,000 float oblique steps keep unit rows",
   // A few gradients cycled (uploading 100,000 would dominate the run time).
   std::vector<std::unique_ptr<Guarded<float>>> gs;
   for (int k = 0; k < 7; ++k) {
-    gs.push_back(std::make_unique<Guarded<float>>(RandomVector<float>(n, 600 + k), rows, cols));
+    gs.push_back(std::make_unique<Guarded<float>>(
+        RandomVector<float>(n, 600 + k), rows, cols));
   }
   StepOptions o;
   o.momentum = 0.9;
@@ -458,14 +504,16 @@ TEST_CASE("GPU drift: 100,000 float oblique steps keep unit rows",
   std::int64_t collapsed = 0;
   for (int step = 0; step < 100000; ++step) {
     o.lr = 0.001 + 0.05 * double(step % 11) / 10.0;
-    collapsed += ob.Step(xd.view(), gs[step % 7]->cview(), md.view(), o).collapsed_rows;
+    collapsed +=
+        ob.Step(xd.view(), gs[step % 7]->cview(), md.view(), o).collapsed_rows;
   }
   CHECK(collapsed == 0);
   const std::vector<float> xs = xd.Host();
   double worst = 0;
   for (std::int64_t r = 0; r < rows; ++r) {
     double ss = 0;
-    for (std::int64_t j = 0; j < cols; ++j) ss += double(xs[r * cols + j]) * xs[r * cols + j];
+    for (std::int64_t j = 0; j < cols; ++j)
+      ss += double(xs[r * cols + j]) * xs[r * cols + j];
     worst = std::max(worst, std::abs(std::sqrt(ss) - 1.0));
   }
   INFO("worst |norm - 1| = " << worst);
@@ -480,7 +528,8 @@ TEST_CASE("GPU drift: 100,000 float tie steps keep tied entries bitwise equal",
     const TieSubspace<float> tie(pattern, metric);
     std::vector<float> x(n);
     tie.RandomPoint(TensorView<float>(x.data(), rows, cols), 700);
-    Guarded<float> xd(x, rows, cols), md(std::vector<float>(n, 0.f), rows, cols);
+    Guarded<float> xd(x, rows, cols),
+        md(std::vector<float>(n, 0.f), rows, cols);
     // Gradients that are NOT in E, so every step must re-tie.
     Guarded<float> g0(RandomVector<float>(n, 701), rows, cols),
         g1(RandomVector<float>(n, 702), rows, cols);
@@ -510,7 +559,8 @@ TEMPLATE_TEST_CASE("GPU NaN/Inf screen finds the first bad entry",
   CHECK(FirstNonFinite(d.cview()) == -1);
   const T inf = std::numeric_limits<T>::infinity();
   const T nan = std::numeric_limits<T>::quiet_NaN();
-  for (const std::int64_t at : {n - 1, n / 2, std::int64_t(3), std::int64_t(0)}) {
+  for (const std::int64_t at :
+       {n - 1, n / 2, std::int64_t(3), std::int64_t(0)}) {
     v[at] = (at % 2 == 0) ? nan : inf;
     Guarded<T> bad(v, 1, n);
     CHECK(FirstNonFinite(bad.cview()) == at);  // the earliest one so far

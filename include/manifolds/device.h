@@ -135,21 +135,13 @@ class DeviceBuffer {
   // Copies size() values from / to host memory (synchronous: returns when the
   // copy is done). Requires: host points to size() values.
   void CopyFromHost(const T* host) {
-    internal::CopyBytes(data_,
-                        Device::kCuda,
-                        host,
-                        Device::kCpu,
-                        Bytes(),
-                        nullptr);
+    internal::CopyBytes(
+        data_, Device::kCuda, host, Device::kCpu, Bytes(), nullptr);
     internal::SynchronizeStream(nullptr);
   }
   void CopyToHost(T* host) const {
-    internal::CopyBytes(host,
-                        Device::kCpu,
-                        data_,
-                        Device::kCuda,
-                        Bytes(),
-                        nullptr);
+    internal::CopyBytes(
+        host, Device::kCpu, data_, Device::kCuda, Bytes(), nullptr);
     internal::SynchronizeStream(nullptr);
   }
   // Sets every byte to `byte` (e.g. 0xFF: every float/double becomes NaN, to
@@ -164,8 +156,8 @@ class DeviceBuffer {
   }
   void CheckShape(std::int64_t rows, std::int64_t cols) const {
     SYMOPT_CHECK(rows >= 0 && cols >= 0 && rows * cols <= size_,
-                 "DeviceBuffer of " << size_ << " values cannot hold a "
-                                    << rows << "x" << cols << " view");
+                 "DeviceBuffer of " << size_ << " values cannot hold a " << rows
+                                    << "x" << cols << " view");
   }
 
   T* data_ = nullptr;
@@ -178,7 +170,9 @@ class DeviceBuffer {
 // data before returning.
 // Requires: equal shapes; the views do not overlap.
 template <typename T>
-void Copy(TensorView<const T> src, TensorView<T> dst, const Stream* stream = nullptr) {
+void Copy(TensorView<const T> src,
+          TensorView<T> dst,
+          const Stream* stream = nullptr) {
   SYMOPT_CHECK(src.rows == dst.rows && src.cols == dst.cols,
                "Copy: source is " << src << ", destination " << dst);
   SYMOPT_CHECK((src.data != nullptr && dst.data != nullptr) || src.size() == 0,
@@ -195,7 +189,9 @@ void Copy(TensorView<const T> src, TensorView<T> dst, const Stream* stream = nul
 }
 
 template <typename T>
-void Copy(TensorView<T> src, TensorView<T> dst, const Stream* stream = nullptr) {
+void Copy(TensorView<T> src,
+          TensorView<T> dst,
+          const Stream* stream = nullptr) {
   Copy(TensorView<const T>(src), dst, stream);
 }
 

@@ -41,8 +41,9 @@
 // Views: every view passed must have the manifold's shape (rows x cols) and
 // the same device. Outputs never alias inputs unless a function says so.
 // Device::kCuda views are routed to the CUDA backend (src/backend/dispatch.cpp,
-// docs/cuda.md) for the operations it implements (Euclidean, Oblique and
-// TieSubspace: ProjectPoint, Project, EgradToRgrad, Retract, Transport, Step);
+// docs/cuda.md) for the operations it implements (Euclidean, Oblique,
+// TieSubspace and Products of them: ProjectPoint, Project, EgradToRgrad,
+// Retract, Transport, Step);
 // any other operation or manifold throws NotCompiledError naming both, and a
 // build without CUDA throws NotCompiledError for every kCuda view.
 // All operations are const: a manifold holds only its description, never

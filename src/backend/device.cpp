@@ -139,7 +139,10 @@ void CopyBytes(void* dst,
 #endif
 }
 
-void DeviceMemset(void* d_p, int byte, std::size_t bytes, const Stream* stream) {
+void DeviceMemset(void* d_p,
+                  int byte,
+                  std::size_t bytes,
+                  const Stream* stream) {
 #if SYMOPT_WITH_CUDA
   if (bytes == 0) return;
   cuda::Memset(d_p, byte, bytes, Handle(stream));

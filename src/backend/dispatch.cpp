@@ -21,6 +21,7 @@
 #include "manifolds/euclidean.h"
 #include "manifolds/multi_step.h"
 #include "manifolds/oblique.h"
+#include "manifolds/product.h"
 #include "manifolds/tie_subspace.h"
 #include "symopt_config.h"
 #if SYMOPT_WITH_CUDA
@@ -49,7 +50,8 @@ struct DeviceStateAccess {
 
 namespace backend {
 
-// ---- tie pattern layout (host side, no CUDA) ----------------------------------
+// ---- tie pattern layout (host side, no CUDA)
+// ----------------------------------
 
 namespace {
 
@@ -94,8 +96,9 @@ int Category(std::int64_t size) {
 }
 
 void AddToCategory(TieHostPlan* plan, int category, std::int64_t count) {
-  (category == 0 ? plan->num_small
-                 : category == 1 ? plan->num_medium : plan->num_large) += count;
+  (category == 0   ? plan->num_small
+   : category == 1 ? plan->num_medium
+                   : plan->num_large) += count;
 }
 
 }  // namespace
@@ -112,34 +115,40 @@ TieHostPlan BuildTieHostPlan(const TiePattern& pattern) {
   }
   std::vector<std::int32_t> local0;
   std::int32_t row_classes = 0;
-  if (pattern.rows > 1 && k > 0 && RowPeriodic(pattern, &local0, &row_classes)) {
+  if (pattern.rows > 1 && k > 0 &&
+      RowPeriodic(pattern, &local0, &row_classes)) {
     // Row 0's classes by label (= by first member), columns ascending.
     plan.row_classes = row_classes;
     std::vector<std::int32_t> count(static_cast<std::size_t>(row_classes), 0);
-    std::vector<std::int32_t> first_col(static_cast<std::size_t>(row_classes), -1);
+    std::vector<std::int32_t> first_col(static_cast<std::size_t>(row_classes),
+                                        -1);
     for (std::int64_t j = 0; j < pattern.cols; ++j) {
       const std::int32_t c = local0[std::size_t(j)];
       if (c < 0) continue;
-      if (first_col[std::size_t(c)] < 0) first_col[std::size_t(c)] = std::int32_t(j);
+      if (first_col[std::size_t(c)] < 0)
+        first_col[std::size_t(c)] = std::int32_t(j);
       ++count[std::size_t(c)];
     }
     plan.offsets.assign(std::size_t(row_classes) + 1, 0);
     std::int32_t largest = 0;
     for (std::int32_t c = 0; c < row_classes; ++c) {
-      plan.offsets[std::size_t(c) + 1] = plan.offsets[std::size_t(c)] + count[std::size_t(c)];
+      plan.offsets[std::size_t(c) + 1] =
+          plan.offsets[std::size_t(c)] + count[std::size_t(c)];
       largest = std::max(largest, count[std::size_t(c)]);
     }
     plan.members.resize(std::size_t(plan.offsets.back()));
-    std::vector<std::int32_t> next(plan.offsets.begin(), plan.offsets.end() - 1);
+    std::vector<std::int32_t> next(plan.offsets.begin(),
+                                   plan.offsets.end() - 1);
     for (std::int64_t j = 0; j < pattern.cols; ++j) {
       const std::int32_t c = local0[std::size_t(j)];
-      if (c >= 0) plan.members[std::size_t(next[std::size_t(c)]++)] = std::int32_t(j);
+      if (c >= 0)
+        plan.members[std::size_t(next[std::size_t(c)]++)] = std::int32_t(j);
     }
     plan.class_id.resize(std::size_t(k));
     for (std::int64_t q = 0; q < k; ++q) {
       const std::int64_t r = q / row_classes, c = q % row_classes;
-      plan.class_id[std::size_t(q)] =
-          pattern.class_of[std::size_t(r * pattern.cols + first_col[std::size_t(c)])];
+      plan.class_id[std::size_t(q)] = pattern.class_of[std::size_t(
+          r * pattern.cols + first_col[std::size_t(c)])];
     }
     // One launch for all classes, with the group of the largest.
     AddToCategory(&plan, Category(largest), k);
@@ -191,7 +200,8 @@ TieHostPlan BuildTieHostPlan(const TiePattern& pattern) {
     }
   } else {
     plan.members.resize(std::size_t(plan.offsets.back()));
-    std::vector<std::int32_t> next(plan.offsets.begin(), plan.offsets.end() - 1);
+    std::vector<std::int32_t> next(plan.offsets.begin(),
+                                   plan.offsets.end() - 1);
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int32_t c = pattern.class_of[std::size_t(i)];
       if (c == TiePattern::kZero) continue;
@@ -212,6 +222,13 @@ Kind KindOf(const Manifold<T>& m) {
   if (dynamic_cast<const Oblique<T>*>(&m) != nullptr) return Kind::kOblique;
   if (dynamic_cast<const TieSubspace<T>*>(&m) != nullptr) return Kind::kTie;
   return Kind::kOther;
+}
+
+// A Product applies every operation part by part through the parts' public
+// operations, which dispatch on the device themselves: it needs no kernel.
+template <typename T>
+const Product<T>* AsProduct(const Manifold<T>& m) {
+  return dynamic_cast<const Product<T>*>(&m);
 }
 
 template <typename T>
@@ -251,9 +268,10 @@ ObliqueStepParams ToObliqueParams(const StepOptions& o) {
 // Throws Error unless a device is present.
 void RequireDevice(const std::string& who, const char* op) {
   if (cuda::DeviceCount() > 0) return;
-  throw Error(who + ": " + op +
-              " got GPU views (Device::kCuda), but no CUDA device is present (" +
-              cuda::DeviceCountError() + ")");
+  throw Error(
+      who + ": " + op +
+      " got GPU views (Device::kCuda), but no CUDA device is present (" +
+      cuda::DeviceCountError() + ")");
 }
 
 // A kCuda view pointing to host memory would crash the kernel and poison the
@@ -281,7 +299,8 @@ void Prepare(const Manifold<T>& m,
 RetractReport ToReport(const cuda::HostRetractReport& r) {
   RetractReport report;
   report.collapsed_rows = r.collapsed_rows;
-  report.first_collapsed_row = r.collapsed_rows > 0 ? r.first_collapsed_row : -1;
+  report.first_collapsed_row =
+      r.collapsed_rows > 0 ? r.first_collapsed_row : -1;
   return report;
 }
 
@@ -358,12 +377,18 @@ template <typename T>
       manifold.Describe() + ": " + operation +
       " has no GPU implementation (the views are Device::kCuda); the CUDA "
       "backend covers ProjectPoint, Project, EgradToRgrad, Retract, "
-      "Transport and Step of euclidean, oblique and tie_subspace "
-      "(docs/cuda.md)");
+      "Transport and Step of euclidean, oblique, tie_subspace and products "
+      "of them (docs/cuda.md)");
 }
 
 template <typename T>
 void ProjectPoint(const Manifold<T>& m, [[maybe_unused]] TensorView<T> x) {
+  if (const Product<T>* p = AsProduct(m)) {
+    for (std::int64_t i = 0; i < p->NumParts(); ++i) {
+      p->part(i).ProjectPoint(p->Block(x, i));
+    }
+    return;
+  }
   RequireKind(m, "ProjectPoint");
 #if !SYMOPT_WITH_CUDA
   ThrowNoCuda(m.Describe(), "ProjectPoint");
@@ -376,9 +401,9 @@ void ProjectPoint(const Manifold<T>& m, [[maybe_unused]] TensorView<T> x) {
       // Refuse a non-finite row before anything is written (as the CPU).
       const std::int64_t bad = cuda::FirstNonFinite(x.data, x.size(), nullptr);
       SYMOPT_CHECK(bad < 0,
-                   m.Describe() << ": ProjectPoint: row " << bad / x.cols
-                                << " has a non-finite entry at column "
-                                << bad % x.cols);
+                   m.Describe()
+                       << ": ProjectPoint: row " << bad / x.cols
+                       << " has a non-finite entry at column " << bad % x.cols);
       cuda::ObliqueProjectPoint(x.data, x.rows, x.cols, nullptr);
       return;
     }
@@ -393,7 +418,15 @@ void ProjectPoint(const Manifold<T>& m, [[maybe_unused]] TensorView<T> x) {
 }
 
 template <typename T>
-void Project(const Manifold<T>& m, [[maybe_unused]] TensorView<const T> x, [[maybe_unused]] TensorView<T> u) {
+void Project(const Manifold<T>& m,
+             [[maybe_unused]] TensorView<const T> x,
+             [[maybe_unused]] TensorView<T> u) {
+  if (const Product<T>* p = AsProduct(m)) {
+    for (std::int64_t i = 0; i < p->NumParts(); ++i) {
+      p->part(i).Project(p->Block(x, i), p->Block(u, i));
+    }
+    return;
+  }
   RequireKind(m, "Project");
 #if !SYMOPT_WITH_CUDA
   ThrowNoCuda(m.Describe(), "Project");
@@ -416,7 +449,15 @@ void Project(const Manifold<T>& m, [[maybe_unused]] TensorView<const T> x, [[may
 }
 
 template <typename T>
-void EgradToRgrad(const Manifold<T>& m, [[maybe_unused]] TensorView<const T> x, [[maybe_unused]] TensorView<T> g) {
+void EgradToRgrad(const Manifold<T>& m,
+                  [[maybe_unused]] TensorView<const T> x,
+                  [[maybe_unused]] TensorView<T> g) {
+  if (const Product<T>* p = AsProduct(m)) {
+    for (std::int64_t i = 0; i < p->NumParts(); ++i) {
+      p->part(i).EgradToRgrad(p->Block(x, i), p->Block(g, i));
+    }
+    return;
+  }
   RequireKind(m, "EgradToRgrad");
 #if !SYMOPT_WITH_CUDA
   ThrowNoCuda(m.Describe(), "EgradToRgrad");
@@ -429,8 +470,8 @@ void EgradToRgrad(const Manifold<T>& m, [[maybe_unused]] TensorView<const T> x, 
       cuda::ObliqueProject(x.data, g.data, x.rows, x.cols, nullptr);
       return;
     case Kind::kTie: {
-      const bool shared = static_cast<const TieSubspace<T>&>(m).metric() ==
-                          TieMetric::kShared;
+      const bool shared =
+          static_cast<const TieSubspace<T>&>(m).metric() == TieMetric::kShared;
       RunTie<T>(m,
                 shared ? TieMode::kSum : TieMode::kMean,
                 g.data,
@@ -450,6 +491,14 @@ template <typename T>
 RetractReport Retract(const Manifold<T>& m,
                       [[maybe_unused]] TensorView<T> x,
                       [[maybe_unused]] TensorView<const T> v) {
+  if (const Product<T>* p = AsProduct(m)) {
+    RetractReport report;
+    for (std::int64_t i = 0; i < p->NumParts(); ++i) {
+      report.Merge(p->part(i).Retract(p->Block(x, i), p->Block(v, i)),
+                   p->RowOffset(i));
+    }
+    return report;
+  }
   RequireKind(m, "Retract");
 #if !SYMOPT_WITH_CUDA
   ThrowNoCuda(m.Describe(), "Retract");
@@ -463,7 +512,8 @@ RetractReport Retract(const Manifold<T>& m,
       const double tol = static_cast<const Oblique<T>&>(m).collapse_tol();
       return ToReport(
           cuda::RunWithReport(nullptr, [&](cuda::DeviceRetractReport* r) {
-            cuda::ObliqueRetract(x.data, v.data, x.rows, x.cols, tol, r, nullptr);
+            cuda::ObliqueRetract(
+                x.data, v.data, x.rows, x.cols, tol, r, nullptr);
           }));
     }
     case Kind::kTie:
@@ -481,6 +531,13 @@ void Transport(const Manifold<T>& m,
                [[maybe_unused]] TensorView<const T> x_old,
                [[maybe_unused]] TensorView<const T> x_new,
                [[maybe_unused]] TensorView<T> v) {
+  if (const Product<T>* p = AsProduct(m)) {
+    for (std::int64_t i = 0; i < p->NumParts(); ++i) {
+      p->part(i).Transport(
+          p->Block(x_old, i), p->Block(x_new, i), p->Block(v, i));
+    }
+    return;
+  }
   RequireKind(m, "Transport");
 #if !SYMOPT_WITH_CUDA
   ThrowNoCuda(m.Describe(), "Transport");
@@ -508,20 +565,37 @@ RetractReport Step(const Manifold<T>& m,
                    [[maybe_unused]] TensorView<const T> g,
                    [[maybe_unused]] TensorView<T> mom,
                    [[maybe_unused]] const StepOptions& o) {
+  if (const Product<T>* p = AsProduct(m)) {
+    const bool momentum = o.momentum > 0.0;
+    RetractReport report;
+    for (std::int64_t i = 0; i < p->NumParts(); ++i) {
+      report.Merge(
+          p->part(i).Step(p->Block(x, i),
+                          p->Block(g, i),
+                          momentum ? p->Block(mom, i) : TensorView<T>(),
+                          o),
+          p->RowOffset(i));
+    }
+    return report;
+  }
   RequireKind(m, "Step");
 #if !SYMOPT_WITH_CUDA
   ThrowNoCuda(m.Describe(), "Step");
 #else
   const bool has_m = o.momentum > 0.0;
   if (has_m) {
-    Prepare(m, "Step", {{x.data, "x"}, {g.data, "gradient"}, {mom.data, "momentum buffer"}});
+    Prepare(
+        m,
+        "Step",
+        {{x.data, "x"}, {g.data, "gradient"}, {mom.data, "momentum buffer"}});
   } else {
     Prepare(m, "Step", {{x.data, "x"}, {g.data, "gradient"}});
   }
   T* d_m = has_m ? mom.data : nullptr;
   switch (KindOf(m)) {
     case Kind::kEuclidean:
-      cuda::EuclideanStep(x.data, g.data, d_m, x.size(), ToStepParams(o), nullptr);
+      cuda::EuclideanStep(
+          x.data, g.data, d_m, x.size(), ToStepParams(o), nullptr);
       return {};
     case Kind::kOblique: {
       const double tol = static_cast<const Oblique<T>&>(m).collapse_tol();
@@ -538,8 +612,8 @@ RetractReport Step(const Manifold<T>& m,
       s.momentum = o.momentum;
       s.nesterov = o.nesterov;
       s.weight_decay = o.weight_decay;
-      s.shared = static_cast<const TieSubspace<T>&>(m).metric() ==
-                 TieMetric::kShared;
+      s.shared =
+          static_cast<const TieSubspace<T>&>(m).metric() == TieMetric::kShared;
       RunTie<T>(m, TieMode::kStep, x.data, g.data, d_m, s);
       return {};
     }
@@ -550,23 +624,23 @@ RetractReport Step(const Manifold<T>& m,
 #endif
 }
 
-#define SYMOPT_INSTANTIATE_DISPATCH(T)                                       \
-  template void Unsupported<T>(const Manifold<T>&, const std::string&);     \
-  template void ProjectPoint<T>(const Manifold<T>&, TensorView<T>);          \
-  template void Project<T>(                                                  \
-      const Manifold<T>&, TensorView<const T>, TensorView<T>);               \
-  template void EgradToRgrad<T>(                                             \
-      const Manifold<T>&, TensorView<const T>, TensorView<T>);               \
-  template RetractReport Retract<T>(                                         \
-      const Manifold<T>&, TensorView<T>, TensorView<const T>);               \
-  template void Transport<T>(const Manifold<T>&,                             \
-                             TensorView<const T>,                            \
-                             TensorView<const T>,                            \
-                             TensorView<T>);                                 \
-  template RetractReport Step<T>(const Manifold<T>&,                         \
-                                 TensorView<T>,                              \
-                                 TensorView<const T>,                        \
-                                 TensorView<T>,                              \
+#define SYMOPT_INSTANTIATE_DISPATCH(T)                                  \
+  template void Unsupported<T>(const Manifold<T>&, const std::string&); \
+  template void ProjectPoint<T>(const Manifold<T>&, TensorView<T>);     \
+  template void Project<T>(                                             \
+      const Manifold<T>&, TensorView<const T>, TensorView<T>);          \
+  template void EgradToRgrad<T>(                                        \
+      const Manifold<T>&, TensorView<const T>, TensorView<T>);          \
+  template RetractReport Retract<T>(                                    \
+      const Manifold<T>&, TensorView<T>, TensorView<const T>);          \
+  template void Transport<T>(const Manifold<T>&,                        \
+                             TensorView<const T>,                       \
+                             TensorView<const T>,                       \
+                             TensorView<T>);                            \
+  template RetractReport Step<T>(const Manifold<T>&,                    \
+                                 TensorView<T>,                         \
+                                 TensorView<const T>,                   \
+                                 TensorView<T>,                         \
                                  const StepOptions&);
 
 SYMOPT_INSTANTIATE_DISPATCH(float)
@@ -575,7 +649,8 @@ SYMOPT_INSTANTIATE_DISPATCH(double)
 
 }  // namespace backend
 
-// ---- FirstNonFinite (manifolds/device.h) ----------------------------------------
+// ---- FirstNonFinite (manifolds/device.h)
+// ----------------------------------------
 
 template <typename T>
 std::int64_t FirstNonFinite(TensorView<const T> v) {
@@ -602,7 +677,8 @@ std::int64_t FirstNonFinite(TensorView<const T> v) {
 template std::int64_t FirstNonFinite<float>(TensorView<const float>);
 template std::int64_t FirstNonFinite<double>(TensorView<const double>);
 
-// ---- MultiStep (manifolds/multi_step.h) -------------------------------------------
+// ---- MultiStep (manifolds/multi_step.h)
+// -------------------------------------------
 
 template <typename T>
 struct MultiStep<T>::DeviceData {
@@ -625,7 +701,8 @@ void CheckDisjoint(std::vector<std::pair<const T*, std::int64_t>> ranges,
                    const char* what) {
   std::vector<std::pair<std::uintptr_t, std::int64_t>> r;
   for (const auto& [p, n] : ranges) {
-    if (p != nullptr && n > 0) r.emplace_back(reinterpret_cast<std::uintptr_t>(p), n);
+    if (p != nullptr && n > 0)
+      r.emplace_back(reinterpret_cast<std::uintptr_t>(p), n);
   }
   std::sort(r.begin(), r.end());
   for (std::size_t i = 1; i < r.size(); ++i) {
@@ -645,15 +722,16 @@ MultiStep<T>::MultiStep(std::vector<StepTensor<T>> tensors, bool with_momentum)
   std::vector<std::pair<const T*, std::int64_t>> xs, ms;
   for (std::size_t i = 0; i < tensors_.size(); ++i) {
     const StepTensor<T>& t = tensors_[i];
-    SYMOPT_CHECK(t.manifold != nullptr, "MultiStep: tensor " << i << " has no manifold");
+    SYMOPT_CHECK(t.manifold != nullptr,
+                 "MultiStep: tensor " << i << " has no manifold");
     const Manifold<T>& m = *t.manifold;
     auto check = [&](const auto& v, const char* name) {
-      SYMOPT_CHECK(v.data != nullptr && v.rows == m.rows() && v.cols == m.cols(),
-                   "MultiStep: tensor " << i << " (" << m.Describe() << "): "
-                                        << name << " is " << v
-                                        << (v.data == nullptr ? " and null" : "")
-                                        << ", expected " << m.rows() << "x"
-                                        << m.cols());
+      SYMOPT_CHECK(
+          v.data != nullptr && v.rows == m.rows() && v.cols == m.cols(),
+          "MultiStep: tensor "
+              << i << " (" << m.Describe() << "): " << name << " is " << v
+              << (v.data == nullptr ? " and null" : "") << ", expected "
+              << m.rows() << "x" << m.cols());
       SYMOPT_CHECK(v.device == device_,
                    "MultiStep: tensor " << i << ": " << name << " is on the "
                                         << DeviceName(v.device)
@@ -679,11 +757,10 @@ MultiStep<T>::MultiStep(std::vector<StepTensor<T>> tensors, bool with_momentum)
   }
   for (std::size_t i = 1; i < tensors_.size(); ++i) {
     SYMOPT_CHECK(backend::KindOf(*tensors_[i].manifold) == kind,
-                 "MultiStep: tensor " << i << " is "
-                                      << tensors_[i].manifold->Describe()
-                                      << ", tensor 0 "
-                                      << tensors_[0].manifold->Describe()
-                                      << "; one launch steps one kind");
+                 "MultiStep: tensor "
+                     << i << " is " << tensors_[i].manifold->Describe()
+                     << ", tensor 0 " << tensors_[0].manifold->Describe()
+                     << "; one launch steps one kind");
   }
 #if !SYMOPT_WITH_CUDA
   backend::ThrowNoCuda("MultiStep", "the constructor");
@@ -692,9 +769,11 @@ MultiStep<T>::MultiStep(std::vector<StepTensor<T>> tensors, bool with_momentum)
   for (std::size_t i = 0; i < tensors_.size(); ++i) {
     const std::string who = "MultiStep tensor " + std::to_string(i);
     backend::CheckDevicePointer(who, "constructor", tensors_[i].x.data, "x");
-    backend::CheckDevicePointer(who, "constructor", tensors_[i].g.data, "gradient");
+    backend::CheckDevicePointer(
+        who, "constructor", tensors_[i].g.data, "gradient");
     if (with_momentum_) {
-      backend::CheckDevicePointer(who, "constructor", tensors_[i].m.data, "momentum buffer");
+      backend::CheckDevicePointer(
+          who, "constructor", tensors_[i].m.data, "momentum buffer");
     }
   }
   auto data = std::make_unique<DeviceData>();
@@ -707,13 +786,13 @@ MultiStep<T>::MultiStep(std::vector<StepTensor<T>> tensors, bool with_momentum)
     std::int64_t widest = 1;
     for (int i = 0; i < count; ++i) {
       const StepTensor<T>& t = tensors_[std::size_t(i)];
-      host[std::size_t(i)] = {t.x.data,
-                              t.g.data,
-                              with_momentum_ ? t.m.data : nullptr,
-                              t.x.cols,
-                              double(static_cast<const Oblique<T>&>(*t.manifold)
-                                         .collapse_tol()),
-                              data->reports.data() + i};
+      host[std::size_t(i)] = {
+          t.x.data,
+          t.g.data,
+          with_momentum_ ? t.m.data : nullptr,
+          t.x.cols,
+          double(static_cast<const Oblique<T>&>(*t.manifold).collapse_tol()),
+          data->reports.data() + i};
       first[std::size_t(i) + 1] = first[std::size_t(i)] + t.x.rows;
       widest = std::max(widest, t.x.cols);
     }
@@ -724,10 +803,8 @@ MultiStep<T>::MultiStep(std::vector<StepTensor<T>> tensors, bool with_momentum)
     std::vector<cuda::EuclideanTensor<T>> host(static_cast<std::size_t>(count));
     for (int i = 0; i < count; ++i) {
       const StepTensor<T>& t = tensors_[std::size_t(i)];
-      host[std::size_t(i)] = {t.x.data,
-                              t.g.data,
-                              with_momentum_ ? t.m.data : nullptr,
-                              t.x.size()};
+      host[std::size_t(i)] = {
+          t.x.data, t.g.data, with_momentum_ ? t.m.data : nullptr, t.x.size()};
       first[std::size_t(i) + 1] =
           first[std::size_t(i)] + backend::ChunksFor(t.x.size());
     }
@@ -780,7 +857,8 @@ std::vector<RetractReport> MultiStep<T>::Step(const StepOptions& options) {
                          d.group,
                          backend::ToObliqueParams(options),
                          nullptr);
-  const std::vector<cuda::DeviceRetractReport> host = backend::Download(d.reports);
+  const std::vector<cuda::DeviceRetractReport> host =
+      backend::Download(d.reports);
   for (int i = 0; i < count; ++i) {
     cuda::HostRetractReport r;
     r.collapsed_rows = (long long)host[std::size_t(i)].collapsed_rows;

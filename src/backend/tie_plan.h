@@ -22,15 +22,15 @@ struct TieHostPlan {
   //     q / row_classes, so the kernels read no per-entry index at all;
   //   contiguous: every class is a run of entries starting at starts[q];
   //   general (CSR): members[offsets[q] .. offsets[q + 1]).
-  std::vector<std::int32_t> offsets;  // K + 1 (row_classes + 1 row-periodic)
-  std::vector<std::int32_t> members;  // flat indices (columns, row-periodic),
-                                      // ascending per class; empty when
-                                      // contiguous
-  std::vector<std::int32_t> starts;   // K first members (contiguous only)
-  std::vector<std::int32_t> zeros;    // zeroed entries, ascending
-  std::vector<std::int32_t> class_id; // K: the pattern's id of position q
-  bool contiguous = false;            // every class a run of entries
-  std::int64_t row_classes = 0;       // > 0: the row-periodic layout
+  std::vector<std::int32_t> offsets;   // K + 1 (row_classes + 1 row-periodic)
+  std::vector<std::int32_t> members;   // flat indices (columns, row-periodic),
+                                       // ascending per class; empty when
+                                       // contiguous
+  std::vector<std::int32_t> starts;    // K first members (contiguous only)
+  std::vector<std::int32_t> zeros;     // zeroed entries, ascending
+  std::vector<std::int32_t> class_id;  // K: the pattern's id of position q
+  bool contiguous = false;             // every class a run of entries
+  std::int64_t row_classes = 0;        // > 0: the row-periodic layout
   std::int64_t cols = 0;
   std::int64_t num_small = 0;
   std::int64_t num_medium = 0;
@@ -48,9 +48,11 @@ inline std::int64_t Member(const TieHostPlan& plan,
                            std::int64_t j) {
   if (plan.row_classes > 0) {
     const std::int64_t k = q % plan.row_classes;
-    return (q / plan.row_classes) * plan.cols + plan.members[plan.offsets[k] + j];
+    return (q / plan.row_classes) * plan.cols +
+           plan.members[plan.offsets[k] + j];
   }
-  return plan.contiguous ? plan.starts[q] + j : plan.members[plan.offsets[q] + j];
+  return plan.contiguous ? plan.starts[q] + j
+                         : plan.members[plan.offsets[q] + j];
 }
 
 // Requires: pattern.IsValid(nullptr).
