@@ -229,6 +229,44 @@ void TiePass(const TiePlan& plan,
              const TieStepScalars& s,
              cudaStream_t stream);
 
+// ---- LinearSubspace (cuda/linear_subspace.cu) -----------------------------
+
+// A cuBLAS handle (opaque cublasHandle_t). Not for concurrent use.
+void* CublasCreate();
+void CublasDestroy(void* handle) noexcept;
+
+// An orthonormal basis B (N x K row-major doubles, B^T B = I) in device
+// memory, the cuBLAS handle the calls use, and scratch of N + 3K doubles.
+// Calls sharing a plan must be ordered (one stream, or the caller's lock).
+struct LinearPlan {
+  const double* d_basis = nullptr;
+  double* d_scratch = nullptr;
+  void* cublas = nullptr;
+  std::int64_t n = 0;
+  std::int64_t k = 0;
+};
+
+// d_u <- B B^T d_u (in double, rounded once to T).
+template <typename T>
+void LinearProject(const LinearPlan& plan, T* d_u, cudaStream_t stream);
+
+// d_x <- B (B^T d_x + B^T d_v).
+template <typename T>
+void LinearRetract(const LinearPlan& plan,
+                   T* d_x,
+                   const T* d_v,
+                   cudaStream_t stream);
+
+// The fused step in coefficients (src/linear_subspace.cpp). d_m may be null
+// iff p.momentum == 0.
+template <typename T>
+void LinearStep(const LinearPlan& plan,
+                T* d_x,
+                const T* d_g,
+                T* d_m,
+                const StepParams& p,
+                cudaStream_t stream);
+
 // ---- screens (cuda/finite.cu)
 // ------------------------------------------------------
 

@@ -18,6 +18,7 @@
 #include "manifold_checks.h"
 #include "manifolds/device.h"
 #include "manifolds/euclidean.h"
+#include "manifolds/linear_subspace.h"
 #include "manifolds/multi_step.h"
 #include "manifolds/oblique.h"
 #include "manifolds/product.h"
@@ -512,6 +513,10 @@ TEST_CASE("GPU views give clear errors, never a crash, without a usable GPU",
   const TieSubspace<double> tie(testing::MirrorPattern(3, 4));
   ExpectNoGpuError([&] { tie.Step(x, g, m, o); }, "Step");
   ExpectNoGpuError([&] { tie.Retract(x, g); }, "Retract");
+  const auto linear = LinearSubspace<double>::FromSpanningSet(
+      3, 4, 2, RandomVector<double>(24, 5));
+  ExpectNoGpuError([&] { linear->Step(x, g, m, o); }, "Step");
+  ExpectNoGpuError([&] { linear->Project(x, g); }, "Project");
   // Nothing was written through the views.
   CHECK(host == std::vector<double>(12, 0.5));
   CHECK(host2 == std::vector<double>(12, 0.25));

@@ -33,6 +33,7 @@
 #include "manifold_checks.h"
 #include "manifolds/device.h"
 #include "manifolds/euclidean.h"
+#include "manifolds/linear_subspace.h"
 #include "manifolds/multi_step.h"
 #include "manifolds/oblique.h"
 #include "manifolds/tie_subspace.h"
@@ -389,6 +390,65 @@ TEMPLATE_TEST_CASE("GPU TieSubspace operations equal the CPU",
         CHECK(TiedEntriesEqual(pattern, xs));
         if (o.momentum > 0) CHECK(TiedEntriesEqual(pattern, ms));
       }
+    }
+  }
+}
+
+// ---- LinearSubspace
+// ---------------------------------------------------------------
+
+TEMPLATE_TEST_CASE("GPU LinearSubspace operations equal the CPU",
+                   "[gpu][linear]",
+                   float,
+                   double) {
+  using T = TestType;
+  // cuBLAS and Eigen add the N or K products of each coefficient and entry
+  // in another order (in double): float results differ by an ulp or two.
+  const double tol = Tol<T>(1e-5, 1e-12);
+  const struct {
+    std::int64_t rows, cols, vectors;
+  } cases[] = {{6, 10, 7}, {32, 50, 40}, {3, 4, 0}};
+  std::uint64_t seed = 1000;
+  for (const auto& c : cases) {
+    INFO(c.rows << "x" << c.cols << " with " << c.vectors << " vectors");
+    const std::int64_t n = c.rows * c.cols;
+    const auto linear = LinearSubspace<T>::FromSpanningSet(
+        c.rows, c.cols, c.vectors, RandomVector<double>(n * c.vectors, ++seed));
+    std::vector<T> x(n), m(n);
+    linear->RandomPoint(TensorView<T>(x.data(), c.rows, c.cols), ++seed);
+    linear->RandomPoint(TensorView<T>(m.data(), c.rows, c.cols), ++seed);
+    const std::vector<T> g = RandomVector<T>(n, ++seed);
+    auto host = [&](std::vector<T>& v) {
+      return TensorView<T>(v.data(), c.rows, c.cols);
+    };
+    auto chost = [&](const std::vector<T>& v) {
+      return TensorView<const T>(v.data(), c.rows, c.cols);
+    };
+    {
+      std::vector<T> uc = g;
+      linear->Project(chost(x), host(uc));
+      Guarded<T> xd(x, c.rows, c.cols), ud(g, c.rows, c.cols),
+          rd(g, c.rows, c.cols);
+      linear->Project(xd.cview(), ud.view());
+      linear->EgradToRgrad(xd.cview(), rd.view());
+      CHECK(MaxSymmetricError(ud.Host(), uc, 1e-3) <= tol);
+      CHECK(MaxSymmetricError(rd.Host(), uc, 1e-3) <= tol);
+      std::vector<T> xc = x;
+      linear->Retract(host(xc), chost(uc));
+      Guarded<T> vd(uc, c.rows, c.cols);
+      linear->Retract(xd.view(), vd.cview());
+      CHECK(MaxSymmetricError(xd.Host(), xc, 1e-3) <= tol);
+    }
+    for (int variant = 0; variant < 4; ++variant) {
+      INFO("variant " << variant);
+      const StepOptions o = Variant(variant);
+      std::vector<T> xc = x, mc = m;
+      linear->Step(host(xc), chost(g), host(mc), o);
+      Guarded<T> xd(x, c.rows, c.cols), gd(g, c.rows, c.cols),
+          md(m, c.rows, c.cols);
+      linear->Step(xd.view(), gd.cview(), md.view(), o);
+      CHECK(MaxSymmetricError(xd.Host(), xc, 1e-3) <= tol);
+      CHECK(MaxSymmetricError(md.Host(), mc, 1e-3) <= tol);
     }
   }
 }

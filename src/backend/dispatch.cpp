@@ -19,6 +19,7 @@
 #include "backend/tie_plan.h"
 #include "manifolds/device.h"
 #include "manifolds/euclidean.h"
+#include "manifolds/linear_subspace.h"
 #include "manifolds/multi_step.h"
 #include "manifolds/oblique.h"
 #include "manifolds/product.h"
@@ -214,13 +215,16 @@ TieHostPlan BuildTieHostPlan(const TiePattern& pattern) {
 
 namespace {
 
-enum class Kind { kEuclidean, kOblique, kTie, kOther };
+enum class Kind { kEuclidean, kOblique, kTie, kLinear, kOther };
 
 template <typename T>
 Kind KindOf(const Manifold<T>& m) {
   if (dynamic_cast<const Euclidean<T>*>(&m) != nullptr) return Kind::kEuclidean;
   if (dynamic_cast<const Oblique<T>*>(&m) != nullptr) return Kind::kOblique;
   if (dynamic_cast<const TieSubspace<T>*>(&m) != nullptr) return Kind::kTie;
+  if (dynamic_cast<const LinearSubspace<T>*>(&m) != nullptr) {
+    return Kind::kLinear;
+  }
   return Kind::kOther;
 }
 
@@ -366,6 +370,41 @@ void RunTie(const Manifold<T>& m,
                    nullptr);
 }
 
+// The device copy of a linear subspace's basis, its scratch and cuBLAS
+// handle. The mutex orders calls from several host threads (they share the
+// scratch; the work itself is ordered on the default stream).
+struct LinearDeviceState : internal::DeviceState {
+  DeviceBuffer<double> basis, scratch;
+  void* cublas = nullptr;
+  std::mutex mutex;
+  cuda::LinearPlan plan;
+  ~LinearDeviceState() override { cuda::CublasDestroy(cublas); }
+};
+
+template <typename T, typename F>
+void RunLinear(const Manifold<T>& m, F&& f) {
+  const auto& linear = static_cast<const LinearSubspace<T>&>(m);
+  const std::shared_ptr<internal::DeviceState> state =
+      internal::DeviceStateAccess::Get(linear, [&linear] {
+        auto s = std::make_shared<LinearDeviceState>();
+        const std::vector<double>& b = linear.Basis();
+        s->basis = DeviceBuffer<double>(std::int64_t(b.size()));
+        if (!b.empty()) s->basis.CopyFromHost(b.data());
+        s->scratch =
+            DeviceBuffer<double>(linear.AmbientSize() + 3 * linear.Dim());
+        s->cublas = cuda::CublasCreate();
+        s->plan.d_basis = s->basis.data();
+        s->plan.d_scratch = s->scratch.data();
+        s->plan.cublas = s->cublas;
+        s->plan.n = linear.AmbientSize();
+        s->plan.k = linear.Dim();
+        return std::shared_ptr<internal::DeviceState>(std::move(s));
+      });
+  auto& s = static_cast<LinearDeviceState&>(*state);
+  std::lock_guard<std::mutex> lock(s.mutex);
+  f(s.plan);
+}
+
 #endif  // SYMOPT_WITH_CUDA
 
 }  // namespace
@@ -377,8 +416,8 @@ template <typename T>
       manifold.Describe() + ": " + operation +
       " has no GPU implementation (the views are Device::kCuda); the CUDA "
       "backend covers ProjectPoint, Project, EgradToRgrad, Retract, "
-      "Transport and Step of euclidean, oblique, tie_subspace and products "
-      "of them (docs/cuda.md)");
+      "Transport and Step of euclidean, oblique, tie_subspace, "
+      "linear_subspace and products of them (docs/cuda.md)");
 }
 
 template <typename T>
@@ -410,6 +449,11 @@ void ProjectPoint(const Manifold<T>& m, [[maybe_unused]] TensorView<T> x) {
     case Kind::kTie:
       RunTie<T>(m, TieMode::kMean, x.data, nullptr, nullptr, {});
       return;
+    case Kind::kLinear:
+      RunLinear(m, [&](const cuda::LinearPlan& p) {
+        cuda::LinearProject(p, x.data, nullptr);
+      });
+      return;
     case Kind::kOther:
       break;
   }
@@ -440,6 +484,11 @@ void Project(const Manifold<T>& m,
       return;
     case Kind::kTie:
       RunTie<T>(m, TieMode::kMean, u.data, nullptr, nullptr, {});
+      return;
+    case Kind::kLinear:
+      RunLinear(m, [&](const cuda::LinearPlan& p) {
+        cuda::LinearProject(p, u.data, nullptr);
+      });
       return;
     case Kind::kOther:
       break;
@@ -480,6 +529,11 @@ void EgradToRgrad(const Manifold<T>& m,
                 {});
       return;
     }
+    case Kind::kLinear:
+      RunLinear(m, [&](const cuda::LinearPlan& p) {
+        cuda::LinearProject(p, g.data, nullptr);
+      });
+      return;
     case Kind::kOther:
       break;
   }
@@ -519,6 +573,11 @@ RetractReport Retract(const Manifold<T>& m,
     case Kind::kTie:
       RunTie<T>(m, TieMode::kRetract, x.data, v.data, nullptr, {});
       return {};
+    case Kind::kLinear:
+      RunLinear(m, [&](const cuda::LinearPlan& p) {
+        cuda::LinearRetract(p, x.data, v.data, nullptr);
+      });
+      return {};
     case Kind::kOther:
       break;
   }
@@ -548,6 +607,7 @@ void Transport(const Manifold<T>& m,
   switch (KindOf(m)) {
     case Kind::kEuclidean:
     case Kind::kTie:
+    case Kind::kLinear:
       return;  // the identity on a linear space
     case Kind::kOblique:
       cuda::ObliqueProject(x_new.data, v.data, x_new.rows, x_new.cols, nullptr);
@@ -617,6 +677,11 @@ RetractReport Step(const Manifold<T>& m,
       RunTie<T>(m, TieMode::kStep, x.data, g.data, d_m, s);
       return {};
     }
+    case Kind::kLinear:
+      RunLinear(m, [&](const cuda::LinearPlan& p) {
+        cuda::LinearStep(p, x.data, g.data, d_m, ToStepParams(o), nullptr);
+      });
+      return {};
     case Kind::kOther:
       break;
   }
