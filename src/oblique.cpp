@@ -1,6 +1,6 @@
 // CPU backend of Oblique<T>: row loops driving ObliqueOps (oblique.h), OpenMP
-// over rows. Reductions over a row use `omp simd` with double accumulators, so
-// they vectorise although each product is formed in double.
+// over rows. Row reductions accumulate in double with `omp simd` (or AVX2
+// intrinsics in the fused step's kernel, described below).
 #include "manifolds/oblique.h"
 
 #include <omp.h>
@@ -12,6 +12,15 @@
 #include <limits>
 #include <type_traits>
 #include <vector>
+
+// x86-64 with GCC or Clang: the fused step's kernel is also compiled for
+// AVX2+FMA and chosen at run time (define SYMOPT_OBLIQUE_NO_DISPATCH to build
+// the baseline kernel only).
+#if defined(__x86_64__) && defined(__GNUC__) && \
+    !defined(SYMOPT_OBLIQUE_NO_DISPATCH)
+#define SYMOPT_OBLIQUE_DISPATCH 1
+#include <immintrin.h>
+#endif
 
 namespace symopt {
 namespace {
@@ -56,15 +65,17 @@ RetractReport MakeReport(std::int64_t collapsed, std::int64_t first) {
 
 // ---- The fused step's CPU kernel ---------------------------------------
 //
-// One thread steps rows [r0, r1) as a software pipeline: the loop that writes
-// row r (still in cache from its Gram pass) also accumulates the Gram sums of
-// row r + 1 (streamed from memory), so the arithmetic of one row overlaps the
-// memory traffic of the next and every element of x, g and m crosses the
-// memory bus once each way. Rows are walked in blocks of kBlock elements; each
-// block first prefetches the data kAhead elements further on (running into
-// the following row at the end of a row), because the hardware prefetcher
-// alone does not keep enough lines in flight for a loop this long (measured:
-// 1.3x faster on 678 x 9216). kMomentum == false: m is never read or written.
+// One thread steps rows [r0, r1) as a software pipeline: block by block
+// (kBlock entries), it writes row r (in cache since its Gram pass) and then
+// accumulates the Gram sums of the same block of row r + 1 (streamed from
+// memory), so the arithmetic of one row overlaps the memory traffic of the
+// next, and every element of x, g and m crosses the memory bus once each way.
+// Each block first prefetches the data kAhead entries further on (running
+// into the following row at the end of a row): the hardware prefetcher alone
+// does not keep enough lines in flight for a loop this long (measured: the
+// step is 1.4-1.6x faster with it on 4096 x 4096 and 678 x 9216). Two short
+// loops per block rather than one long one keep their values in registers.
+// kMomentum == false: m is never read or written.
 
 #if defined(__GNUC__)
 #define SYMOPT_ALWAYS_INLINE inline __attribute__((always_inline))
@@ -93,14 +104,131 @@ SYMOPT_ALWAYS_INLINE void Prefetch(const T* p,
 #endif
 }
 
-// c + a * b. With kFma as one fused instruction: for float data the product
-// is exact in double, so both forms give the same bits.
-template <bool kFma>
-SYMOPT_ALWAYS_INLINE double MulAdd(double a, double b, double c) {
-#if defined(__GNUC__)
-  if (kFma) return __builtin_fma(a, b, c);
+// How a block's six Gram sums are accumulated (all in double; the variants
+// differ only in the order of the additions):
+//   kSplit  two `omp simd` loops of three sums (the block is in L1 for the
+//           second). Six sums of two vectors each plus the inputs need ~18
+//           vector registers; with 16 one loop spills, and spilled
+//           accumulators serialise it.
+//   kAvx2   float data: AVX2+FMA intrinsics, 12 accumulators of 4 doubles
+//           fed in two half-steps of three inputs, which fit 16 registers
+//           (GCC's `omp simd` code spilled even with AVX-512's 32; this loop
+//           made the whole step 1.4x faster). The FMA is exact here: a
+//           product of two floats is exact in double. Double data use kSplit.
+enum class GramLoop { kSplit, kAvx2 };
+
+#if defined(SYMOPT_OBLIQUE_DISPATCH)
+// The sum of the 8 lanes of a and b.
+__attribute__((target("avx2,fma"), always_inline)) inline double SumLanes(
+    __m256d a, __m256d b) {
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(a, b));
+  return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
+template <bool kMomentum>
+__attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(
+    const float* x,
+    const float* g,
+    const float* m,
+    std::int64_t begin,
+    std::int64_t end) {
+  __m256d xx0 = _mm256_setzero_pd(), xx1 = xx0, xg0 = xx0, xg1 = xx0, gg0 = xx0,
+          gg1 = xx0, xm0 = xx0, xm1 = xx0, gm0 = xx0, gm1 = xx0, mm0 = xx0,
+          mm1 = xx0;
+  std::int64_t i = begin;
+  // Two independent sets of six accumulators (a dependent chain of FMAs
+  // would wait on its latency); each half-step needs only its three inputs,
+  // so 12 accumulators + 3 inputs fit the 16 AVX2 registers.
+  for (; i + 8 <= end; i += 8) {
+    {
+      const __m256d xv = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+      const __m256d gv = _mm256_cvtps_pd(_mm_loadu_ps(g + i));
+      xx0 = _mm256_fmadd_pd(xv, xv, xx0);
+      xg0 = _mm256_fmadd_pd(xv, gv, xg0);
+      gg0 = _mm256_fmadd_pd(gv, gv, gg0);
+      if (kMomentum) {
+        const __m256d mv = _mm256_cvtps_pd(_mm_loadu_ps(m + i));
+        xm0 = _mm256_fmadd_pd(xv, mv, xm0);
+        gm0 = _mm256_fmadd_pd(gv, mv, gm0);
+        mm0 = _mm256_fmadd_pd(mv, mv, mm0);
+      }
+    }
+    {
+      const __m256d xv = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+      const __m256d gv = _mm256_cvtps_pd(_mm_loadu_ps(g + i + 4));
+      xx1 = _mm256_fmadd_pd(xv, xv, xx1);
+      xg1 = _mm256_fmadd_pd(xv, gv, xg1);
+      gg1 = _mm256_fmadd_pd(gv, gv, gg1);
+      if (kMomentum) {
+        const __m256d mv = _mm256_cvtps_pd(_mm_loadu_ps(m + i + 4));
+        xm1 = _mm256_fmadd_pd(xv, mv, xm1);
+        gm1 = _mm256_fmadd_pd(gv, mv, gm1);
+        mm1 = _mm256_fmadd_pd(mv, mv, mm1);
+      }
+    }
+  }
+  ObliqueGram s;
+  s.xx = SumLanes(xx0, xx1);
+  s.xg = SumLanes(xg0, xg1);
+  s.gg = SumLanes(gg0, gg1);
+  s.xm = SumLanes(xm0, xm1);
+  s.gm = SumLanes(gm0, gm1);
+  s.mm = SumLanes(mm0, mm1);
+  for (; i < end; ++i) {  // the last < 8 entries
+    const double xi = x[i], gi = g[i];
+    s.xx += xi * xi;
+    s.xg += xi * gi;
+    s.gg += gi * gi;
+    if (kMomentum) {
+      const double mi = m[i];
+      s.xm += xi * mi;
+      s.gm += gi * mi;
+      s.mm += mi * mi;
+    }
+  }
+  return s;
+}
 #endif
-  return c + a * b;
+
+template <typename T, bool kMomentum, GramLoop kLoop>
+SYMOPT_ALWAYS_INLINE ObliqueGram GramBlock(const T* __restrict x,
+                                           const T* __restrict g,
+                                           const T* __restrict m,
+                                           std::int64_t begin,
+                                           std::int64_t end) {
+#if defined(SYMOPT_OBLIQUE_DISPATCH)
+  if constexpr (std::is_same_v<T, float> && kLoop == GramLoop::kAvx2) {
+    return GramBlockAvx2<kMomentum>(x, g, m, begin, end);
+  } else
+#endif
+  {
+    double xx = 0, xg = 0, xm = 0, gg = 0, gm = 0, mm = 0;
+#pragma omp simd reduction(+ : xx, xg, gg)
+    for (std::int64_t i = begin; i < end; ++i) {
+      const double xi = x[i], gi = g[i];
+      xx += xi * xi;
+      xg += xi * gi;
+      gg += gi * gi;
+    }
+    if (kMomentum) {
+#pragma omp simd reduction(+ : xm, gm, mm)
+      for (std::int64_t i = begin; i < end; ++i) {
+        const double xi = x[i], gi = g[i], mi = m[i];
+        xm += xi * mi;
+        gm += gi * mi;
+        mm += mi * mi;
+      }
+    }
+    ObliqueGram s;
+    s.xx = xx;
+    s.xg = xg;
+    s.xm = xm;
+    s.gg = gg;
+    s.gm = gm;
+    s.mm = mm;
+    return s;
+  }
 }
 
 // The pipeline stage: with kApply, writes row 0 (x0, g0, m0) by the
@@ -109,8 +237,7 @@ template <typename T,
           bool kMomentum,
           bool kApply,
           bool kGram,
-          bool kFma,
-          bool kSplit>
+          GramLoop kGramLoop>
 SYMOPT_ALWAYS_INLINE ObliqueGram Pass(T* __restrict x0,
                                       const T* __restrict g0,
                                       T* __restrict m0,
@@ -127,8 +254,6 @@ SYMOPT_ALWAYS_INLINE ObliqueGram Pass(T* __restrict x0,
       Prefetch(g1, i0 + kAhead, end + kAhead);
       if (kMomentum) Prefetch(m1, i0 + kAhead, end + kAhead);
     }
-    // Two short loops per block rather than one long one: each keeps its
-    // values in registers (one loop would need ~27 vector registers).
     if (kApply) {
 #pragma omp simd
       for (std::int64_t i = i0; i < end; ++i) {
@@ -140,49 +265,7 @@ SYMOPT_ALWAYS_INLINE ObliqueGram Pass(T* __restrict x0,
       }
     }
     if (!kGram) continue;
-    // kSplit: the six sums in two loops of three (the block is in L1 for the
-    // second). Six double accumulators of two vectors each, plus the
-    // converted inputs, need ~18 vector registers: fine with AVX-512's 32,
-    // but with 16 (SSE2, AVX2) they spill and the spilled accumulators
-    // serialise the loop.
-    double xx = 0, xg = 0, xm = 0, gg = 0, gm = 0, mm = 0;
-    if (kMomentum && !kSplit) {
-#pragma omp simd reduction(+ : xx, xg, gg, xm, gm, mm)
-      for (std::int64_t i = i0; i < end; ++i) {
-        const double xi = x1[i], gi = g1[i], mi = m1[i];
-        xx = MulAdd<kFma>(xi, xi, xx);
-        xg = MulAdd<kFma>(xi, gi, xg);
-        gg = MulAdd<kFma>(gi, gi, gg);
-        xm = MulAdd<kFma>(xi, mi, xm);
-        gm = MulAdd<kFma>(gi, mi, gm);
-        mm = MulAdd<kFma>(mi, mi, mm);
-      }
-    } else {
-#pragma omp simd reduction(+ : xx, xg, gg)
-      for (std::int64_t i = i0; i < end; ++i) {
-        const double xi = x1[i], gi = g1[i];
-        xx = MulAdd<kFma>(xi, xi, xx);
-        xg = MulAdd<kFma>(xi, gi, xg);
-        gg = MulAdd<kFma>(gi, gi, gg);
-      }
-      if (kMomentum) {
-#pragma omp simd reduction(+ : xm, gm, mm)
-        for (std::int64_t i = i0; i < end; ++i) {
-          const double xi = x1[i], gi = g1[i], mi = m1[i];
-          xm = MulAdd<kFma>(xi, mi, xm);
-          gm = MulAdd<kFma>(gi, mi, gm);
-          mm = MulAdd<kFma>(mi, mi, mm);
-        }
-      }
-    }
-    ObliqueGram block;
-    block.xx = xx;
-    block.xg = xg;
-    block.xm = xm;
-    block.gg = gg;
-    block.gm = gm;
-    block.mm = mm;
-    total.Add(block);
+    total.Add(GramBlock<T, kMomentum, kGramLoop>(x1, g1, m1, i0, end));
   }
   return total;
 }
@@ -222,14 +305,14 @@ struct RowRange {
   std::int64_t first = kNoRow;
 };
 
-template <typename T, bool kMomentum, bool kFma, bool kSplit>
+template <typename T, bool kMomentum, GramLoop kGramLoop>
 SYMOPT_ALWAYS_INLINE void StepRows(T* x, const T* g, T* m, RowRange& rr) {
   const std::int64_t n = rr.n;
   if (rr.r0 >= rr.r1) return;
   auto mrow = [&](std::int64_t r) { return kMomentum ? m + r * n : nullptr; };
   const ObliqueIncrement<T> none{};
   auto gram = [&](std::int64_t r) {
-    return Pass<T, kMomentum, false, true, kFma, kSplit>(
+    return Pass<T, kMomentum, false, true, kGramLoop>(
         nullptr, nullptr, nullptr, none, x + r * n, g + r * n, mrow(r), n);
   };
   ObliqueGram s = gram(rr.r0);
@@ -251,62 +334,48 @@ SYMOPT_ALWAYS_INLINE void StepRows(T* x, const T* g, T* m, RowRange& rr) {
     }
     const ObliqueIncrement<T> k = ObliqueOps::Increment<T>(u);
     if (last) {
-      Pass<T, kMomentum, true, false, kFma, kSplit>(
+      Pass<T, kMomentum, true, false, kGramLoop>(
           xr, gr, mr, k, nullptr, nullptr, nullptr, n);
     } else {
-      s = Pass<T, kMomentum, true, true, kFma, kSplit>(
+      s = Pass<T, kMomentum, true, true, kGramLoop>(
           xr, gr, mr, k, xr + n, gr + n, mrow(r + 1), n);
     }
   }
 }
 
-// One kernel instantiation per instruction set. FMA is used only for float
-// data, where it changes no bits (the products are exact in double).
-template <typename T, bool kFma, bool kSplit>
+// One kernel instantiation per instruction set.
+template <typename T, GramLoop kGramLoop>
 SYMOPT_ALWAYS_INLINE void StepRowsFor(T* x, const T* g, T* m, RowRange& rr) {
   if (m != nullptr) {
-    StepRows<T, true, kFma, kSplit>(x, g, m, rr);
+    StepRows<T, true, kGramLoop>(x, g, m, rr);
   } else {
-    StepRows<T, false, kFma, kSplit>(x, g, m, rr);
+    StepRows<T, false, kGramLoop>(x, g, m, rr);
   }
 }
 
 template <typename T>
 void StepRowsBaseline(T* x, const T* g, T* m, RowRange& rr) {
-  StepRowsFor<T, false, true>(x, g, m, rr);
+  StepRowsFor<T, GramLoop::kSplit>(x, g, m, rr);
 }
 
-// The library is built for baseline x86-64. Where the CPU has more, the
-// kernel is also compiled for AVX2+FMA and for AVX-512 (VL, used at 256 bits
-// for its 32 registers) and chosen at run time. Measured on the development
-// machine (AMD EPYC, 1 thread, data out of cache): the AVX-512 build is
-// 1.2-1.3x faster than the AVX2 one, which is ~2x faster than baseline.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define SYMOPT_OBLIQUE_DISPATCH 1
+// The library is built for baseline x86-64. Where the CPU has AVX2 and FMA,
+// the kernel is also compiled for them and chosen at run time (measured on
+// the development machine, data in L2: 2.6x faster than the baseline build;
+// an AVX-512 build was no faster).
+#if defined(SYMOPT_OBLIQUE_DISPATCH)
 template <typename T>
 __attribute__((target("avx2,fma"))) void StepRowsAvx2(T* x,
                                                       const T* g,
                                                       T* m,
                                                       RowRange& rr) {
-  StepRowsFor<T, std::is_same_v<T, float>, true>(x, g, m, rr);
-}
-
-template <typename T>
-__attribute__((
-    target("avx512f,avx512vl,avx2,fma,prefer-vector-width=256"))) void
-StepRowsAvx512(T* x, const T* g, T* m, RowRange& rr) {
-  StepRowsFor<T, std::is_same_v<T, float>, false>(x, g, m, rr);
+  StepRowsFor<T, GramLoop::kAvx2>(x, g, m, rr);
 }
 #endif
 
-// 0: baseline, 1: AVX2+FMA, 2: AVX-512.
+// 0: baseline, 1: AVX2+FMA.
 int BestSimdLevel() {
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("fma")) {
-    return 2;
-  }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
 #endif
   return 0;
@@ -320,15 +389,9 @@ std::atomic<int>& SimdLevel() {
 template <typename T>
 void StepRowsCpu(T* x, const T* g, T* m, RowRange& rr) {
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
-  switch (SimdLevel().load(std::memory_order_relaxed)) {
-    case 2:
-      StepRowsAvx512(x, g, m, rr);
-      return;
-    case 1:
-      StepRowsAvx2(x, g, m, rr);
-      return;
-    default:
-      break;
+  if (SimdLevel().load(std::memory_order_relaxed) == 1) {
+    StepRowsAvx2(x, g, m, rr);
+    return;
   }
 #endif
   StepRowsBaseline(x, g, m, rr);
@@ -337,8 +400,8 @@ void StepRowsCpu(T* x, const T* g, T* m, RowRange& rr) {
 }  // namespace
 
 namespace internal {
-// Test hook: use the kernel of `level` (0 baseline, 1 AVX2+FMA, 2 AVX-512),
-// or the best the CPU has when it has less. Returns the level now in use.
+// Test hook: use the kernel of `level` (0 baseline, 1 AVX2+FMA), or the best
+// the CPU has when it has less. Returns the level now in use.
 int SetObliqueSimdLevel(int level) {
   SimdLevel().store(std::max(0, std::min(level, BestSimdLevel())));
   return SimdLevel().load();
