@@ -131,6 +131,52 @@ StepOptions Variant(int variant) {
   return o;
 }
 
+// Every step variant on the CPU and on the GPU from the same x, g, m: the
+// results agree to `tol` (symmetric relative error at the data's scale; 0:
+// bitwise) and the collapse reports are equal. extra(x', m', options) may
+// check more on the GPU results.
+template <typename T, typename Extra>
+void CheckStepVariants(const Manifold<T>& manifold,
+                       const std::vector<T>& x,
+                       const std::vector<T>& g,
+                       const std::vector<T>& m,
+                       double tol,
+                       Extra&& extra) {
+  const std::int64_t rows = manifold.rows(), cols = manifold.cols();
+  for (int variant = 0; variant < 4; ++variant) {
+    INFO("variant " << variant);
+    const StepOptions o = Variant(variant);
+    std::vector<T> xc = x, mc = m;
+    const RetractReport rc =
+        manifold.Step(TensorView<T>(xc.data(), rows, cols),
+                      TensorView<const T>(g.data(), rows, cols),
+                      TensorView<T>(mc.data(), rows, cols),
+                      o);
+    Guarded<T> xd(x, rows, cols), gd(g, rows, cols), md(m, rows, cols);
+    const RetractReport rd = manifold.Step(xd.view(), gd.cview(), md.view(), o);
+    CHECK(rd.collapsed_rows == rc.collapsed_rows);
+    CHECK(rd.first_collapsed_row == rc.first_collapsed_row);
+    const std::vector<T> xs = xd.Host(), ms = md.Host();
+    if (tol == 0) {
+      CHECK(xs == xc);
+      CHECK(ms == mc);
+    } else {
+      CHECK(MaxSymmetricError(xs, xc, Rms(xc)) <= tol);
+      CHECK(MaxSymmetricError(ms, mc, Rms(mc)) <= tol);
+    }
+    extra(xs, ms, o);
+  }
+}
+
+template <typename T>
+void CheckStepVariants(const Manifold<T>& manifold,
+                       const std::vector<T>& x,
+                       const std::vector<T>& g,
+                       const std::vector<T>& m,
+                       double tol) {
+  CheckStepVariants(manifold, x, g, m, tol, [](auto&&...) {});
+}
+
 // ---- Euclidean
 // ------------------------------------------------------------------
 
@@ -144,18 +190,8 @@ TEMPLATE_TEST_CASE("GPU Euclidean step and retraction equal the CPU bitwise",
     const Euclidean<T> eu(1, n);
     const std::vector<T> x = RandomVector<T>(n, 1), g = RandomVector<T>(n, 2),
                          m = RandomVector<T>(n, 3);
-    for (int variant = 0; variant < 4; ++variant) {
-      const StepOptions o = Variant(variant);
-      std::vector<T> xc = x, mc = m;
-      eu.Step(TensorView<T>(xc.data(), 1, n),
-              TensorView<const T>(g.data(), 1, n),
-              TensorView<T>(mc.data(), 1, n),
-              o);
-      Guarded<T> xd(x, 1, n), gd(g, 1, n), md(m, 1, n);
-      eu.Step(xd.view(), gd.cview(), md.view(), o);
-      CHECK(xd.Host() == xc);  // tolerance 0: same Ops, no FMA, no sums
-      CHECK(md.Host() == mc);
-    }
+    // Tolerance 0: the same Ops without FMA and without sums.
+    CheckStepVariants(eu, x, g, m, 0.0);
     std::vector<T> xc = x;
     eu.Retract(TensorView<T>(xc.data(), 1, n),
                TensorView<const T>(g.data(), 1, n));
@@ -204,25 +240,11 @@ TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU",
       return TensorView<T>(v.data(), s.rows, s.cols);
     };
 
-    SECTION("fused step, all variants") {
-      for (int variant = 0; variant < 4; ++variant) {
-        INFO("variant " << variant);
-        const StepOptions o = Variant(variant);
-        std::vector<T> xc = x, mc = m;
-        const RetractReport rc =
-            ob.Step(host(xc),
-                    TensorView<const T>(g.data(), s.rows, s.cols),
-                    host(mc),
-                    o);
-        Guarded<T> xd(x, s.rows, s.cols), gd(g, s.rows, s.cols),
-            md(m, s.rows, s.cols);
-        const RetractReport rd = ob.Step(xd.view(), gd.cview(), md.view(), o);
-        CHECK(rd.collapsed_rows == rc.collapsed_rows);
-        CHECK(MaxSymmetricError(xd.Host(), xc, Rms(xc)) <= tol);
-        CHECK(MaxSymmetricError(md.Host(), mc, Rms(mc)) <= tol);
-      }
-    }
-    SECTION("project, egrad to rgrad, transport") {
+    // Plain blocks, not SECTIONs: a SECTION inside the loop over shapes would
+    // run for the first shape only.
+    CheckStepVariants(ob, x, g, m, tol);
+    {
+      INFO("project, egrad to rgrad, transport");
       std::vector<T> uc = g;
       ob.Project(TensorView<const T>(x.data(), s.rows, s.cols), host(uc));
       Guarded<T> xd(x, s.rows, s.cols), ud(g, s.rows, s.cols),
@@ -235,7 +257,8 @@ TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU",
       ob.Transport(xd.cview(), xd.cview(), vd.view());
       CHECK(MaxSymmetricError(vd.Host(), uc, Rms(uc)) <= tol);
     }
-    SECTION("retract, with collapsing rows reported") {
+    {
+      INFO("retract, with collapsing rows reported");
       std::vector<T> v = g;
       ob.Project(TensorView<const T>(x.data(), s.rows, s.cols), host(v));
       // Rows 1 and the last get v = -x: the candidate is 0 and collapses
@@ -256,7 +279,8 @@ TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU",
       if (s.rows >= 3) CHECK(rd.first_collapsed_row == 1);
       CHECK(MaxSymmetricError(xd.Host(), xc, Rms(xc)) <= tol);
     }
-    SECTION("project point: scaled rows, tiny and huge rows, zero rows") {
+    {
+      INFO("project point: scaled rows, tiny and huge rows, zero rows");
       std::vector<T> y = RandomVector<T>(n, ++seed, 3.0);
       for (std::int64_t j = 0; j < s.cols; ++j) {
         y[j] = T(0);  // row 0 is zero: becomes e_0
@@ -270,7 +294,8 @@ TEMPLATE_TEST_CASE("GPU Oblique operations equal the CPU",
       ob.ProjectPoint(yd.view());
       CHECK(MaxSymmetricError(yd.Host(), yc, Rms(yc)) <= tol);
     }
-    SECTION("project point refuses a non-finite row and writes nothing") {
+    {
+      INFO("project point refuses a non-finite row and writes nothing");
       std::vector<T> y = x;
       const std::int64_t bad = n / 2;
       y[bad] = std::numeric_limits<T>::quiet_NaN();
@@ -391,19 +416,18 @@ TEMPLATE_TEST_CASE("GPU TieSubspace operations equal the CPU",
         CHECK(vd.Host() == v);
       }
       // The fused step, all variants.
-      for (int variant = 0; variant < 4; ++variant) {
-        INFO("variant " << variant);
-        const StepOptions o = Variant(variant);
-        std::vector<T> xc = x, mc = m;
-        tie.Step(host(xc), chost(g), host(mc), o);
-        Guarded<T> xd(x, rows, cols), gd(g, rows, cols), md(m, rows, cols);
-        tie.Step(xd.view(), gd.cview(), md.view(), o);
-        const std::vector<T> xs = xd.Host(), ms = md.Host();
-        CHECK(MaxSymmetricError(xs, xc, Rms(xc)) <= tol);
-        CHECK(MaxSymmetricError(ms, mc, Rms(mc)) <= tol);
-        CHECK(TiedEntriesEqual(pattern, xs));
-        if (o.momentum > 0) CHECK(TiedEntriesEqual(pattern, ms));
-      }
+      CheckStepVariants(tie,
+                        x,
+                        g,
+                        m,
+                        tol,
+                        [&](const std::vector<T>& xs,
+                            const std::vector<T>& ms,
+                            const StepOptions& o) {
+                          CHECK(TiedEntriesEqual(pattern, xs));
+                          if (o.momentum > 0)
+                            CHECK(TiedEntriesEqual(pattern, ms));
+                        });
     }
   }
 }
@@ -453,17 +477,7 @@ TEMPLATE_TEST_CASE("GPU LinearSubspace operations equal the CPU",
       linear->Retract(xd.view(), vd.cview());
       CHECK(MaxSymmetricError(xd.Host(), xc, Rms(xc)) <= tol);
     }
-    for (int variant = 0; variant < 4; ++variant) {
-      INFO("variant " << variant);
-      const StepOptions o = Variant(variant);
-      std::vector<T> xc = x, mc = m;
-      linear->Step(host(xc), chost(g), host(mc), o);
-      Guarded<T> xd(x, c.rows, c.cols), gd(g, c.rows, c.cols),
-          md(m, c.rows, c.cols);
-      linear->Step(xd.view(), gd.cview(), md.view(), o);
-      CHECK(MaxSymmetricError(xd.Host(), xc, Rms(xc)) <= tol);
-      CHECK(MaxSymmetricError(md.Host(), mc, Rms(mc)) <= tol);
-    }
+    CheckStepVariants(*linear, x, g, m, tol);
   }
 }
 
@@ -476,7 +490,7 @@ TEMPLATE_TEST_CASE("GPU multi-tensor step equals one step per tensor",
                    double) {
   using T = TestType;
   const double tol = Tol<T>(1e-5, 1e-12);
-  SECTION("oblique tensors of different widths, one collapsing row") {
+  SECTION("oblique tensors of different widths") {
     const Shape shapes[] = {{16, 9}, {8, 300}, {3, 2000}, {1, 1}, {40, 65}};
     std::vector<std::unique_ptr<Oblique<T>>> ms;
     std::vector<std::vector<T>> x, g, m;
