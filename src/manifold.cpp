@@ -4,6 +4,7 @@
 #include <sstream>
 #include <vector>
 
+#include "backend/dispatch.h"
 #include "blas1.h"
 
 namespace symopt {
@@ -54,15 +55,27 @@ void Manifold<T>::CheckView(const TensorView<U>& v, const char* what) const {
                Describe() << ": " << what << " has shape " << v.rows << "x"
                           << v.cols << ", expected " << rows_ << "x"
                           << cols_);
-  if (v.device != Device::kCpu) {
-    throw NotCompiledError(Describe() + ": " + what +
-                           " is on the GPU; this build has no GPU path for it");
+  SYMOPT_CHECK(v.device == Device::kCpu || v.device == Device::kCuda,
+               Describe() << ": " << what << " has an unknown device");
+}
+
+template <typename T>
+bool Manifold<T>::OnGpu(const char* op,
+                        std::initializer_list<Device> devices) const {
+  const Device first = *devices.begin();
+  for (const Device d : devices) {
+    SYMOPT_CHECK(d == first,
+                 Describe()
+                     << ": " << op << " got views on different devices ("
+                     << DeviceName(first) << " and " << DeviceName(d) << ")");
   }
+  return first == Device::kCuda;
 }
 
 template <typename T>
 void Manifold<T>::ProjectPoint(View x) const {
   CheckView(x, "x");
+  if (OnGpu("ProjectPoint", {x.device})) return backend::ProjectPoint(*this, x);
   ProjectPointImpl(x);
 }
 
@@ -70,6 +83,9 @@ template <typename T>
 void Manifold<T>::Project(ConstView x, View u) const {
   CheckView(x, "x");
   CheckView(u, "u");
+  if (OnGpu("Project", {x.device, u.device})) {
+    return backend::Project(*this, x, u);
+  }
   ProjectImpl(x, u);
 }
 
@@ -77,6 +93,9 @@ template <typename T>
 void Manifold<T>::EgradToRgrad(ConstView x, View g) const {
   CheckView(x, "x");
   CheckView(g, "g");
+  if (OnGpu("EgradToRgrad", {x.device, g.device})) {
+    return backend::EgradToRgrad(*this, x, g);
+  }
   EgradToRgradImpl(x, g);
 }
 
@@ -84,6 +103,9 @@ template <typename T>
 RetractReport Manifold<T>::Retract(View x, ConstView v) const {
   CheckView(x, "x");
   CheckView(v, "v");
+  if (OnGpu("Retract", {x.device, v.device})) {
+    return backend::Retract(*this, x, v);
+  }
   return RetractImpl(x, v);
 }
 
@@ -92,6 +114,9 @@ void Manifold<T>::InverseRetract(ConstView x, ConstView y, View v) const {
   CheckView(x, "x");
   CheckView(y, "y");
   CheckView(v, "v");
+  if (OnGpu("InverseRetract", {x.device, y.device, v.device})) {
+    backend::Unsupported(*this, "InverseRetract");
+  }
   InverseRetractImpl(x, y, v);
 }
 
@@ -100,6 +125,9 @@ void Manifold<T>::Transport(ConstView x_old, ConstView x_new, View v) const {
   CheckView(x_old, "x_old");
   CheckView(x_new, "x_new");
   CheckView(v, "v");
+  if (OnGpu("Transport", {x_old.device, x_new.device, v.device})) {
+    return backend::Transport(*this, x_old, x_new, v);
+  }
   TransportImpl(x_old, x_new, v);
 }
 
@@ -108,18 +136,27 @@ double Manifold<T>::Inner(ConstView x, ConstView u, ConstView v) const {
   CheckView(x, "x");
   CheckView(u, "u");
   CheckView(v, "v");
+  if (OnGpu("Inner", {x.device, u.device, v.device})) {
+    backend::Unsupported(*this, "Inner");
+  }
   return InnerImpl(x, u, v);
 }
 
 template <typename T>
 double Manifold<T>::DistanceToManifold(ConstView x) const {
   CheckView(x, "x");
+  if (OnGpu("DistanceToManifold", {x.device})) {
+    backend::Unsupported(*this, "DistanceToManifold");
+  }
   return DistanceToManifoldImpl(x);
 }
 
 template <typename T>
 void Manifold<T>::RandomPoint(View x, std::uint64_t seed) const {
   CheckView(x, "x");
+  if (OnGpu("RandomPoint", {x.device})) {
+    backend::Unsupported(*this, "RandomPoint");
+  }
   RandomPointImpl(x, seed);
 }
 
@@ -131,6 +168,9 @@ void Manifold<T>::TangentBasisMultiply(ConstView x,
   CheckView(v, "v");
   SYMOPT_CHECK(coeffs != nullptr || Dim() == 0,
                Describe() << ": coefficients are null");
+  if (OnGpu("TangentBasisMultiply", {x.device, v.device})) {
+    backend::Unsupported(*this, "TangentBasisMultiply");
+  }
   TangentBasisMultiplyImpl(x, coeffs, v);
 }
 
@@ -142,6 +182,9 @@ void Manifold<T>::TangentBasisTransposeMultiply(ConstView x,
   CheckView(u, "u");
   SYMOPT_CHECK(coeffs != nullptr || Dim() == 0,
                Describe() << ": coefficients are null");
+  if (OnGpu("TangentBasisTransposeMultiply", {x.device, u.device})) {
+    backend::Unsupported(*this, "TangentBasisTransposeMultiply");
+  }
   TangentBasisTransposeMultiplyImpl(x, u, coeffs);
 }
 
@@ -155,6 +198,10 @@ RetractReport Manifold<T>::Step(View x,
   CheckView(x, "x");
   CheckView(g, "gradient");
   if (options.momentum > 0.0) CheckView(m, "momentum buffer");
+  const bool gpu = options.momentum > 0.0
+                       ? OnGpu("Step", {x.device, g.device, m.device})
+                       : OnGpu("Step", {x.device, g.device});
+  if (gpu) return backend::Step(*this, x, g, m, options);
   return StepImpl(x, g, m, options);
 }
 
@@ -173,6 +220,9 @@ RetractReport Manifold<T>::StepComposed(View x,
   SYMOPT_CHECK(scratch.data != nullptr && scratch.size() >= 2 * n,
                Describe() << ": scratch needs " << 2 * n << " elements, has "
                           << scratch.size());
+  if (OnGpu("StepComposed", {x.device, g.device, scratch.device})) {
+    backend::Unsupported(*this, "StepComposed (the CPU reference)");
+  }
   View r(scratch.data, rows_, cols_, scratch.device);
   View x_old(scratch.data + n, rows_, cols_, scratch.device);
   // r = rgrad(x, g + wd x)

@@ -40,11 +40,20 @@
 //
 // Views: every view passed must have the manifold's shape (rows x cols) and
 // the same device. Outputs never alias inputs unless a function says so.
+// Device::kCuda views are routed to the CUDA backend (src/backend/dispatch.cpp,
+// docs/cuda.md) for the operations it implements (Euclidean, Oblique,
+// TieSubspace and Products of them: ProjectPoint, Project, EgradToRgrad,
+// Retract, Transport, Step);
+// any other operation or manifold throws NotCompiledError naming both, and a
+// build without CUDA throws NotCompiledError for every kCuda view.
 // All operations are const: a manifold holds only its description, never
 // per-step state, so one instance can serve many parameters and threads.
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "manifolds/check.h"
@@ -76,6 +85,13 @@ struct RetractReport {
   // row_offset.
   void Merge(const RetractReport& other, std::int64_t row_offset = 0);
 };
+
+namespace internal {
+// Backend data derived from a manifold's description (e.g. the device copy of
+// a tie pattern), built on first use by src/backend/dispatch.cpp.
+struct DeviceState;
+struct DeviceStateAccess;
+}  // namespace internal
 
 template <typename T>
 class Manifold {
@@ -170,8 +186,17 @@ class Manifold {
   void CheckView(const TensorView<U>& v, const char* what) const;
 
  private:
+  friend struct internal::DeviceStateAccess;
+
+  // Throws InvalidArgument unless every view of `op` is on one device;
+  // returns true when that device is the GPU.
+  bool OnGpu(const char* op, std::initializer_list<Device> devices) const;
+
   std::int64_t rows_;
   std::int64_t cols_;
+  // See internal::DeviceState; the mutex keeps const operations thread-safe.
+  mutable std::mutex device_state_mutex_;
+  mutable std::shared_ptr<internal::DeviceState> device_state_;
 };
 
 extern template class Manifold<float>;
