@@ -1,0 +1,110 @@
+// The flip-invariant dense layer of FIAN (papers/000_*, sections 4.1 and 5.3).
+//
+// A dense layer y = W vec(x) + b on x: [N, C, H, W_] (y: [N, F]) is invariant
+// under the horizontal flip (T x)[c, h, w] = x[c, h, W_-1-w] iff W = W T
+// (000_* eq. 8), i.e. W[f, c, h, w] = W[f, c, h, W_-1-w]: the input indices
+// fall into the orbits of the flip (mirror pairs {w, W_-1-w}, and the single
+// middle column when W_ is odd), and W is constant on every orbit.
+// The orbits are DERIVED from the flip permutation by union-find
+// (FlipPattern), numbered by first appearance: orbit (c, h, w) for
+// w < ceil(W_/2). The layer stores one weight per orbit,
+//   theta: F x K,  K = C * H * ceil(W_/2),
+// and computes y by FOLDING the input instead of expanding the weights:
+//   xf[n, k] = sum_{i in orbit k} x[n, i]   (= x[.., w] + x[.., W_-1-w])
+//   y = xf theta^T + b.
+// Since W vec(x) = sum_k theta_k sum_{i in k} x_i, this equals the dense layer
+// with the expanded tied weights W[f, i] = theta[f, class(i)], at about half
+// its cost: the GEMMs have inner dimension K ~ C H W_ / 2, and the fold is
+// O(N C H W_). Weights take K / (C H W_) ~ 1/2 of the dense layer's memory;
+// no expanded copy is ever formed (ExpandWeights exists for tests).
+// Backward: dtheta += dy^T xf (exactly the per-orbit SUM of the dense
+// gradient: the shared metric of TieSubspace); dx[n, i] = (dy theta)[n,
+// class(i)] (unfold). The embedded metric on E gives the per-orbit MEAN, the
+// sum divided by the orbit size |k| (2 for a mirror pair, 1 for the middle
+// column of odd W_). So Euclidean SGD on theta with learning rate lr is
+// embedded-metric SGD on E with learning rate 2 lr when W_ is even; when W_
+// is odd the middle column gets half the step the embedded metric would give
+// it (docs/group_layers.md).
+//
+// Parameters: "weight" theta (F x K, Euclidean unless SetWeightManifold),
+// "bias" (1 x F, Euclidean). Input [N, C, H, W_] exactly; output [N, F].
+// Note: ||W[f, :]||^2 = sum_k |k| theta[f, k]^2, so unit-norm theta rows
+// (Oblique on theta) are unit-norm dense rows up to sqrt(2) only when W_ is
+// even.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "manifolds/tie_subspace.h"
+#include "nn/layer.h"
+
+namespace symopt {
+namespace nn {
+
+// The tie pattern of ONE output row of the flip-invariant weight: rows = 1,
+// cols = C*H*W, class_of[(c*H + h)*W + w] = orbit of (c, h, w) under the flip
+// of the w axis. Every row of W repeats it (a row-periodic pattern).
+// Requires: channels, height, width >= 1.
+TiePattern FlipPattern(std::int64_t channels,
+                       std::int64_t height,
+                       std::int64_t width);
+
+template <typename T>
+class FlipInvariantDense final : public Layer<T> {
+ public:
+  // theta drawn N(0, 2 / (C*H*W)) from `seed`, bias 0.
+  // Requires: all sizes >= 1.
+  FlipInvariantDense(std::int64_t channels,
+                     std::int64_t height,
+                     std::int64_t width,
+                     std::int64_t out_features,
+                     bool bias = true,
+                     std::uint64_t seed = 1);
+
+  // Requires: manifold of shape out_features x NumOrbits().
+  void SetWeightManifold(std::shared_ptr<const Manifold<T>> manifold);
+
+  std::string Name() const override;
+  Shape OutputShape(const Shape& input) const override;
+  void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
+  void Backward(const Tensor<T>& x,
+                const Tensor<T>& y,
+                const Tensor<T>& dy,
+                Tensor<T>& dx) override;
+  std::vector<Parameter<T>> Params() override;
+
+  std::int64_t in_features() const { return c_ * h_ * w_; }
+  std::int64_t out_features() const { return f_; }
+  // K: free weights per output row (pattern().num_classes).
+  std::int64_t NumOrbits() const { return pattern_.num_classes; }
+  std::int64_t NumFreeWeights() const { return std::int64_t(theta_.size()); }
+  const TiePattern& pattern() const { return pattern_; }
+
+  T* weight() { return theta_.data(); }  // F x K row-major
+  const T* weight() const { return theta_.data(); }
+  T* weight_grad() { return dtheta_.data(); }
+  T* bias() { return bias_.data(); }  // F values, empty without bias
+  T* bias_grad() { return dbias_.data(); }
+
+  // The dense weight it stands for: dense[f, i] = theta[f, class(i)].
+  // dense: F * C*H*W values, row-major.
+  void ExpandWeights(T* dense) const;
+
+ private:
+  void Fold(const T* x, std::int64_t n, T* xf) const;
+
+  std::int64_t c_, h_, w_, f_;
+  TiePattern pattern_;
+  std::vector<std::int64_t> offsets_, members_;  // orbit members (CSR)
+  std::vector<T> theta_, dtheta_, bias_, dbias_;
+  std::shared_ptr<const Manifold<T>> weight_manifold_, bias_manifold_;
+};
+
+extern template class FlipInvariantDense<float>;
+extern template class FlipInvariantDense<double>;
+
+}  // namespace nn
+}  // namespace symopt

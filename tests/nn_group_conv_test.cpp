@@ -1,0 +1,405 @@
+// P4 group convolution, rotation pooling and P4 batch norm (issue 4).
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "catch.h"
+#include "group_layer_checks.h"
+#include "manifolds/euclidean.h"
+#include "nn/group_conv.h"
+
+using namespace symopt;
+using namespace symopt::nn;
+using namespace symopt::testing;
+
+namespace {
+
+// sigma(i, j) = (j, k-1-i): (R f)[q] = f[sigma(q)] rotates a k x k grid by
+// 90 degrees counter-clockwise (the same R as RotatePlanes).
+void Sigma(std::int64_t k, std::int64_t& i, std::int64_t& j) {
+  const std::int64_t a = j, b = k - 1 - i;
+  i = a;
+  j = b;
+}
+
+// The P4 layer straight from its definition (Cohen & Welling):
+//   y[n, co, r, u, v] = b[co] + sum_{ci, s, i, j} x[n, ci, s, u-p+i, v-p+j]
+//                       * (R^r psi[co, ci, (s - r) mod S])[i][j],
+// with psi = theta read as [out, in, S, k, k] and (R^r f)[q] = f[sigma^r q].
+template <typename T>
+Tensor<T> ReferenceP4Conv(P4Conv<T>& layer, const Tensor<T>& x) {
+  const std::int64_t S = layer.input() == P4Input::kZ2 ? 1 : 4;
+  const std::int64_t in = layer.in_channels(), out = layer.out_channels();
+  const std::int64_t k = layer.kernel(), p = layer.padding();
+  const std::int64_t N = x.dim(0), H = x.dim(x.ndim() - 2),
+                     W = x.dim(x.ndim() - 1);
+  const std::int64_t Ho = H + 2 * p - k + 1, Wo = W + 2 * p - k + 1;
+  Tensor<T> y({N, out, 4, Ho, Wo});
+  const T* theta = layer.weight();
+  for (std::int64_t n = 0; n < N; ++n)
+    for (std::int64_t co = 0; co < out; ++co)
+      for (std::int64_t r = 0; r < 4; ++r)
+        for (std::int64_t u = 0; u < Ho; ++u)
+          for (std::int64_t v = 0; v < Wo; ++v) {
+            double acc = layer.bias() ? double(layer.bias()[co]) : 0.0;
+            for (std::int64_t ci = 0; ci < in; ++ci)
+              for (std::int64_t s = 0; s < S; ++s)
+                for (std::int64_t i = 0; i < k; ++i)
+                  for (std::int64_t j = 0; j < k; ++j) {
+                    const std::int64_t xi = u - p + i, xj = v - p + j;
+                    if (xi < 0 || xi >= H || xj < 0 || xj >= W) continue;
+                    std::int64_t a = i, b = j;
+                    for (std::int64_t t = 0; t < r; ++t) Sigma(k, a, b);
+                    const std::int64_t sf = ((s - r) % S + S) % S;
+                    const double w =
+                        theta[(((co * in + ci) * S + sf) * k + a) * k + b];
+                    acc +=
+                        w *
+                        double(x[(((n * in + ci) * S + s) * H + xi) * W + xj]);
+                  }
+            y[(((n * out + co) * 4 + r) * Ho + u) * Wo + v] = T(acc);
+          }
+  return y;
+}
+
+template <typename T>
+Tensor<T> Run(Layer<T>& layer, const Tensor<T>& x, Mode mode = Mode::kTrain) {
+  Tensor<T> y;
+  layer.Forward(x, y, mode);
+  return y;
+}
+
+template <typename T>
+void Relu(Tensor<T>& x) {
+  for (std::int64_t i = 0; i < x.size(); ++i) x[i] = x[i] > T(0) ? x[i] : T(0);
+}
+
+// Mean over the two trailing (spatial) axes: [..., H, W] -> [...].
+template <typename T>
+std::vector<double> SpatialMean(const Tensor<T>& x) {
+  const std::int64_t plane = x.dim(x.ndim() - 1) * x.dim(x.ndim() - 2);
+  std::vector<double> m(x.size() / plane, 0.0);
+  for (std::int64_t i = 0; i < x.size(); ++i) m[i / plane] += double(x[i]);
+  for (double& v : m) v /= double(plane);
+  return m;
+}
+
+double MaxAbsDiffVec(const std::vector<double>& a,
+                     const std::vector<double>& b) {
+  double d = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    d = std::max(d, std::abs(a[i] - b[i]));
+  return d;
+}
+
+template <typename T>
+void RandomizeBias(P4Conv<T>& layer, std::uint64_t seed) {
+  const Tensor<T> b = RandomTensor<T>({layer.out_channels()}, seed, 0.5);
+  for (std::int64_t i = 0; i < b.size(); ++i) layer.bias()[i] = b[i];
+}
+
+}  // namespace
+
+TEST_CASE("P4 filter pattern is the orbit structure of C4 on the bank",
+          "[nn][p4]") {
+  for (P4Input input : {P4Input::kZ2, P4Input::kP4}) {
+    for (std::int64_t k : {1, 2, 3, 4}) {
+      const std::int64_t in = 2, out = 3, S = input == P4Input::kZ2 ? 1 : 4;
+      const TiePattern pat = P4FilterPattern(input, in, out, k);
+      INFO("S=" << S << " k=" << k);
+      const std::int64_t cols = in * S * k * k;
+      REQUIRE(pat.rows == out * 4);
+      REQUIRE(pat.cols == cols);
+      REQUIRE(pat.num_classes == out * cols);
+      REQUIRE(std::int64_t(pat.class_of.size()) == pat.rows * pat.cols);
+      // Every class has exactly 4 members, one in each output rotation, and
+      // every bank row (co, r) is a permutation of theta row co.
+      std::vector<int> count(pat.num_classes, 0);
+      for (std::int64_t row = 0; row < pat.rows; ++row) {
+        std::vector<int> seen(cols, 0);
+        for (std::int64_t c = 0; c < cols; ++c) {
+          const std::int32_t id = pat.class_of[row * cols + c];
+          REQUIRE(id / cols == row / 4);
+          ++seen[id % cols];
+          ++count[id];
+        }
+        for (int v : seen) CHECK(v == 1);
+      }
+      for (int v : count) CHECK(v == 4);
+      // Compare with the closed form B[r, s][q] = theta[(s - r) mod S][sigma^r
+      // q].
+      bool closed_form = true;
+      for (std::int64_t co = 0; co < out; ++co)
+        for (std::int64_t r = 0; r < 4; ++r)
+          for (std::int64_t ci = 0; ci < in; ++ci)
+            for (std::int64_t s = 0; s < S; ++s)
+              for (std::int64_t i = 0; i < k; ++i)
+                for (std::int64_t j = 0; j < k; ++j) {
+                  std::int64_t a = i, b = j;
+                  for (std::int64_t t = 0; t < r; ++t) Sigma(k, a, b);
+                  const std::int64_t sf = ((s - r) % S + S) % S;
+                  const std::int64_t expect =
+                      co * cols + ((ci * S + sf) * k + a) * k + b;
+                  const std::int64_t e =
+                      (co * 4 + r) * cols + ((ci * S + s) * k + i) * k + j;
+                  closed_form = closed_form && pat.class_of[e] == expect;
+                }
+      CHECK(closed_form);
+    }
+  }
+}
+
+TEST_CASE("P4 layers store each free weight once", "[nn][p4]") {
+  P4Conv<float> lift(P4Input::kZ2, 1, 10, 3);
+  P4Conv<float> conv(P4Input::kP4, 10, 10, 3);
+  CHECK(lift.NumFreeWeights() == 10 * 1 * 9);
+  CHECK(conv.NumFreeWeights() == 10 * 10 * 4 * 9);
+  for (P4Conv<float>* layer : {&lift, &conv}) {
+    const std::vector<Parameter<float>> p = layer->Params();
+    REQUIRE(p.size() == 2);
+    CHECK(p[0].value.size() == layer->pattern().num_classes);
+    CHECK(p[0].value.rows == layer->out_channels());
+    CHECK(p[0].manifold->Dim() == layer->pattern().num_classes);
+    CHECK(p[1].value.size() == layer->out_channels());
+    // The expanded bank is 4x larger than what is stored.
+    CHECK(std::int64_t(layer->pattern().class_of.size()) ==
+          4 * layer->NumFreeWeights());
+  }
+  P4Conv<float> no_bias(P4Input::kP4, 2, 3, 3, 0, /*bias=*/false);
+  CHECK(no_bias.Params().size() == 1);
+}
+
+TEST_CASE("P4 layers compute the group correlation of their definition",
+          "[nn][p4]") {
+  struct Case {
+    P4Input input;
+    std::int64_t in, out, k, pad, h, w;
+  };
+  const std::vector<Case> cases = {{P4Input::kZ2, 2, 3, 3, 0, 7, 6},
+                                   {P4Input::kZ2, 1, 2, 3, 1, 5, 5},
+                                   {P4Input::kP4, 2, 3, 3, 1, 6, 5},
+                                   {P4Input::kP4, 3, 2, 2, 0, 5, 5}};
+  std::uint64_t seed = 10;
+  for (const Case& c : cases) {
+    P4Conv<double> layer(c.input, c.in, c.out, c.k, c.pad, true, seed++);
+    RandomizeBias(layer, seed++);
+    const Shape xs = c.input == P4Input::kZ2 ? Shape{2, c.in, c.h, c.w}
+                                             : Shape{2, c.in, 4, c.h, c.w};
+    const Tensor<double> x = RandomTensor<double>(xs, seed++);
+    const Tensor<double> y = Run(layer, x);
+    const Tensor<double> ref = ReferenceP4Conv(layer, x);
+    INFO(layer.Name());
+    CHECK(MaxAbsDiff(y, ref) <= 1e-12 * std::max(1.0, MaxAbs(ref)));
+  }
+}
+
+TEMPLATE_TEST_CASE("P4 layers commute with 90-degree rotations",
+                   "[nn][p4][symmetry]",
+                   float,
+                   double) {
+  using T = TestType;
+  const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-13;
+  SECTION("lifting layer: lift(R x) = g lift(x)") {
+    for (std::int64_t pad : {0, 1}) {
+      for (std::int64_t k : {2, 3}) {
+        P4Conv<T> lift(P4Input::kZ2, 3, 4, k, pad, true, 3 + k);
+        RandomizeBias(lift, 4);
+        const Tensor<T> x = RandomTensor<T>({2, 3, 9, 9}, 5);
+        const Tensor<T> gy = ActP4(Run(lift, x));
+        const Tensor<T> y_rx = Run(lift, RotatePlanes(x));
+        INFO(lift.Name());
+        CHECK(MaxAbsDiff(y_rx, gy) <= tol * MaxAbs(gy));
+        // The output is not itself rotation invariant: the check has teeth.
+        CHECK(MaxAbsDiff(y_rx, Run(lift, x)) > 0.1 * MaxAbs(gy));
+      }
+    }
+  }
+  SECTION("group layer: conv(g x) = g conv(x), g of order 4") {
+    for (std::int64_t pad : {0, 1}) {
+      for (std::int64_t k : {2, 3}) {
+        P4Conv<T> conv(P4Input::kP4, 3, 2, k, pad, true, 7 + k);
+        RandomizeBias(conv, 8);
+        Tensor<T> x = RandomTensor<T>({2, 3, 4, 8, 8}, 9);
+        Tensor<T> y = Run(conv, x);
+        for (int power = 1; power <= 4; ++power) {
+          x = ActP4(x);
+          y = ActP4(y);
+          INFO(conv.Name() << " g^" << power);
+          CHECK(MaxAbsDiff(Run(conv, x), y) <= tol * MaxAbs(y));
+        }
+      }
+    }
+  }
+  SECTION("P4 batch norm: bn(g x) = g bn(x)") {
+    P4BatchNorm<T> bn(3);
+    const Tensor<T> g = RandomTensor<T>({3}, 11);
+    for (int c = 0; c < 3; ++c) {
+      bn.gamma()[c] = g[c];
+      bn.beta()[c] = T(0.1 * c);
+    }
+    const Tensor<T> x = RandomTensor<T>({2, 3, 4, 6, 6}, 12, 2.0);
+    const Tensor<T> gy = ActP4(Run(bn, x));
+    CHECK(MaxAbsDiff(Run(bn, ActP4(x)), gy) <= 4 * tol * MaxAbs(gy));
+  }
+}
+
+TEMPLATE_TEST_CASE("Rotation pooling makes a small P4 network invariant",
+                   "[nn][p4][symmetry]",
+                   float,
+                   double) {
+  using T = TestType;
+  const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+  // lift -> P4 batch norm -> ReLU -> P4 conv -> rotation pool -> spatial mean.
+  P4Conv<T> lift(P4Input::kZ2, 1, 4, 3, 1, true, 21);
+  P4BatchNorm<T> bn(4);
+  P4Conv<T> conv(P4Input::kP4, 4, 5, 3, 0, true, 22);
+  RandomizeBias(lift, 23);
+  RandomizeBias(conv, 24);
+  for (RotationPoolKind kind :
+       {RotationPoolKind::kMax, RotationPoolKind::kMean}) {
+    RotationPool<T> pool(kind);
+    Tensor<T> p4_map;
+    auto net = [&](const Tensor<T>& x) {
+      Tensor<T> a = Run(lift, x);
+      a = Run(bn, a);
+      Relu(a);
+      p4_map = Run(conv, a);
+      return SpatialMean(Run(pool, p4_map));
+    };
+    Tensor<T> x = RandomTensor<T>({3, 1, 11, 11}, 25);
+    const std::vector<double> out = net(x);
+    const std::vector<double> unpooled = SpatialMean(p4_map);
+    double scale = 0.0;
+    for (double v : out) scale = std::max(scale, std::abs(v));
+    INFO(pool.Name());
+    for (int power = 1; power <= 3; ++power) {
+      x = RotatePlanes(x);
+      const std::vector<double> rotated_out = net(x);
+      CHECK(MaxAbsDiffVec(rotated_out, out) <= tol * scale);
+      // Without pooling over rotations the spatial means are permuted along
+      // the rotation axis, not invariant.
+      CHECK(MaxAbsDiffVec(SpatialMean(p4_map), unpooled) > 1e-3 * scale);
+    }
+  }
+}
+
+TEST_CASE("P4 layer gradients match finite differences", "[nn][p4][gradient]") {
+  SECTION("lifting layer") {
+    P4Conv<double> lift(P4Input::kZ2, 2, 2, 3, 1, true, 31);
+    RandomizeBias(lift, 32);
+    CheckGradientsFiniteDifference(
+        lift, RandomTensor<double>({2, 2, 5, 4}, 33), Mode::kTrain, 34);
+  }
+  SECTION("group layer, k3 p0") {
+    P4Conv<double> conv(P4Input::kP4, 2, 2, 3, 0, true, 35);
+    CheckGradientsFiniteDifference(
+        conv, RandomTensor<double>({2, 2, 4, 4, 5}, 36), Mode::kTrain, 37);
+  }
+  SECTION("group layer, k2 p1, no bias") {
+    P4Conv<double> conv(P4Input::kP4, 1, 2, 2, 1, false, 38);
+    CheckGradientsFiniteDifference(
+        conv, RandomTensor<double>({2, 1, 4, 3, 3}, 39), Mode::kTrain, 40);
+  }
+  SECTION("rotation pooling") {
+    for (RotationPoolKind kind :
+         {RotationPoolKind::kMax, RotationPoolKind::kMean}) {
+      RotationPool<double> pool(kind);
+      CheckGradientsFiniteDifference(
+          pool, RandomTensor<double>({2, 3, 4, 3, 3}, 41), Mode::kTrain, 42);
+    }
+  }
+  SECTION("P4 batch norm, train and eval") {
+    for (Mode mode : {Mode::kTrain, Mode::kEval}) {
+      P4BatchNorm<double> bn(2);
+      bn.gamma()[0] = 1.5;
+      bn.gamma()[1] = -0.7;
+      bn.beta()[1] = 0.3;
+      const Tensor<double> x = RandomTensor<double>({2, 2, 4, 3, 3}, 43, 2.0);
+      Tensor<double> y;
+      bn.Forward(x, y, Mode::kTrain);  // running statistics away from 0 / 1
+      CheckGradientsFiniteDifference(bn, x, mode, 44);
+    }
+  }
+}
+
+TEST_CASE("P4 batch norm shares one statistic per group channel", "[nn][p4]") {
+  P4BatchNorm<double> bn(2, /*momentum=*/0.5);
+  Tensor<double> x = RandomTensor<double>({3, 2, 4, 2, 2}, 51);
+  // Channel 1, rotation 2 gets a large offset: it moves the channel's shared
+  // mean, so every rotation of channel 1 is shifted, not just rotation 2.
+  for (std::int64_t n = 0; n < 3; ++n)
+    for (std::int64_t i = 0; i < 4; ++i)
+      x[((n * 2 + 1) * 4 + 2) * 4 + i] += 8.0;
+  const Tensor<double> y = Run(bn, x);
+  for (std::int64_t c = 0; c < 2; ++c) {
+    double sum = 0.0, sq = 0.0, xsum = 0.0;
+    for (std::int64_t n = 0; n < 3; ++n)
+      for (std::int64_t i = 0; i < 16; ++i) {
+        const std::int64_t e = (n * 2 + c) * 16 + i;
+        sum += y[e];
+        sq += y[e] * y[e];
+        xsum += x[e];
+      }
+    CHECK(std::abs(sum / 48) < 1e-12);
+    CHECK(std::abs(sq / 48 - 1.0) < 1e-3);  // eps = 1e-5
+    CHECK(std::abs(bn.running_mean()[c] - 0.5 * xsum / 48) < 1e-12);
+  }
+  // Rotation 0 of channel 1 sits below the shared mean (pulled up by rotation
+  // 2).
+  double r0 = 0.0;
+  for (std::int64_t n = 0; n < 3; ++n)
+    for (std::int64_t i = 0; i < 4; ++i) r0 += y[((n * 2 + 1) * 4 + 0) * 4 + i];
+  CHECK(r0 / 12 < -0.4);
+  // Eval mode uses the running statistics.
+  const Tensor<double> ye = Run(bn, x, Mode::kEval);
+  const double inv = 1.0 / std::sqrt(bn.running_var()[0] + 1e-5);
+  CHECK(std::abs(ye[0] - (x[0] - bn.running_mean()[0]) * inv) < 1e-12);
+}
+
+TEST_CASE("Group layers reject bad shapes with a clear message",
+          "[nn][p4][errors]") {
+  P4Conv<float> lift(P4Input::kZ2, 2, 3, 3);
+  P4Conv<float> conv(P4Input::kP4, 3, 3, 3);
+  Tensor<float> y, dx;
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const InvalidArgument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no exception");
+  };
+  const std::string m1 = message([&] {
+    lift.Forward(Tensor<float>({2, 3, 8, 8}), y, Mode::kTrain);
+  });
+  CHECK(m1.find("p4_lift(2->3, k3, p0)") != std::string::npos);
+  CHECK(m1.find("[2, 3, 8, 8]") != std::string::npos);
+  CHECK(m1.find("[N, 2, H, W]") != std::string::npos);
+  const std::string m2 = message([&] {
+    conv.Forward(Tensor<float>({2, 3, 8, 8}), y, Mode::kTrain);
+  });
+  CHECK(m2.find("p4_conv(3->3, k3, p0)") != std::string::npos);
+  CHECK(m2.find("[N, 3, 4, H, W]") != std::string::npos);
+  REQUIRE_THROWS_AS(lift.Forward(Tensor<float>({1, 2, 2, 2}), y, Mode::kTrain),
+                    InvalidArgument);  // smaller than the filter
+  // Backward checks the output gradient's shape and leaves the gradients alone.
+  const Tensor<float> x({1, 3, 4, 5, 5});
+  conv.Forward(x, y, Mode::kTrain);
+  conv.ZeroGrad();
+  REQUIRE_THROWS_AS(conv.Backward(x, y, Tensor<float>({1, 3, 4, 2, 2}), dx),
+                    InvalidArgument);
+  for (std::int64_t i = 0; i < conv.NumFreeWeights(); ++i) {
+    REQUIRE(conv.weight_grad()[i] == 0.0f);
+  }
+  RotationPool<float> pool;
+  REQUIRE_THROWS_AS(pool.Forward(Tensor<float>({1, 3, 5, 5}), y, Mode::kTrain),
+                    InvalidArgument);
+  P4BatchNorm<float> bn(3);
+  REQUIRE_THROWS_AS(bn.Forward(Tensor<float>({1, 2, 4, 5, 5}), y, Mode::kTrain),
+                    InvalidArgument);
+  REQUIRE_THROWS_AS(P4Conv<float>(P4Input::kP4, 0, 3, 3), InvalidArgument);
+  REQUIRE_THROWS_AS(
+      conv.SetWeightManifold(std::make_shared<Euclidean<float>>(3, 27)),
+      InvalidArgument);
+  conv.SetWeightManifold(std::make_shared<Euclidean<float>>(3, 108));
+}
