@@ -181,6 +181,18 @@ std::vector<std::string> Sequential<T>::AssignManifoldsBeforeNormalization(
   return assigned;
 }
 
+template <typename T>
+std::vector<std::string> UseObliqueBeforeNormalization(Sequential<T>& model) {
+  return model.AssignManifoldsBeforeNormalization(
+      [](std::int64_t rows, std::int64_t cols) {
+        return std::make_shared<const Oblique<T>>(rows, cols);
+      });
+}
+
+template std::vector<std::string> UseObliqueBeforeNormalization(
+    Sequential<float>&);
+template std::vector<std::string> UseObliqueBeforeNormalization(
+    Sequential<double>&);
 template class Sequential<float>;
 template class Sequential<double>;
 

@@ -129,6 +129,40 @@ TEST_CASE("The parameter registry names every parameter and its manifold",
                     InvalidArgument);
 }
 
+TEST_CASE("Weights feeding batch norm go on the oblique manifold",
+          "[nn][sequential]") {
+  Sequential<double> model;
+  model.Emplace<Conv2d<double>>(1, 4, 3, 1, 1, 1);
+  model.Emplace<BatchNorm<double>>(4);
+  model.Emplace<ReLU<double>>();
+  model.Emplace<Flatten<double>>();
+  model.Emplace<Linear<double>>(4 * 5 * 5, 6, 2);
+  model.Emplace<BatchNorm<double>>(6);
+  model.Emplace<Linear<double>>(6, 3, 3);
+  const auto names = UseObliqueBeforeNormalization(model);
+  CHECK(names ==
+        std::vector<std::string>{"0.conv2d.weight", "4.linear.weight"});
+  for (const Parameter<double>& p : model.Params()) {
+    const bool oblique =
+        p.name == "0.conv2d.weight" || p.name == "4.linear.weight";
+    INFO(p.name);
+    CHECK(p.manifold->Name() == (oblique ? "oblique" : "euclidean"));
+    if (!oblique) continue;
+    CHECK(p.manifold->DistanceToManifold(p.value) < 1e-14);
+    for (std::int64_t r = 0; r < p.value.rows; ++r) {
+      double s = 0;
+      for (std::int64_t c = 0; c < p.value.cols; ++c)
+        s += p.value.data[r * p.value.cols + c] *
+             p.value.data[r * p.value.cols + c];
+      CHECK(s == Approx(1.0).epsilon(1e-14));
+    }
+  }
+  // Calling it again finds nothing left to assign.
+  CHECK(UseObliqueBeforeNormalization(model).empty());
+  // The model still differentiates correctly with unit-norm filters.
+  CheckLayerGradients(model, {3, 1, 5, 5}, 65, 1e-6);
+}
+
 TEST_CASE("Sequential skips the input gradient of its first layer",
           "[nn][sequential]") {
   Sequential<float> model;

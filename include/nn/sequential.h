@@ -21,7 +21,9 @@
 //                                        norm) gets make(rows, cols); e.g.
 //                                        unit-norm rows (oblique) for the
 //                                        filters whose scale batch norm
-//                                        removes (papers/001).
+//                                        removes (papers/001); the helper
+//                                        UseObliqueBeforeNormalization does
+//                                        exactly that.
 // Both move the current value onto the new manifold (ProjectPoint), so the
 // model stays a valid point for the optimizer. Parameters whose manifold is
 // not Euclidean (declared by a constrained layer) are left alone by
@@ -48,6 +50,7 @@
 #include <vector>
 
 #include "manifolds/manifold.h"
+#include "manifolds/oblique.h"
 #include "nn/layer.h"
 #include "nn/tensor.h"
 
@@ -122,6 +125,12 @@ class Sequential final : public Layer<T> {
   const Tensor<T>* input_ = nullptr;
   std::map<std::string, std::shared_ptr<const Manifold<T>>> overrides_;
 };
+
+// AssignManifoldsBeforeNormalization with unit-norm rows: every weight that
+// feeds a batch norm goes on Oblique(rows, cols) (papers/001; its rows are
+// normalised now). Returns the names of those parameters.
+template <typename T>
+std::vector<std::string> UseObliqueBeforeNormalization(Sequential<T>& model);
 
 extern template class Sequential<float>;
 extern template class Sequential<double>;
