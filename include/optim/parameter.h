@@ -19,31 +19,44 @@ namespace symopt {
 
 template <typename T>
 struct Parameter {
-  std::string name;                             // for messages and checkpoints
-  TensorView<T> value;                          // rows x cols, the point x
-  TensorView<T> grad;                           // same shape: Euclidean gradient
+  std::string name;     // for messages and checkpoints
+  TensorView<T> value;  // rows x cols, the point x
+  TensorView<T> grad;   // same shape: Euclidean gradient
   std::shared_ptr<const Manifold<T>> manifold;  // shape must match value
   int group = 0;                                // parameter group (lr, decay)
 };
+
+namespace internal {
+// Blocks template argument deduction, so a std::shared_ptr<Oblique<T>>
+// converts to the manifold argument.
+template <typename U>
+struct NonDeduced {
+  using type = U;
+};
+}  // namespace internal
 
 // A parameter over caller-owned memory: value and grad each hold rows * cols
 // row-major entries on `device`.
 // Requires: value, grad non-null; manifold non-null with shape rows x cols.
 template <typename T>
-Parameter<T> MakeParameter(std::string name,
-                           T* value,
-                           T* grad,
-                           std::int64_t rows,
-                           std::int64_t cols,
-                           std::shared_ptr<const Manifold<T>> manifold,
-                           int group = 0,
-                           Device device = Device::kCpu) {
-  SYMOPT_CHECK(value != nullptr && grad != nullptr,
-               "parameter '" << name << "': value and gradient must be non-null");
+Parameter<T> MakeParameter(
+    std::string name,
+    T* value,
+    T* grad,
+    std::int64_t rows,
+    std::int64_t cols,
+    typename internal::NonDeduced<std::shared_ptr<const Manifold<T>>>::type
+        manifold,
+    int group = 0,
+    Device device = Device::kCpu) {
+  SYMOPT_CHECK(
+      value != nullptr && grad != nullptr,
+      "parameter '" << name << "': value and gradient must be non-null");
   SYMOPT_CHECK(manifold != nullptr, "parameter '" << name << "': no manifold");
   SYMOPT_CHECK(manifold->rows() == rows && manifold->cols() == cols,
                "parameter '" << name << "' has shape " << rows << "x" << cols
-                             << " but its manifold is " << manifold->Describe());
+                             << " but its manifold is "
+                             << manifold->Describe());
   Parameter<T> p;
   p.name = std::move(name);
   p.value = TensorView<T>(value, rows, cols, device);

@@ -1,0 +1,390 @@
+#include "optim/sgd.h"
+
+#include <cmath>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "blas1.h"
+
+namespace symopt {
+
+namespace {
+
+// The optimizer's state lives in host memory and it reads parameters through
+// the host primitives of blas1.h. This is the one place that says which
+// devices that covers (STYLE M4/M5: no device branches in optimizer logic).
+void CheckStateDevice(Device device, const std::string& name) {
+  if (device != Device::kCpu) {
+    throw NotCompiledError("parameter '" + name + "' is on " +
+                           DeviceName(device) +
+                           "; this build's optimizers keep their state on the "
+                           "CPU and support CPU parameters only");
+  }
+}
+
+bool IsRate(double v) { return std::isfinite(v) && v >= 0.0; }
+
+std::string Quoted(const std::string& name) { return "'" + name + "'"; }
+
+}  // namespace
+
+const char* StepStatusName(StepStatus status) {
+  switch (status) {
+    case StepStatus::kOk:
+      return "ok";
+    case StepStatus::kCollapsedRows:
+      return "collapsed rows";
+    case StepStatus::kNonFiniteGradient:
+      return "non-finite gradient";
+  }
+  return "unknown";
+}
+
+bool SgdOptions::IsValid(std::string* error) const {
+  std::ostringstream os;
+  bool any_momentum = momentum > 0.0;
+  for (const auto& [id, g] : groups) {
+    if (g.momentum && *g.momentum > 0.0) any_momentum = true;
+  }
+  if (!IsRate(lr)) {
+    os << "learning rate must be finite and >= 0, got " << lr;
+  } else if (!(momentum >= 0.0 && momentum < 1.0)) {
+    os << "momentum must be in [0, 1), got " << momentum;
+  } else if (!IsRate(weight_decay)) {
+    os << "weight decay must be finite and >= 0, got " << weight_decay;
+  } else if (nesterov && !any_momentum) {
+    os << "Nesterov momentum needs momentum > 0 (by default or in a group)";
+  } else if (restabilize_every < 0) {
+    os << "restabilize_every must be >= 0, got " << restabilize_every;
+  } else if (!(point_tolerance >= 0.0 || point_tolerance < 0.0)) {
+    os << "point tolerance is NaN";
+  } else {
+    for (const auto& [id, g] : groups) {
+      if (g.lr && !IsRate(*g.lr)) {
+        os << "group " << id << ": learning rate must be finite and >= 0, got "
+           << *g.lr;
+      } else if (g.momentum && !(*g.momentum >= 0.0 && *g.momentum < 1.0)) {
+        os << "group " << id << ": momentum must be in [0, 1), got "
+           << *g.momentum;
+      } else if (g.weight_decay && !IsRate(*g.weight_decay)) {
+        os << "group " << id << ": weight decay must be finite and >= 0, got "
+           << *g.weight_decay;
+      }
+      if (!os.str().empty()) break;
+    }
+  }
+  if (error) *error = os.str();
+  return os.str().empty();
+}
+
+template <typename T>
+RiemannianSgd<T>::RiemannianSgd(std::vector<Parameter<T>> params,
+                                SgdOptions options)
+    : params_(std::move(params)), options_(std::move(options)) {
+  std::string error;
+  SYMOPT_CHECK(options_.IsValid(&error), "RiemannianSgd options: " << error);
+  SYMOPT_CHECK(!params_.empty(), "RiemannianSgd needs at least one parameter");
+  std::set<std::string> names;
+  std::set<int> used_groups;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter<T>& p = params_[i];
+    const std::string who =
+        "parameter " + Quoted(p.name) + " (index " + std::to_string(i) + ")";
+    SYMOPT_CHECK(!p.name.empty(), "parameter " << i << " has no name");
+    SYMOPT_CHECK(names.insert(p.name).second,
+                 "duplicate parameter name " << Quoted(p.name) << " (index "
+                                             << i << ")");
+    SYMOPT_CHECK(p.manifold != nullptr, who << " has no manifold");
+    SYMOPT_CHECK(p.value.data != nullptr, who << ": value is null");
+    SYMOPT_CHECK(p.grad.data != nullptr, who << ": gradient is null");
+    SYMOPT_CHECK(p.value.rows == p.manifold->rows() &&
+                     p.value.cols == p.manifold->cols(),
+                 who << ": value is " << p.value.rows << "x" << p.value.cols
+                     << " but its manifold is " << p.manifold->Describe());
+    SYMOPT_CHECK(p.grad.rows == p.value.rows && p.grad.cols == p.value.cols,
+                 who << ": gradient is " << p.grad.rows << "x" << p.grad.cols
+                     << " but the value is " << p.value.rows << "x"
+                     << p.value.cols);
+    SYMOPT_CHECK(p.grad.device == p.value.device,
+                 who << ": value is on " << DeviceName(p.value.device)
+                     << " but the gradient is on "
+                     << DeviceName(p.grad.device));
+    CheckStateDevice(p.value.device, p.name);
+    const std::int64_t bad = cpu::FirstNonFinite(p.value.data, p.value.size());
+    SYMOPT_CHECK(bad < 0,
+                 who << ": value has a non-finite entry at flat index " << bad);
+    const double distance = p.manifold->DistanceToManifold(p.value);
+    const double tol = PointTolerance(i);
+    SYMOPT_CHECK(distance <= tol,
+                 who << " is not on its manifold " << p.manifold->Describe()
+                     << ": distance " << distance << " > tolerance " << tol
+                     << " (use Manifold::ProjectPoint or RandomPoint to "
+                        "initialise it)");
+    used_groups.insert(p.group);
+  }
+  for (const auto& [id, g] : options_.groups) {
+    SYMOPT_CHECK(
+        used_groups.count(id) != 0,
+        "options for parameter group " << id << " but no parameter is in it");
+  }
+  lr_ = options_.lr;
+  for (const auto& [id, g] : options_.groups) {
+    if (g.lr) group_lr_[id] = *g.lr;
+  }
+  momentum_.resize(params_.size());
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (ParameterStepOptions(i).momentum > 0.0) {
+      momentum_[i].assign(params_[i].value.size(), T(0));
+    }
+  }
+}
+
+template <typename T>
+double RiemannianSgd<T>::PointTolerance(std::size_t i) const {
+  return options_.point_tolerance > 0.0
+             ? options_.point_tolerance
+             : DefaultPointTolerance<T>(params_[i].value.rows);
+}
+
+template <typename T>
+StepOptions RiemannianSgd<T>::ParameterStepOptions(std::size_t i) const {
+  SYMOPT_CHECK(i < params_.size(),
+               "parameter index " << i << " out of range (" << params_.size()
+                                  << " parameters)");
+  const int group = params_[i].group;
+  StepOptions o;
+  o.lr = GroupLr(group);
+  o.momentum = options_.momentum;
+  o.weight_decay = options_.weight_decay;
+  const auto it = options_.groups.find(group);
+  if (it != options_.groups.end()) {
+    if (it->second.momentum) o.momentum = *it->second.momentum;
+    if (it->second.weight_decay) o.weight_decay = *it->second.weight_decay;
+  }
+  o.nesterov = options_.nesterov && o.momentum > 0.0;
+  return o;
+}
+
+template <typename T>
+StepSummary RiemannianSgd<T>::Step() {
+  StepSummary summary;
+  // 1. Screen every gradient before anything moves.
+  if (options_.check_finite) {
+    for (const Parameter<T>& p : params_) {
+      const std::int64_t bad = cpu::FirstNonFinite(p.grad.data, p.grad.size());
+      if (bad < 0) continue;
+      std::ostringstream os;
+      os << "gradient of parameter " << Quoted(p.name) << " has "
+         << p.grad.data[bad] << " at flat index " << bad << " (row "
+         << bad / p.grad.cols << ", col " << bad % p.grad.cols
+         << "); no parameter or optimizer state was changed";
+      summary.status = StepStatus::kNonFiniteGradient;
+      summary.message = os.str();
+      return summary;
+    }
+  }
+  // 2. The fused step of every parameter.
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Parameter<T>& p = params_[i];
+    const StepOptions o = ParameterStepOptions(i);
+    TensorView<T> m;
+    if (!momentum_[i].empty()) {
+      m = TensorView<T>(momentum_[i].data(), p.value.rows, p.value.cols);
+    }
+    const RetractReport r = p.manifold->Step(p.value, p.grad, m, o);
+    if (r.ok()) continue;
+    if (summary.collapsed_parameter.empty()) {
+      summary.collapsed_parameter = p.name;
+      summary.retract.first_collapsed_row = r.first_collapsed_row;
+      std::ostringstream os;
+      os << "parameter " << Quoted(p.name) << ": " << r.collapsed_rows
+         << " row(s) collapsed in the retraction and were kept unchanged "
+            "(first: row "
+         << r.first_collapsed_row << ")";
+      summary.message = os.str();
+    } else {
+      summary.message += "; parameter " + Quoted(p.name) + ": " +
+                         std::to_string(r.collapsed_rows) + " row(s) collapsed";
+    }
+    summary.retract.collapsed_rows += r.collapsed_rows;
+    summary.status = StepStatus::kCollapsedRows;
+  }
+  ++step_count_;
+  // 3. Periodic re-projection against accumulated rounding.
+  if (options_.restabilize_every > 0 &&
+      step_count_ % options_.restabilize_every == 0) {
+    Restabilize();
+  }
+  return summary;
+}
+
+template <typename T>
+void RiemannianSgd<T>::Restabilize() {
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Parameter<T>& p = params_[i];
+    p.manifold->ProjectPoint(p.value);
+    if (!momentum_[i].empty()) {
+      p.manifold->Project(
+          p.value,
+          TensorView<T>(momentum_[i].data(), p.value.rows, p.value.cols));
+    }
+  }
+}
+
+template <typename T>
+void RiemannianSgd<T>::ZeroGrad() {
+  for (Parameter<T>& p : params_) cpu::Fill(T(0), p.grad.data, p.grad.size());
+}
+
+template <typename T>
+double RiemannianSgd<T>::GradientNorm() const {
+  double sum = 0.0;
+  std::vector<T> r;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter<T>& p = params_[i];
+    const StepOptions o = ParameterStepOptions(i);
+    const std::int64_t n = p.value.size();
+    r.resize(n);
+    cpu::Copy(p.grad.data, r.data(), n);
+    if (o.weight_decay != 0.0) {
+      cpu::Axpby(T(o.weight_decay), p.value.data, T(1), r.data(), n);
+    }
+    const TensorView<T> rv(r.data(), p.value.rows, p.value.cols);
+    p.manifold->EgradToRgrad(p.value, rv);
+    sum += p.manifold->Inner(p.value, rv, rv);
+  }
+  return std::sqrt(sum);
+}
+
+template <typename T>
+void RiemannianSgd<T>::SetLr(double lr) {
+  SYMOPT_CHECK(IsRate(lr), "learning rate must be finite and >= 0, got " << lr);
+  lr_ = lr;
+}
+
+template <typename T>
+double RiemannianSgd<T>::GroupLr(int group) const {
+  const auto it = group_lr_.find(group);
+  return it == group_lr_.end() ? lr_ : it->second;
+}
+
+template <typename T>
+void RiemannianSgd<T>::SetGroupLr(int group, double lr) {
+  SYMOPT_CHECK(IsRate(lr),
+               "group " << group
+                        << ": learning rate must be finite and >= 0, got "
+                        << lr);
+  bool used = false;
+  for (const Parameter<T>& p : params_) used = used || p.group == group;
+  SYMOPT_CHECK(used, "no parameter is in group " << group);
+  group_lr_[group] = lr;
+}
+
+template <typename T>
+void RiemannianSgd<T>::ScaleLr(double factor) {
+  SYMOPT_CHECK(std::isfinite(factor) && factor > 0.0,
+               "learning-rate factor must be finite and > 0, got " << factor);
+  // Validate every product first, so nothing changes on failure.
+  SYMOPT_CHECK(IsRate(lr_ * factor),
+               "learning rate " << lr_ << " * " << factor << " overflows");
+  for (const auto& [id, lr] : group_lr_) {
+    SYMOPT_CHECK(IsRate(lr * factor),
+                 "group " << id << ": learning rate " << lr << " * " << factor
+                          << " overflows");
+  }
+  lr_ *= factor;
+  for (auto& [id, lr] : group_lr_) lr *= factor;
+}
+
+template <typename T>
+TensorView<const T> RiemannianSgd<T>::MomentumBuffer(std::size_t i) const {
+  SYMOPT_CHECK(i < params_.size(),
+               "parameter index " << i << " out of range (" << params_.size()
+                                  << " parameters)");
+  if (momentum_[i].empty()) return {};
+  return TensorView<const T>(
+      momentum_[i].data(), params_[i].value.rows, params_[i].value.cols);
+}
+
+template <typename T>
+SgdState<T> RiemannianSgd<T>::State() const {
+  SgdState<T> s;
+  s.step_count = step_count_;
+  s.lr = lr_;
+  s.group_lr = group_lr_;
+  s.momentum = momentum_;
+  return s;
+}
+
+template <typename T>
+void RiemannianSgd<T>::SetState(const SgdState<T>& s) {
+  SYMOPT_CHECK(s.step_count >= 0,
+               "optimizer state: step count " << s.step_count << " < 0");
+  SYMOPT_CHECK(
+      IsRate(s.lr),
+      "optimizer state: learning rate must be finite and >= 0, got " << s.lr);
+  for (const auto& [id, lr] : s.group_lr) {
+    SYMOPT_CHECK(
+        IsRate(lr),
+        "optimizer state: group " << id << " has learning rate " << lr);
+    bool used = false;
+    for (const Parameter<T>& p : params_) used = used || p.group == id;
+    SYMOPT_CHECK(used,
+                 "optimizer state: group " << id << " has no parameter here");
+  }
+  SYMOPT_CHECK(s.momentum.size() == params_.size(),
+               "optimizer state has " << s.momentum.size()
+                                      << " momentum buffers, the optimizer has "
+                                      << params_.size() << " parameters");
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const bool has = !momentum_[i].empty();
+    const std::size_t want = has ? momentum_[i].size() : 0;
+    SYMOPT_CHECK(s.momentum[i].size() == want,
+                 "optimizer state: momentum buffer of parameter "
+                     << Quoted(params_[i].name) << " has "
+                     << s.momentum[i].size() << " entries, expected " << want
+                     << (has ? "" : " (its group has no momentum)"));
+  }
+  step_count_ = s.step_count;
+  lr_ = s.lr;
+  group_lr_ = s.group_lr;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    cpu::Copy(s.momentum[i].data(),
+              momentum_[i].data(),
+              std::int64_t(momentum_[i].size()));
+  }
+}
+
+template <typename T>
+std::vector<std::vector<T>> RiemannianSgd<T>::CopyValues() const {
+  std::vector<std::vector<T>> values(params_.size());
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter<T>& p = params_[i];
+    values[i].resize(p.value.size());
+    cpu::Copy(p.value.data, values[i].data(), p.value.size());
+  }
+  return values;
+}
+
+template <typename T>
+void RiemannianSgd<T>::SetValues(const std::vector<std::vector<T>>& values) {
+  SYMOPT_CHECK(values.size() == params_.size(),
+               "got " << values.size()
+                      << " parameter values, the optimizer has "
+                      << params_.size() << " parameters");
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    SYMOPT_CHECK(std::int64_t(values[i].size()) == params_[i].value.size(),
+                 "value for parameter "
+                     << Quoted(params_[i].name) << " has " << values[i].size()
+                     << " entries, expected " << params_[i].value.size());
+  }
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    cpu::Copy(values[i].data(), params_[i].value.data, params_[i].value.size());
+  }
+}
+
+template class RiemannianSgd<float>;
+template class RiemannianSgd<double>;
+
+}  // namespace symopt
