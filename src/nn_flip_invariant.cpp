@@ -1,21 +1,19 @@
-#include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <sstream>
 
-#include "manifolds/euclidean.h"
+#include "data/transforms.h"
 #include "nn/flip_invariant.h"
+#include "nn_common.h"
 #include "nn_orbits.h"
 
 namespace symopt {
 namespace nn {
-namespace {
 
-template <typename T>
-using RowMatrix =
-    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-}  // namespace
+using internal::ConstMatrixMap;
+using internal::MatrixMap;
 
 TiePattern FlipPattern(std::int64_t channels,
                        std::int64_t height,
@@ -24,14 +22,18 @@ TiePattern FlipPattern(std::int64_t channels,
                "FlipPattern: sizes must be >= 1, got C="
                    << channels << " H=" << height << " W=" << width);
   const std::int64_t n = channels * height * width;
-  // The flip (T x)[c, h, w] = x[c, h, W-1-w] as an index permutation; the
+  // The flip (T x)[c, h, w] = x[c, h, W-1-w] as an index permutation, read
+  // off by flipping a grid of indices with data::GridSymmetry's horizontal
+  // flip (the project's one definition; the C*H rows are independent). The
   // invariance W = W T ties every input index to its image (000_* eq. 26).
-  std::vector<std::int64_t> flip(n);
-  for (std::int64_t row = 0; row < channels * height; ++row) {
-    for (std::int64_t w = 0; w < width; ++w) {
-      flip[row * width + w] = row * width + (width - 1 - w);
-    }
-  }
+  std::vector<double> grid(n), flipped(n);
+  std::iota(grid.begin(), grid.end(), 0.0);
+  data::ApplySymmetry(data::GridSymmetry::FlipHorizontal(),
+                      grid.data(),
+                      flipped.data(),
+                      channels * height,
+                      width);
+  const std::vector<std::int64_t> flip(flipped.begin(), flipped.end());
   TiePattern pattern;
   pattern.rows = 1;
   pattern.cols = n;
@@ -44,41 +46,31 @@ FlipInvariantDense<T>::FlipInvariantDense(std::int64_t channels,
                                           std::int64_t height,
                                           std::int64_t width,
                                           std::int64_t out_features,
-                                          bool bias,
-                                          std::uint64_t seed)
-    : c_(channels), h_(height), w_(width), f_(out_features) {
+                                          std::uint64_t seed,
+                                          bool bias)
+    : c_(channels),
+      h_(height),
+      w_(width),
+      f_(out_features),
+      has_bias_(bias),
+      pattern_(FlipPattern(std::max<std::int64_t>(channels, 1),
+                           std::max<std::int64_t>(height, 1),
+                           std::max<std::int64_t>(width, 1))),
+      weight_("weight",
+              {std::max<std::int64_t>(out_features, 1), pattern_.num_classes}),
+      bias_("bias", {std::max<std::int64_t>(out_features, 1)}) {
   SYMOPT_CHECK(channels >= 1 && height >= 1 && width >= 1 && out_features >= 1,
-               "FlipInvariantDense: sizes must be >= 1, got C="
-                   << channels << " H=" << height << " W=" << width
-                   << " F=" << out_features);
-  pattern_ = FlipPattern(c_, h_, w_);
+               "flip_invariant_dense: sizes must be >= 1, got C="
+                   << channels << ", H=" << height << ", W=" << width
+                   << ", F=" << out_features);
   const internal::ClassMembers m =
       internal::MembersOf(pattern_.class_of, pattern_.num_classes);
   offsets_ = m.offsets;
   members_ = m.members;
-  theta_.resize(f_ * pattern_.num_classes);
-  dtheta_.assign(theta_.size(), T(0));
   std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal(
-      0.0, std::sqrt(2.0 / double(c_ * h_ * w_)));
-  for (T& w : theta_) w = T(normal(rng));
-  if (bias) {
-    bias_.assign(f_, T(0));
-    dbias_.assign(f_, T(0));
-    bias_manifold_ = std::make_shared<Euclidean<T>>(1, f_);
-  }
-  weight_manifold_ = std::make_shared<Euclidean<T>>(f_, pattern_.num_classes);
-}
-
-template <typename T>
-void FlipInvariantDense<T>::SetWeightManifold(
-    std::shared_ptr<const Manifold<T>> manifold) {
-  SYMOPT_CHECK(manifold != nullptr, Name() << ": weight manifold is null");
-  SYMOPT_CHECK(manifold->rows() == f_ && manifold->cols() == NumOrbits(),
-               Name() << ": weight manifold " << manifold->Describe()
-                      << " does not match the weight shape " << f_ << "x"
-                      << NumOrbits());
-  weight_manifold_ = std::move(manifold);
+  const double bound = 1.0 / std::sqrt(double(in_features()));
+  internal::FillUniform(weight_.value.data(), weight_.value.size(), bound, rng);
+  if (has_bias_) internal::FillUniform(bias_.value.data(), f_, bound, rng);
 }
 
 template <typename T>
@@ -91,11 +83,7 @@ std::string FlipInvariantDense<T>::Name() const {
 
 template <typename T>
 Shape FlipInvariantDense<T>::OutputShape(const Shape& x) const {
-  SYMOPT_CHECK(
-      x.size() == 4 && x[0] >= 1 && x[1] == c_ && x[2] == h_ && x[3] == w_,
-      Name() << ": input shape " << ShapeString(x)
-             << " does not match the expected [N, " << c_ << ", " << h_ << ", "
-             << w_ << "]");
+  internal::CheckInputShape(Name(), x, {-1, c_, h_, w_});
   return {x[0], f_};
 }
 
@@ -119,9 +107,10 @@ void FlipInvariantDense<T>::Fold(const T* x, std::int64_t n, T* xf) const {
 template <typename T>
 void FlipInvariantDense<T>::ExpandWeights(T* dense) const {
   const std::int64_t d = in_features(), K = NumOrbits();
+  const T* theta = weight_.value.data();
   for (std::int64_t f = 0; f < f_; ++f) {
     for (std::int64_t i = 0; i < d; ++i) {
-      dense[f * d + i] = theta_[f * K + pattern_.class_of[i]];
+      dense[f * d + i] = theta[f * K + pattern_.class_of[i]];
     }
   }
 }
@@ -129,17 +118,16 @@ void FlipInvariantDense<T>::ExpandWeights(T* dense) const {
 template <typename T>
 void FlipInvariantDense<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
-  const std::int64_t N = ys[0], K = NumOrbits();
-  std::vector<T> xf(N * K);
-  Fold(x.data(), N, xf.data());
+  const std::int64_t n = ys[0], K = NumOrbits();
+  std::vector<T> xf(n * K);
+  Fold(x.data(), n, xf.data());
   y.Resize(ys);
-  Eigen::Map<RowMatrix<T>> Y(y.data(), N, f_);
-  const Eigen::Map<const RowMatrix<T>> Theta(theta_.data(), f_, K);
-  Y.noalias() =
-      Eigen::Map<const RowMatrix<T>>(xf.data(), N, K) * Theta.transpose();
-  if (!bias_.empty()) {
+  MatrixMap<T> Y(y.data(), n, f_);
+  const ConstMatrixMap<T> theta(weight_.value.data(), f_, K);
+  Y.noalias() = ConstMatrixMap<T>(xf.data(), n, K) * theta.transpose();
+  if (has_bias_) {
     Y.rowwise() +=
-        Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias_.data(), f_);
+        internal::ConstVectorMap<T>(bias_.value.data(), f_).transpose();
   }
 }
 
@@ -149,48 +137,39 @@ void FlipInvariantDense<T>::Backward(const Tensor<T>& x,
                                      const Tensor<T>& dy,
                                      Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
-  SYMOPT_CHECK(dy.shape() == ys,
-               Name() << ": output gradient shape " << ShapeString(dy.shape())
-                      << " does not match the output shape "
-                      << ShapeString(ys));
-  const std::int64_t N = ys[0], K = NumOrbits(), d = in_features();
-  std::vector<T> xf(N * K);
-  Fold(x.data(), N, xf.data());
-  const Eigen::Map<const RowMatrix<T>> dY(dy.data(), N, f_);
-  const Eigen::Map<const RowMatrix<T>> Xf(xf.data(), N, K);
-  const Eigen::Map<const RowMatrix<T>> Theta(theta_.data(), f_, K);
-  Eigen::Map<RowMatrix<T>>(dtheta_.data(), f_, K).noalias() +=
-      dY.transpose() * Xf;
-  if (!bias_.empty()) {
-    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias_.data(), f_) +=
-        dY.colwise().sum();
+  internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  const std::int64_t n = ys[0], K = NumOrbits(), d = in_features();
+  std::vector<T> xf(n * K);
+  Fold(x.data(), n, xf.data());
+  const ConstMatrixMap<T> dY(dy.data(), n, f_);
+  const ConstMatrixMap<T> theta(weight_.value.data(), f_, K);
+  // dtheta += dy^T xf: the dense gradient dy^T x summed over every orbit.
+  MatrixMap<T>(weight_.grad.data(), f_, K).noalias() +=
+      dY.transpose() * ConstMatrixMap<T>(xf.data(), n, K);
+  if (has_bias_) {
+    internal::VectorMap<T>(bias_.grad.data(), f_) +=
+        dY.colwise().sum().transpose();
   }
-  // dxf = dy theta, reusing xf's storage; then unfold to every orbit member.
-  Eigen::Map<RowMatrix<T>> dXf(xf.data(), N, K);
-  dXf.noalias() = dY * Theta;
+  if (!this->input_grad_required()) {
+    dx.Resize({0});
+    return;
+  }
+  // dxf = dy theta (in xf's storage), then unfold to every orbit member.
+  MatrixMap<T>(xf.data(), n, K).noalias() = dY * theta;
   dx.Resize(x.shape());
   const std::vector<std::int32_t>& cls = pattern_.class_of;
   T* dxd = dx.data();
   const T* dxf = xf.data();
 #pragma omp parallel for schedule(static)
-  for (std::int64_t s = 0; s < N; ++s) {
+  for (std::int64_t s = 0; s < n; ++s) {
     for (std::int64_t i = 0; i < d; ++i) dxd[s * d + i] = dxf[s * K + cls[i]];
   }
 }
 
 template <typename T>
 std::vector<Parameter<T>> FlipInvariantDense<T>::Params() {
-  std::vector<Parameter<T>> p;
-  p.push_back(MakeParameter<T>(Name() + ".weight",
-                               theta_.data(),
-                               dtheta_.data(),
-                               f_,
-                               NumOrbits(),
-                               weight_manifold_));
-  if (!bias_.empty()) {
-    p.push_back(MakeParameter<T>(
-        Name() + ".bias", bias_.data(), dbias_.data(), 1, f_, bias_manifold_));
-  }
+  std::vector<Parameter<T>> p{weight_.View()};
+  if (has_bias_) p.push_back(bias_.View());
   return p;
 }
 

@@ -4,8 +4,8 @@
 #include <vector>
 
 #include "catch.h"
-#include "group_layer_checks.h"
-#include "manifolds/euclidean.h"
+#include "group_test_util.h"
+#include "layer_checks.h"
 #include "nn/flip_invariant.h"
 
 using namespace symopt;
@@ -51,17 +51,18 @@ TEST_CASE("Flip-invariant layer stores each free weight once", "[nn][flip]") {
   // FIAN: conv5 output [256, 6, 6] (papers/000_* section 5.3), 64 outputs.
   FlipInvariantDense<float> fian(256, 6, 6, 64);
   CHECK(fian.NumOrbits() == 256 * 6 * 3);
-  CHECK(fian.NumFreeWeights() == 64 * 256 * 6 * 3);
+  CHECK(fian.weight().shape() == Shape{64, 256 * 6 * 3});
   const std::vector<Parameter<float>> p = fian.Params();
   REQUIRE(p.size() == 2);
   CHECK(p[0].value.rows == 64);
   CHECK(p[0].value.cols == fian.NumOrbits());
-  CHECK(p[0].manifold->Dim() == fian.NumFreeWeights());
+  CHECK(p[0].name == "weight");
+  CHECK(p[0].manifold->Dim() == fian.weight().size());
   CHECK(2 * p[0].value.size() == fian.in_features() * fian.out_features());
   CHECK(p[1].value.size() == 64);
-  FlipInvariantDense<float> odd(2, 3, 5, 7, /*bias=*/false);
+  FlipInvariantDense<float> odd(2, 3, 5, 7, 0, /*bias=*/false);
   CHECK(odd.Params().size() == 1);
-  CHECK(odd.NumFreeWeights() == 7 * 2 * 3 * 3);
+  CHECK(odd.weight().size() == 7 * 2 * 3 * 3);
 }
 
 TEMPLATE_TEST_CASE("Folded layer equals the dense layer with tied weights",
@@ -72,7 +73,7 @@ TEMPLATE_TEST_CASE("Folded layer equals the dense layer with tied weights",
   const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-12;
   for (std::int64_t W : {4, 5}) {
     const std::int64_t N = 3, C = 2, H = 3, F = 6, D = C * H * W;
-    FlipInvariantDense<T> layer(C, H, W, F, true, 61 + W);
+    FlipInvariantDense<T> layer(C, H, W, F, 61 + W);
     RandomizeBias(layer, 62);
     const Tensor<T> x = RandomTensor<T>({N, C, H, W}, 63);
     const Tensor<T> dy = RandomTensor<T>({N, F}, 64);
@@ -114,6 +115,7 @@ TEMPLATE_TEST_CASE("Folded layer equals the dense layer with tied weights",
     // The gradient of a free weight is the sum of the dense gradient over its
     // orbit (shared metric).
     const TiePattern& pat = layer.pattern();
+    const std::vector<Parameter<T>> params = layer.Params();
     std::vector<double> dtheta_ref(F * pat.num_classes, 0.0);
     for (std::int64_t f = 0; f < F; ++f)
       for (std::int64_t i = 0; i < D; ++i)
@@ -121,12 +123,12 @@ TEMPLATE_TEST_CASE("Folded layer equals the dense layer with tied weights",
     double err = 0.0, scale = 0.0;
     for (std::size_t j = 0; j < dtheta_ref.size(); ++j) {
       err = std::max(err,
-                     std::abs(dtheta_ref[j] - double(layer.weight_grad()[j])));
+                     std::abs(dtheta_ref[j] - double(params[0].grad.data[j])));
       scale = std::max(scale, std::abs(dtheta_ref[j]));
     }
     CHECK(err <= tol * scale);
     for (std::int64_t f = 0; f < F; ++f) {
-      CHECK(std::abs(double(layer.bias_grad()[f]) - db_ref[f]) <=
+      CHECK(std::abs(double(params[1].grad.data[f]) - db_ref[f]) <=
             tol * std::max(1.0, std::abs(db_ref[f])));
     }
   }
@@ -138,10 +140,10 @@ TEMPLATE_TEST_CASE("Flip-invariant layer ignores horizontal flips",
                    double) {
   using T = TestType;
   for (std::int64_t W : {6, 7}) {
-    FlipInvariantDense<T> layer(4, 3, W, 9, true, 71);
+    FlipInvariantDense<T> layer(4, 3, W, 9, 71);
     RandomizeBias(layer, 72);
     const Tensor<T> x = RandomTensor<T>({5, 4, 3, W}, 73);
-    const Tensor<T> xt = FlipLastAxis(x);
+    const Tensor<T> xt = Flip(x);
     REQUIRE(MaxAbsDiff(x, xt) > 0.5);
     Tensor<T> y, yt;
     layer.Forward(x, y, Mode::kEval);
@@ -156,11 +158,25 @@ TEMPLATE_TEST_CASE("Flip-invariant layer ignores horizontal flips",
 TEST_CASE("Flip-invariant layer gradients match finite differences",
           "[nn][flip][gradient]") {
   for (std::int64_t W : {4, 3}) {
-    FlipInvariantDense<double> layer(2, 2, W, 3, true, 81);
+    FlipInvariantDense<double> layer(2, 2, W, 3, 81);
     RandomizeBias(layer, 82);
-    CheckGradientsFiniteDifference(
-        layer, RandomTensor<double>({2, 2, 2, W}, 83), Mode::kTrain, 84);
+    CheckLayerGradients(layer, {2, 2, 2, W}, 83, 1e-6);
   }
+  // As the first layer of a model nobody needs dx: it is skipped, the
+  // parameter gradients are the same.
+  FlipInvariantDense<double> layer(2, 2, 4, 3, 84);
+  const Tensor<double> x = RandomTensor<double>({2, 2, 2, 4}, 85);
+  const Tensor<double> dy = RandomTensor<double>({2, 3}, 86);
+  Tensor<double> y, dx;
+  layer.Forward(x, y, Mode::kTrain);
+  layer.Backward(x, y, dy, dx);
+  const std::vector<double> full(layer.Params()[0].grad.data,
+                                 layer.Params()[0].grad.data + 24);
+  layer.ZeroGrad();
+  layer.set_input_grad_required(false);
+  layer.Backward(x, y, dy, dx);
+  CHECK(dx.size() == 0);
+  for (int i = 0; i < 24; ++i) CHECK(layer.Params()[0].grad.data[i] == full[i]);
 }
 
 TEST_CASE("Flip-invariant layer rejects bad shapes with a clear message",
@@ -181,12 +197,9 @@ TEST_CASE("Flip-invariant layer rejects bad shapes with a clear message",
   layer.ZeroGrad();
   REQUIRE_THROWS_AS(layer.Backward(x, y, Tensor<float>({2, 4}), dx),
                     InvalidArgument);
-  for (std::int64_t i = 0; i < layer.NumFreeWeights(); ++i) {
-    REQUIRE(layer.weight_grad()[i] == 0.0f);
+  for (const Parameter<float>& p : layer.Params()) {
+    for (std::int64_t i = 0; i < p.grad.size(); ++i)
+      REQUIRE(p.grad.data[i] == 0.0f);
   }
   REQUIRE_THROWS_AS(FlipInvariantDense<float>(2, 0, 4, 5), InvalidArgument);
-  REQUIRE_THROWS_AS(
-      layer.SetWeightManifold(std::make_shared<Euclidean<float>>(5, 24)),
-      InvalidArgument);
-  layer.SetWeightManifold(std::make_shared<Euclidean<float>>(5, 12));
 }

@@ -26,8 +26,10 @@
 // is odd the middle column gets half the step the embedded metric would give
 // it (docs/group_layers.md).
 //
-// Parameters: "weight" theta (F x K, Euclidean unless SetWeightManifold),
-// "bias" (1 x F, Euclidean). Input [N, C, H, W_] exactly; output [N, F].
+// Parameters: "weight" theta ([F, K], Euclidean; Sequential may reassign),
+// "bias" ([F], Euclidean). Input [N, C, H, W_] exactly; output [N, F].
+// Initialisation as Linear(C*H*W_, F): uniform in +-1/sqrt(C*H*W_) from
+// std::mt19937_64(seed).
 // Note: ||W[f, :]||^2 = sum_k |k| theta[f, k]^2, so unit-norm theta rows
 // (Oblique on theta) are unit-norm dense rows up to sqrt(2) only when W_ is
 // even.
@@ -40,6 +42,7 @@
 
 #include "manifolds/tie_subspace.h"
 #include "nn/layer.h"
+#include "nn/layers.h"
 
 namespace symopt {
 namespace nn {
@@ -55,21 +58,19 @@ TiePattern FlipPattern(std::int64_t channels,
 template <typename T>
 class FlipInvariantDense final : public Layer<T> {
  public:
-  // theta drawn N(0, 2 / (C*H*W)) from `seed`, bias 0.
   // Requires: all sizes >= 1.
   FlipInvariantDense(std::int64_t channels,
                      std::int64_t height,
                      std::int64_t width,
                      std::int64_t out_features,
-                     bool bias = true,
-                     std::uint64_t seed = 1);
+                     std::uint64_t seed = 0,
+                     bool bias = true);
 
-  // Requires: manifold of shape out_features x NumOrbits().
-  void SetWeightManifold(std::shared_ptr<const Manifold<T>> manifold);
-
+  // "flip_invariant_dense([256, 6, 6]->4096)"
   std::string Name() const override;
   Shape OutputShape(const Shape& input) const override;
   void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
+  // Skips dx (leaves it empty) when input_grad_required() is false.
   void Backward(const Tensor<T>& x,
                 const Tensor<T>& y,
                 const Tensor<T>& dy,
@@ -78,29 +79,27 @@ class FlipInvariantDense final : public Layer<T> {
 
   std::int64_t in_features() const { return c_ * h_ * w_; }
   std::int64_t out_features() const { return f_; }
+  bool has_bias() const { return has_bias_; }
   // K: free weights per output row (pattern().num_classes).
   std::int64_t NumOrbits() const { return pattern_.num_classes; }
-  std::int64_t NumFreeWeights() const { return std::int64_t(theta_.size()); }
   const TiePattern& pattern() const { return pattern_; }
 
-  T* weight() { return theta_.data(); }  // F x K row-major
-  const T* weight() const { return theta_.data(); }
-  T* weight_grad() { return dtheta_.data(); }
-  T* bias() { return bias_.data(); }  // F values, empty without bias
-  T* bias_grad() { return dbias_.data(); }
+  Tensor<T>& weight() { return weight_.value; }  // theta [F, K]
+  Tensor<T>& bias() { return bias_.value; }      // [F]
 
   // The dense weight it stands for: dense[f, i] = theta[f, class(i)].
   // dense: F * C*H*W values, row-major.
   void ExpandWeights(T* dense) const;
 
  private:
+  // xf[s, k] = sum of x[s, i] over the members i of orbit k, s < n.
   void Fold(const T* x, std::int64_t n, T* xf) const;
 
   std::int64_t c_, h_, w_, f_;
+  bool has_bias_;
   TiePattern pattern_;
   std::vector<std::int64_t> offsets_, members_;  // orbit members (CSR)
-  std::vector<T> theta_, dtheta_, bias_, dbias_;
-  std::shared_ptr<const Manifold<T>> weight_manifold_, bias_manifold_;
+  ParamTensor<T> weight_, bias_;
 };
 
 extern template class FlipInvariantDense<float>;

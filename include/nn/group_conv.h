@@ -2,7 +2,8 @@
 // the lifting layer Z2 -> P4, the group layer P4 -> P4, pooling over
 // rotations and P4 batch norm.
 //
-// Rotation. R rotates a square n x n grid by 90 degrees counter-clockwise:
+// Rotation. R rotates a square n x n grid by 90 degrees counter-clockwise
+// (data::GridSymmetry::Rotation(1), numpy.rot90):
 //   (R f)[i][j] = f[j][n-1-i],
 // i.e. R f = f o sigma with sigma(i, j) = (j, n-1-i). About the grid centre
 // sigma is the linear map (a, b) -> (b, -a), so for cross-correlation with
@@ -26,15 +27,18 @@
 // into a transient buffer (freed on return), runs one ordinary
 // cross-correlation with B (im2col + Eigen GEMM; the P4 map [N, C, 4, H, W]
 // is the NCHW map [N, 4C, H, W]) and, backward, scatter-adds dB into dtheta.
-// class_of is DERIVED, not typed in: it is the orbit of each bank entry under
-// the generator (r, s, i, j) -> (r+1, s+1 mod S, sigma^-1(i, j)) of the
-// symmetry (P4FilterPattern), numbered by first appearance, which puts the
+// class_of is DERIVED, not typed in (P4FilterPattern): equivariance holds for
+// all inputs iff B[r, s] = R B[r-1, s-1], which ties bank entry (r, s, q) to
+// (r-1, s-1, sigma(q)), sigma read off by rotating an index grid; the classes
+// are the orbits of that permutation (union-find), numbered by first
+// appearance, which puts the
 // r = 0 slice of the bank first: theta[c_out, c_in, s, i, j] is the filter
 // applied at output rotation 0. Every class has exactly 4 members.
 //
-// Parameters (Params()): "weight" theta (out x in*S*k*k, one filter per row;
-// Euclidean by default, or any manifold of that shape, e.g. Oblique when the
-// layer is followed by batch norm), "bias" (1 x out, Euclidean). The
+// Parameters (Params()): "weight" theta ([out, in, k, k] for lifting,
+// [out, in, 4, k, k] for P4 -> P4; viewed as out x in*S*k*k, one filter per
+// row; Euclidean, and Sequential::AssignManifoldsBeforeNormalization puts it
+// on Oblique when a P4BatchNorm follows), "bias" ([out], Euclidean). The
 // gradient written to theta is the exact gradient with respect to the compact
 // coordinates: the per-class SUM of the bank gradient, i.e. the shared metric
 // of TieSubspace (include/manifolds/tie_subspace.h). The embedded metric on
@@ -53,6 +57,8 @@
 
 #include "manifolds/tie_subspace.h"
 #include "nn/layer.h"
+#include "nn/layers.h"
+#include "nn/normalization.h"
 
 namespace symopt {
 namespace nn {
@@ -66,7 +72,7 @@ enum class P4Input {
 };
 
 // The weight-sharing pattern of a P4 filter bank, derived from the group
-// action (orbits of the generator above, by union-find).
+// action (orbits of the permutation above, by union-find).
 // Rows are (c_out, r): out_channels * 4; cols are (c_in, s, i, j):
 // in_channels * S * kernel^2, S = 1 (kZ2) or 4 (kP4). num_classes is the
 // number of free parameters, out * in * S * kernel^2.
@@ -79,25 +85,23 @@ TiePattern P4FilterPattern(P4Input input,
 template <typename T>
 class P4Conv final : public Layer<T> {
  public:
-  // Filters drawn N(0, 2 / fan_in) from `seed` (fan_in = in * S * k^2),
-  // bias 0. The weight manifold is Euclidean(out, in * S * k^2).
+  // theta and bias uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)] from
+  // std::mt19937_64(seed), fan_in = in * S * k^2 (Conv2d's initialisation
+  // for the expanded bank).
   // Requires: channels >= 1, kernel >= 1, padding >= 0.
   P4Conv(P4Input input,
          std::int64_t in_channels,
          std::int64_t out_channels,
          std::int64_t kernel,
          std::int64_t padding = 0,
-         bool bias = true,
-         std::uint64_t seed = 1);
+         std::uint64_t seed = 0,
+         bool bias = true);
 
-  // Replaces the weight's manifold (e.g. Oblique for filters followed by
-  // batch norm). Requires: shape out x in*S*k^2. The weights are left as they
-  // are; call manifold->ProjectPoint on Params()[0].value to move onto it.
-  void SetWeightManifold(std::shared_ptr<const Manifold<T>> manifold);
-
+  // "p4_lift(1->10, k3, p0)" or "p4_conv(10->10, k3, p0)"
   std::string Name() const override;
   Shape OutputShape(const Shape& input) const override;
   void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
+  // Skips dx (leaves it empty) when input_grad_required() is false.
   void Backward(const Tensor<T>& x,
                 const Tensor<T>& y,
                 const Tensor<T>& dy,
@@ -109,31 +113,25 @@ class P4Conv final : public Layer<T> {
   std::int64_t out_channels() const { return out_; }
   std::int64_t kernel() const { return k_; }
   std::int64_t padding() const { return pad_; }
-  // Free parameters of the filters (theta.size()), = pattern().num_classes.
-  std::int64_t NumFreeWeights() const { return std::int64_t(theta_.size()); }
+  bool has_bias() const { return has_bias_; }
+  // The derived tie pattern of the bank; num_classes = weight().size().
   const TiePattern& pattern() const { return pattern_; }
 
-  // theta: out x in*S*k^2, row-major.
-  T* weight() { return theta_.data(); }
-  const T* weight() const { return theta_.data(); }
-  T* weight_grad() { return dtheta_.data(); }
-  // bias: out values (empty when the layer has none).
-  T* bias() { return bias_.data(); }
-  T* bias_grad() { return dbias_.data(); }
+  // theta: the only stored copy of the filters.
+  Tensor<T>& weight() { return weight_.value; }
+  Tensor<T>& bias() { return bias_.value; }
 
   // The expanded bank as a conv weight [out*4, in*S, k, k] (row-major), for
   // tests and for code that wants a plain convolution.
-  // bank: out*4 * in*S*k^2 values.
+  // bank: out*4 * in*S*k^2 values, not aliasing weight().
   void ExpandFilters(T* bank) const;
 
  private:
-  void CheckInput(const Shape& x) const;
-
   P4Input input_;
   std::int64_t in_, out_, k_, pad_, s_;
+  bool has_bias_;
   TiePattern pattern_;
-  std::vector<T> theta_, dtheta_, bias_, dbias_;
-  std::shared_ptr<const Manifold<T>> weight_manifold_, bias_manifold_;
+  ParamTensor<T> weight_, bias_;
 };
 
 // Pooling over the rotation axis: [N, C, 4, H, W] -> [N, C, H, W],
@@ -163,15 +161,11 @@ class RotationPool final : public Layer<T> {
 
 // P4 batch norm: one statistic per group channel, shared by the 4 rotations
 // (so normalisation commutes with the group action). x, y: [N, C, 4, H, W].
-//   train: mu_c, var_c = mean and biased variance of x[:, c, :, :, :]
-//          (N*4*H*W values); running_mean <- (1-m) running_mean + m mu,
-//          running_var <- (1-m) running_var + m var * n/(n-1).
-//   eval:  mu, var = running statistics.
-//   y = gamma_c (x - mu_c) / sqrt(var_c + eps) + beta_c.
-// This equals 2-d batch norm on the [N, C, 4H, W] view of the same memory.
-// Parameters: "gamma" (1 x C, init 1) and "beta" (1 x C, init 0), Euclidean.
-// Backward uses the statistics of the last Forward (train: batch; eval:
-// running), and requires x to be the input of that Forward.
+// Statistics of channel c over its N*4*H*W values; otherwise exactly
+// BatchNorm (nn/normalization.h: train/eval, running statistics, "scale" and
+// "shift" parameters), which it runs on the same memory after checking the P4
+// shape. NormalizesInputChannels() is true: scaling a P4 filter theta[c_out]
+// scales all 4 rotations of channel c_out, which this layer undoes.
 template <typename T>
 class P4BatchNorm final : public Layer<T> {
  public:
@@ -179,6 +173,7 @@ class P4BatchNorm final : public Layer<T> {
   explicit P4BatchNorm(std::int64_t channels,
                        double momentum = 0.1,
                        double eps = 1e-5);
+  // "p4_batchnorm(10)"
   std::string Name() const override;
   Shape OutputShape(const Shape& input) const override;
   void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
@@ -186,23 +181,15 @@ class P4BatchNorm final : public Layer<T> {
                 const Tensor<T>& y,
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
-  std::vector<Parameter<T>> Params() override;
+  std::vector<Parameter<T>> Params() override { return bn_.Params(); }
+  bool NormalizesInputChannels() const override { return true; }
 
-  const std::vector<double>& running_mean() const { return running_mean_; }
-  const std::vector<double>& running_var() const { return running_var_; }
-  T* gamma() { return gamma_.data(); }
-  T* beta() { return beta_.data(); }
+  // scale, shift and running statistics.
+  BatchNorm<T>& batch_norm() { return bn_; }
 
  private:
   std::int64_t c_;
-  double momentum_, eps_;
-  std::vector<T> gamma_, beta_, dgamma_, dbeta_;
-  std::vector<double> running_mean_, running_var_;
-  // Statistics of the last Forward (mean, 1/sqrt(var + eps) per channel).
-  Mode last_mode_ = Mode::kEval;
-  Shape last_shape_;
-  std::vector<double> mean_, inv_std_;
-  std::shared_ptr<const Manifold<T>> manifold_;
+  BatchNorm<T> bn_;
 };
 
 extern template class P4Conv<float>;
