@@ -1,13 +1,11 @@
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <random>
 #include <sstream>
 
-#include "data/transforms.h"
 #include "nn/flip_invariant.h"
 #include "nn_common.h"
-#include "nn_orbits.h"
+#include "symmetry/constraint.h"
 
 namespace symopt {
 namespace nn {
@@ -21,24 +19,16 @@ TiePattern FlipPattern(std::int64_t channels,
   SYMOPT_CHECK(channels >= 1 && height >= 1 && width >= 1,
                "FlipPattern: sizes must be >= 1, got C="
                    << channels << " H=" << height << " W=" << width);
-  const std::int64_t n = channels * height * width;
-  // The flip (T x)[c, h, w] = x[c, h, W-1-w] as an index permutation, read
-  // off by flipping a grid of indices with data::GridSymmetry's horizontal
-  // flip (the project's one definition; the C*H rows are independent). The
-  // invariance W = W T ties every input index to its image (000_* eq. 26).
-  std::vector<double> grid(n), flipped(n);
-  std::iota(grid.begin(), grid.end(), 0.0);
-  data::ApplySymmetry(data::GridSymmetry::FlipHorizontal(),
-                      grid.data(),
-                      flipped.data(),
-                      channels * height,
-                      width);
-  const std::vector<std::int64_t> flip(flipped.begin(), flipped.end());
-  TiePattern pattern;
-  pattern.rows = 1;
-  pattern.cols = n;
-  pattern.class_of = internal::OrbitClasses(n, {flip}, &pattern.num_classes);
-  return pattern;
+  // The constraint engine (include/symmetry/) solves the invariance W = W T
+  // (000_* eq. 8) for the flip T of the width axis (Transform::Flip, eq. 24)
+  // on one output row: every row of the layer has the same pattern.
+  const symopt::Shape in_shape({channels, height, width});
+  ConstraintProblem problem(symopt::Shape({1}), in_shape);
+  problem.AddInvariance(Transform::Flip(in_shape, 2));
+  Solution solution = Solve(problem);
+  SYMOPT_CHECK(solution.is_tie && solution.num_zero == 0,
+               "FlipPattern: the engine returned no plain tie pattern");
+  return std::move(solution.ties);
 }
 
 template <typename T>
@@ -63,10 +53,17 @@ FlipInvariantDense<T>::FlipInvariantDense(std::int64_t channels,
                "flip_invariant_dense: sizes must be >= 1, got C="
                    << channels << ", H=" << height << ", W=" << width
                    << ", F=" << out_features);
-  const internal::ClassMembers m =
-      internal::MembersOf(pattern_.class_of, pattern_.num_classes);
-  offsets_ = m.offsets;
-  members_ = m.members;
+  // Members of every orbit as CSR lists, for the fold.
+  offsets_.assign(pattern_.num_classes + 1, 0);
+  for (std::int32_t c : pattern_.class_of) ++offsets_[c + 1];
+  for (std::int32_t k = 0; k < pattern_.num_classes; ++k) {
+    offsets_[k + 1] += offsets_[k];
+  }
+  members_.resize(pattern_.class_of.size());
+  std::vector<std::int64_t> next(offsets_.begin(), offsets_.end() - 1);
+  for (std::size_t i = 0; i < pattern_.class_of.size(); ++i) {
+    members_[next[pattern_.class_of[i]]++] = std::int64_t(i);
+  }
   std::mt19937_64 rng(seed);
   const double bound = 1.0 / std::sqrt(double(in_features()));
   internal::FillUniform(weight_.value.data(), weight_.value.size(), bound, rng);

@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <random>
 #include <sstream>
 
-#include "data/transforms.h"
 #include "nn/group_conv.h"
 #include "nn_common.h"
 #include "nn_im2col.h"
-#include "nn_orbits.h"
+#include "symmetry/constraint.h"
+#include "symmetry/group.h"
 
 namespace symopt {
 namespace nn {
@@ -38,51 +37,29 @@ TiePattern P4FilterPattern(P4Input input,
                "P4FilterPattern: channels and kernel must be >= 1, got in="
                    << in_channels << " out=" << out_channels
                    << " kernel=" << kernel);
-  const std::int64_t S = RotationsIn(input), k = kernel;
-  const std::int64_t cols = in_channels * S * k * k;
-  const std::int64_t rows = out_channels * kP4Order;
-  // Bank entry (c_out, r, c_in, s, q), q = i*k + j the filter pixel.
-  auto index = [&](std::int64_t co,
-                   std::int64_t r,
-                   std::int64_t ci,
-                   std::int64_t s,
-                   std::int64_t q) {
-    return (co * kP4Order + r) * cols + (ci * S + s) * k * k + q;
-  };
-  // Equivariance layer(g x) = g layer(x), with (g f)[r] = R f[r-1], holds for
-  // every x iff B[r, s] = R B[r-1, s-1] (docs/group_layers.md), i.e.
-  //   B[r, s][q] = B[r-1, s-1][sigma(q)],
-  // where (R f)[q] = f[sigma(q)]. sigma is read off by rotating a grid of
-  // indices with the project's one definition of the quarter turn
-  // (data::GridSymmetry::Rotation(1)). Tying every entry to its source is a
-  // permutation generating C4; the classes are its orbits.
-  std::vector<double> grid(k * k), sigma(k * k);
-  std::iota(grid.begin(), grid.end(), 0.0);
-  data::ApplySymmetry(
-      data::GridSymmetry::Rotation(1), grid.data(), sigma.data(), k, k);
-  std::vector<std::int64_t> generator(rows * cols);
-  for (std::int64_t co = 0; co < out_channels; ++co) {
-    for (std::int64_t r = 0; r < kP4Order; ++r) {
-      for (std::int64_t ci = 0; ci < in_channels; ++ci) {
-        for (std::int64_t s = 0; s < S; ++s) {
-          for (std::int64_t q = 0; q < k * k; ++q) {
-            generator[index(co, r, ci, s, q)] =
-                index(co,
-                      (r + kP4Order - 1) % kP4Order,
-                      ci,
-                      (s + S - 1) % S,
-                      std::int64_t(sigma[q]));
-          }
-        }
-      }
-    }
-  }
-  TiePattern pattern;
-  pattern.rows = rows;
-  pattern.cols = cols;
-  pattern.class_of =
-      internal::OrbitClasses(rows * cols, {generator}, &pattern.num_classes);
-  return pattern;
+  const std::int64_t k = kernel;
+  // The constraint engine (include/symmetry/) solves rho_out(g) B = B
+  // rho_in(g) for the generator g of C4 acting on the bank B [(c_out, r),
+  // (c_in, [s,] i, j)]: on the output a cyclic shift of r, on the input a
+  // quarter turn of the filter plane and, for P4 -> P4, a cyclic shift of s
+  // (Transform::P4Filter). With (g f)[r] = R f[r-1] on feature maps this is
+  // exactly layer(g x) = g layer(x) (docs/group_layers.md); the solution is a
+  // tie pattern whose classes are numbered by first occurrence.
+  const symopt::Shape out_shape({out_channels, kP4Order});
+  const symopt::Shape in_shape =
+      input == P4Input::kZ2 ? symopt::Shape({in_channels, k, k})
+                            : symopt::Shape({in_channels, kP4Order, k, k});
+  const GeneratorSet in_action = input == P4Input::kZ2
+                                     ? C4Group(in_shape, 1, 2)
+                                     : P4FilterGroup(in_shape, 1, 2, 3);
+  ConstraintProblem problem(out_shape, in_shape);
+  problem.AddGroup(FiniteGroup::Generate(
+      RepresentationAction(CyclicShiftGroup(out_shape, 1), in_action),
+      GroupKind::Cyclic(kP4Order)));
+  Solution solution = Solve(problem);
+  SYMOPT_CHECK(solution.is_tie && solution.num_zero == 0,
+               "P4FilterPattern: the engine returned no plain tie pattern");
+  return std::move(solution.ties);
 }
 
 // ---- P4Conv ---------------------------------------------------------------

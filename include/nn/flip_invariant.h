@@ -5,9 +5,11 @@
 // (000_* eq. 8), i.e. W[f, c, h, w] = W[f, c, h, W_-1-w]: the input indices
 // fall into the orbits of the flip (mirror pairs {w, W_-1-w}, and the single
 // middle column when W_ is odd), and W is constant on every orbit.
-// The orbits are DERIVED from the flip permutation by union-find
-// (FlipPattern), numbered by first appearance: orbit (c, h, w) for
-// w < ceil(W_/2). The layer stores one weight per orbit,
+// The orbits are DERIVED, not typed in: FlipPattern asks the constraint
+// engine (symmetry/constraint.h) for the solution of W = W T, T =
+// Transform::Flip of the width axis; its classes, numbered by first
+// occurrence, are orbit (c, h, w) for w < ceil(W_/2). The layer stores one
+// weight per orbit,
 //   theta: F x K,  K = C * H * ceil(W_/2),
 // and computes y by FOLDING the input instead of expanding the weights:
 //   xf[n, k] = sum_{i in orbit k} x[n, i]   (= x[.., w] + x[.., W_-1-w])

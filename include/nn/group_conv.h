@@ -28,12 +28,14 @@
 // cross-correlation with B (im2col + Eigen GEMM; the P4 map [N, C, 4, H, W]
 // is the NCHW map [N, 4C, H, W]) and, backward, scatter-adds dB into dtheta.
 // class_of is DERIVED, not typed in (P4FilterPattern): equivariance holds for
-// all inputs iff B[r, s] = R B[r-1, s-1], which ties bank entry (r, s, q) to
-// (r-1, s-1, sigma(q)), sigma read off by rotating an index grid; the classes
-// are the orbits of that permutation (union-find), numbered by first
-// appearance, which puts the
-// r = 0 slice of the bank first: theta[c_out, c_in, s, i, j] is the filter
-// applied at output rotation 0. Every class has exactly 4 members.
+// all inputs iff B[r, s] = R B[r-1, s-1] (docs/group_layers.md), i.e.
+// rho_out(g) B = B rho_in(g) for the generator g of C4 acting by a cyclic
+// shift of r on the output and by Transform::P4Filter (quarter turn of the
+// filter plane and shift of s; a plain quarter turn for lifting) on the input.
+// The constraint engine (symmetry/constraint.h) solves it exactly as a tie
+// pattern, classes numbered by first occurrence, which puts the r = 0 slice
+// of the bank first: theta[c_out, c_in, s, i, j] is the filter applied at
+// output rotation 0. Every class has exactly 4 members.
 //
 // Parameters (Params()): "weight" theta ([out, in, k, k] for lifting,
 // [out, in, 4, k, k] for P4 -> P4; viewed as out x in*S*k*k, one filter per
@@ -71,8 +73,8 @@ enum class P4Input {
   kP4,  // group layer:   x is [N, C, 4, H, W]
 };
 
-// The weight-sharing pattern of a P4 filter bank, derived from the group
-// action (orbits of the permutation above, by union-find).
+// The weight-sharing pattern of a P4 filter bank: the constraint engine's
+// solution of the equivariance constraint above.
 // Rows are (c_out, r): out_channels * 4; cols are (c_in, s, i, j):
 // in_channels * S * kernel^2, S = 1 (kZ2) or 4 (kP4). num_classes is the
 // number of free parameters, out * in * S * kernel^2.
