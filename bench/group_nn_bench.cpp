@@ -56,22 +56,6 @@ void RequireFinite(const Tensor<float>& t, const char* what) {
   }
 }
 
-// The P4 action (g f)[c, r] = R f[c, r-1] on [N, C, 4, H, H].
-Tensor<float> ActP4(const Tensor<float>& x) {
-  const Tensor<float> rotated =
-      data::ApplySymmetry(data::GridSymmetry::Rotation(1), x);
-  Tensor<float> y(x.shape());
-  const std::int64_t plane = x.dim(3) * x.dim(4);
-  for (std::int64_t g = 0; g < x.dim(0) * x.dim(1); ++g) {
-    for (std::int64_t r = 0; r < 4; ++r) {
-      std::copy_n(rotated.data() + (g * 4 + (r + 3) % 4) * plane,
-                  plane,
-                  y.data() + (g * 4 + r) * plane);
-    }
-  }
-  return y;
-}
-
 double MaxAbsDiff(const Tensor<float>& a, const Tensor<float>& b) {
   double d = 0.0, scale = 0.0;
   for (std::int64_t i = 0; i < a.size(); ++i) {

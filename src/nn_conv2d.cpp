@@ -1,19 +1,12 @@
-#include <omp.h>
-
 #include <cmath>
 #include <sstream>
 
 #include "nn/conv2d.h"
 #include "nn_common.h"
-#include "nn_im2col.h"
+#include "nn_conv_cpu.h"
 
 namespace symopt {
 namespace nn {
-
-using internal::Col2Im;
-using internal::ConstMatrixMap;
-using internal::Im2Col;
-using internal::MatrixMap;
 
 template <typename T>
 Conv2d<T>::Conv2d(std::int64_t in_channels,
@@ -73,34 +66,15 @@ template <typename T>
 void Conv2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
   y.Resize(ys);
-  const std::int64_t n = x.dim(0), h = x.dim(2), w = x.dim(3);
-  const std::int64_t ho = ys[2], wo = ys[3], kk = in_ * k_ * k_, hw = ho * wo;
-  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), n));
-  scratch_.resize(threads);
-  ConstMatrixMap<T> W(weight_.value.data(), out_, kk);
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<T>& col = scratch_[omp_get_thread_num()];
-    col.resize(kk * hw);
-#pragma omp for schedule(static)
-    for (std::int64_t b = 0; b < n; ++b) {
-      Im2Col(x.data() + b * in_ * h * w,
-             in_,
-             h,
-             w,
-             k_,
-             stride_,
-             pad_,
-             ho,
-             wo,
-             col.data());
-      MatrixMap<T> Y(y.data() + b * out_ * hw, out_, hw);
-      Y.noalias() = W * ConstMatrixMap<T>(col.data(), kk, hw);
-      if (has_bias_) {
-        Y.colwise() += internal::ConstVectorMap<T>(bias_.value.data(), out_);
-      }
-    }
-  }
+  const internal::ConvGeometry g{
+      x.dim(0), in_, x.dim(2), x.dim(3), k_, stride_, pad_, ys[2], ys[3]};
+  internal::ConvForwardCpu(g,
+                           x.data(),
+                           weight_.value.data(),
+                           out_,
+                           has_bias_ ? bias_.value.data() : nullptr,
+                           y.data(),
+                           scratch_);
 }
 
 template <typename T>
@@ -110,67 +84,19 @@ void Conv2d<T>::Backward(const Tensor<T>& x,
                          Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
-  const std::int64_t n = x.dim(0), h = x.dim(2), w = x.dim(3);
-  const std::int64_t ho = ys[2], wo = ys[3], kk = in_ * k_ * k_, hw = ho * wo;
   const bool need_dx = this->input_grad_required();
-  if (need_dx) {
-    dx.Resize(x.shape());
-    dx.Fill(T(0));
-  } else {
-    dx.Resize({0});
-  }
-  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), n));
-  scratch_.resize(threads);
-  // Per-thread buffer: col (kk*hw) | dcol (kk*hw) | dW partial (out*kk) |
-  // db partial (out).
-  const std::int64_t part = out_ * kk + out_;
-  ConstMatrixMap<T> W(weight_.value.data(), out_, kk);
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<T>& buf = scratch_[omp_get_thread_num()];
-    buf.assign(2 * kk * hw + part, T(0));
-    MatrixMap<T> col(buf.data(), kk, hw);
-    MatrixMap<T> dcol(buf.data() + kk * hw, kk, hw);
-    MatrixMap<T> dW(buf.data() + 2 * kk * hw, out_, kk);
-    internal::VectorMap<T> db(buf.data() + 2 * kk * hw + out_ * kk, out_);
-#pragma omp for schedule(static)
-    for (std::int64_t b = 0; b < n; ++b) {
-      Im2Col(x.data() + b * in_ * h * w,
-             in_,
-             h,
-             w,
-             k_,
-             stride_,
-             pad_,
-             ho,
-             wo,
-             col.data());
-      ConstMatrixMap<T> dY(dy.data() + b * out_ * hw, out_, hw);
-      dW.noalias() += dY * col.transpose();
-      if (has_bias_) db.noalias() += dY.rowwise().sum();
-      if (need_dx) {
-        dcol.noalias() = W.transpose() * dY;
-        Col2Im(dcol.data(),
-               in_,
-               h,
-               w,
-               k_,
-               stride_,
-               pad_,
-               ho,
-               wo,
-               dx.data() + b * in_ * h * w);
-      }
-    }
-  }
-  // Sum the partials in thread order (deterministic).
-  MatrixMap<T> dW(weight_.grad.data(), out_, kk);
-  internal::VectorMap<T> db(bias_.grad.data(), out_);
-  for (int t = 0; t < threads; ++t) {
-    const T* p = scratch_[t].data() + 2 * kk * hw;
-    dW += ConstMatrixMap<T>(p, out_, kk);
-    if (has_bias_) db += internal::ConstVectorMap<T>(p + out_ * kk, out_);
-  }
+  dx.Resize(need_dx ? x.shape() : Shape{0});
+  const internal::ConvGeometry g{
+      x.dim(0), in_, x.dim(2), x.dim(3), k_, stride_, pad_, ys[2], ys[3]};
+  internal::ConvBackwardCpu(g,
+                            x.data(),
+                            weight_.value.data(),
+                            out_,
+                            dy.data(),
+                            weight_.grad.data(),
+                            has_bias_ ? bias_.grad.data() : nullptr,
+                            need_dx ? dx.data() : nullptr,
+                            scratch_);
 }
 
 template <typename T>

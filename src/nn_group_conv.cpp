@@ -1,13 +1,12 @@
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <sstream>
 
+#include "data/transforms.h"
 #include "nn/group_conv.h"
 #include "nn_common.h"
-#include "nn_im2col.h"
+#include "nn_conv_cpu.h"
 #include "symmetry/constraint.h"
 #include "symmetry/group.h"
 
@@ -16,10 +15,6 @@ namespace nn {
 
 using internal::CheckInputShape;
 using internal::CheckSameShape;
-using internal::Col2Im;
-using internal::ConstMatrixMap;
-using internal::Im2Col;
-using internal::MatrixMap;
 
 namespace {
 
@@ -60,6 +55,27 @@ TiePattern P4FilterPattern(P4Input input,
   SYMOPT_CHECK(solution.is_tie && solution.num_zero == 0,
                "P4FilterPattern: the engine returned no plain tie pattern");
   return std::move(solution.ties);
+}
+
+template <typename T>
+Tensor<T> ActP4(const Tensor<T>& x, int times) {
+  CheckInputShape("ActP4", x.shape(), {-1, -1, kP4Order, -1, -1});
+  SYMOPT_CHECK(x.dim(3) == x.dim(4),
+               "ActP4: planes must be square, got " << ShapeString(x.shape()));
+  const int t = ((times % 4) + 4) % 4;
+  const Tensor<T> rotated =
+      data::ApplySymmetry(data::GridSymmetry::Rotation(t), x);
+  Tensor<T> y(x.shape());
+  const std::int64_t plane = x.dim(3) * x.dim(4);
+  for (std::int64_t g = 0; g < x.dim(0) * x.dim(1); ++g) {
+    for (std::int64_t r = 0; r < kP4Order; ++r) {
+      const std::int64_t src = (r - t + kP4Order) % kP4Order;
+      std::copy_n(rotated.data() + (g * kP4Order + src) * plane,
+                  plane,
+                  y.data() + (g * kP4Order + r) * plane);
+    }
+  }
+  return y;
 }
 
 // ---- P4Conv ---------------------------------------------------------------
@@ -151,40 +167,31 @@ void P4Conv<T>::ExpandFilters(T* bank) const {
 template <typename T>
 void P4Conv<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
-  const std::int64_t n = x.dim(0), h = x.dim(x.ndim() - 2),
-                     w = x.dim(x.ndim() - 1);
-  const std::int64_t ho = ys[3], wo = ys[4], hw = ho * wo;
-  const std::int64_t cin = in_ * s_, kk = cin * k_ * k_, rows = out_ * kP4Order;
-  // The expanded bank lives only for this call.
-  std::vector<T> bank(rows * kk);
+  const int nd = x.ndim();
+  const internal::ConvGeometry g{x.dim(0),
+                                 in_ * s_,
+                                 x.dim(nd - 2),
+                                 x.dim(nd - 1),
+                                 k_,
+                                 1,
+                                 pad_,
+                                 ys[3],
+                                 ys[4]};
+  const std::int64_t rows = out_ * kP4Order;
+  // The expanded bank and the bias of every bank row live only for this call.
+  std::vector<T> bank(rows * g.kk()), bias(has_bias_ ? rows : 0);
   ExpandFilters(bank.data());
-  y.Resize(ys);
-  const ConstMatrixMap<T> B(bank.data(), rows, kk);
-  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), n));
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<T> col(kk * hw);
-#pragma omp for schedule(static)
-    for (std::int64_t b = 0; b < n; ++b) {
-      Im2Col(x.data() + b * cin * h * w,
-             cin,
-             h,
-             w,
-             k_,
-             1,
-             pad_,
-             ho,
-             wo,
-             col.data());
-      MatrixMap<T> Y(y.data() + b * rows * hw, rows, hw);
-      Y.noalias() = B * ConstMatrixMap<T>(col.data(), kk, hw);
-      if (has_bias_) {
-        for (std::int64_t row = 0; row < rows; ++row) {
-          Y.row(row).array() += bias_.value[row / kP4Order];
-        }
-      }
-    }
+  for (std::size_t row = 0; row < bias.size(); ++row) {
+    bias[row] = bias_.value[row / kP4Order];
   }
+  y.Resize(ys);
+  internal::ConvForwardCpu(g,
+                           x.data(),
+                           bank.data(),
+                           rows,
+                           has_bias_ ? bias.data() : nullptr,
+                           y.data(),
+                           scratch_);
 }
 
 template <typename T>
@@ -194,73 +201,39 @@ void P4Conv<T>::Backward(const Tensor<T>& x,
                          Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   CheckSameShape(Name(), "output gradient", dy.shape(), ys);
-  const std::int64_t n = x.dim(0), h = x.dim(x.ndim() - 2),
-                     w = x.dim(x.ndim() - 1);
-  const std::int64_t ho = ys[3], wo = ys[4], hw = ho * wo;
-  const std::int64_t cin = in_ * s_, kk = cin * k_ * k_, rows = out_ * kP4Order;
-  std::vector<T> bank(rows * kk);
+  const int nd = x.ndim();
+  const internal::ConvGeometry g{x.dim(0),
+                                 in_ * s_,
+                                 x.dim(nd - 2),
+                                 x.dim(nd - 1),
+                                 k_,
+                                 1,
+                                 pad_,
+                                 ys[3],
+                                 ys[4]};
+  const std::int64_t rows = out_ * kP4Order;
+  std::vector<T> bank(rows * g.kk());
   ExpandFilters(bank.data());
-  const ConstMatrixMap<T> B(bank.data(), rows, kk);
   const bool need_dx = this->input_grad_required();
-  if (need_dx) {
-    dx.Resize(x.shape());
-    dx.Fill(T(0));
-  } else {
-    dx.Resize({0});
-  }
-  // Per-thread partial gradients of the bank (rows x kk) and of the rows'
-  // biases, summed in thread order afterwards so results do not depend on
-  // scheduling.
-  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), n));
-  std::vector<std::vector<T>> partial(threads);
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<T>& dbank = partial[omp_get_thread_num()];
-    dbank.assign(rows * kk + rows, T(0));
-    std::vector<T> col(kk * hw), dcol(need_dx ? kk * hw : 0);
-    MatrixMap<T> dB(dbank.data(), rows, kk);
-    internal::VectorMap<T> db(dbank.data() + rows * kk, rows);
-#pragma omp for schedule(static)
-    for (std::int64_t b = 0; b < n; ++b) {
-      Im2Col(x.data() + b * cin * h * w,
-             cin,
-             h,
-             w,
-             k_,
-             1,
-             pad_,
-             ho,
-             wo,
-             col.data());
-      const ConstMatrixMap<T> dY(dy.data() + b * rows * hw, rows, hw);
-      dB.noalias() += dY * ConstMatrixMap<T>(col.data(), kk, hw).transpose();
-      if (has_bias_) db.noalias() += dY.rowwise().sum();
-      if (need_dx) {
-        MatrixMap<T>(dcol.data(), kk, hw).noalias() = B.transpose() * dY;
-        Col2Im(dcol.data(),
-               cin,
-               h,
-               w,
-               k_,
-               1,
-               pad_,
-               ho,
-               wo,
-               dx.data() + b * cin * h * w);
-      }
-    }
-  }
-  // Scatter-add: every bank entry's gradient goes to its free weight, every
-  // row's bias gradient to its channel.
+  dx.Resize(need_dx ? x.shape() : Shape{0});
+  // Gradients of the bank and of the bank rows' biases, then scatter-added:
+  // every bank entry's gradient goes to its free weight, every row's bias
+  // gradient to its group channel.
+  std::vector<T> dbank(rows * g.kk(), T(0)), dbias(has_bias_ ? rows : 0, T(0));
+  internal::ConvBackwardCpu(g,
+                            x.data(),
+                            bank.data(),
+                            rows,
+                            dy.data(),
+                            dbank.data(),
+                            has_bias_ ? dbias.data() : nullptr,
+                            need_dx ? dx.data() : nullptr,
+                            scratch_);
   const std::vector<std::int32_t>& c = pattern_.class_of;
   T* dtheta = weight_.grad.data();
-  for (const std::vector<T>& dbank : partial) {
-    for (std::size_t e = 0; e < c.size(); ++e) dtheta[c[e]] += dbank[e];
-    if (has_bias_) {
-      for (std::int64_t row = 0; row < rows; ++row) {
-        bias_.grad[row / kP4Order] += dbank[rows * kk + row];
-      }
-    }
+  for (std::size_t e = 0; e < c.size(); ++e) dtheta[c[e]] += dbank[e];
+  for (std::size_t row = 0; row < dbias.size(); ++row) {
+    bias_.grad[row / kP4Order] += dbias[row];
   }
 }
 
@@ -368,6 +341,8 @@ void P4BatchNorm<T>::Backward(const Tensor<T>& x,
   bn_.Backward(x, y, dy, dx);
 }
 
+template Tensor<float> ActP4(const Tensor<float>&, int);
+template Tensor<double> ActP4(const Tensor<double>&, int);
 template class P4Conv<float>;
 template class P4Conv<double>;
 template class RotationPool<float>;

@@ -4,7 +4,6 @@
 // of the grid symmetries):
 //   Rotate(x)   every trailing n x n plane turned 90 degrees counter-clockwise,
 //               (R f)[i][j] = f[j][n-1-i];
-//   ActP4(x)    the P4 action on [N, C, 4, H, H]: (g f)[c, r] = R f[c, r-1];
 //   Flip(x)     the horizontal flip of the last axis, x[.., W-1-w].
 #pragma once
 
@@ -58,23 +57,6 @@ nn::Tensor<T> Rotate(const nn::Tensor<T>& x) {
 template <typename T>
 nn::Tensor<T> Flip(const nn::Tensor<T>& x) {
   return data::ApplySymmetry(data::GridSymmetry::FlipHorizontal(), x);
-}
-
-template <typename T>
-nn::Tensor<T> ActP4(const nn::Tensor<T>& x) {
-  REQUIRE(x.ndim() == 5);
-  REQUIRE(x.dim(2) == 4);
-  const nn::Tensor<T> rotated = Rotate(x);
-  nn::Tensor<T> y(x.shape());
-  const std::int64_t plane = x.dim(3) * x.dim(4);
-  for (std::int64_t g = 0; g < x.dim(0) * x.dim(1); ++g) {
-    for (std::int64_t r = 0; r < 4; ++r) {
-      std::copy_n(rotated.data() + (g * 4 + (r + 3) % 4) * plane,
-                  plane,
-                  y.data() + (g * 4 + r) * plane);
-    }
-  }
-  return y;
 }
 
 }  // namespace testing

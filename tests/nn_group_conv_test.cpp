@@ -140,6 +140,23 @@ TEST_CASE("P4 filter pattern is the orbit structure of C4 on the bank",
   }
 }
 
+TEST_CASE("ActP4 is the C4 action on P4 feature maps", "[nn][p4]") {
+  const Tensor<double> x = RandomTensor<double>({2, 3, 4, 5, 5}, 1);
+  const Tensor<double> gx = ActP4(x);
+  // (g f)[n, c, r][i][j] = f[n, c, r-1][j][4-i].
+  for (std::int64_t nc = 0; nc < 6; ++nc)
+    for (std::int64_t r = 0; r < 4; ++r)
+      for (std::int64_t i = 0; i < 5; ++i)
+        for (std::int64_t j = 0; j < 5; ++j)
+          REQUIRE(gx[((nc * 4 + r) * 5 + i) * 5 + j] ==
+                  x[((nc * 4 + (r + 3) % 4) * 5 + j) * 5 + (4 - i)]);
+  CHECK(MaxAbsDiff(ActP4(gx, 3), x) == 0.0);
+  CHECK(MaxAbsDiff(ActP4(x, -1), ActP4(x, 3)) == 0.0);
+  CHECK(MaxAbsDiff(ActP4(x, 2), ActP4(gx)) == 0.0);
+  CHECK(MaxAbsDiff(ActP4(x, 4), x) == 0.0);
+  REQUIRE_THROWS_AS(ActP4(Tensor<double>({1, 1, 4, 3, 4})), InvalidArgument);
+}
+
 TEST_CASE("P4 layers store each free weight once", "[nn][p4]") {
   // P4CNN on rotated MNIST (papers/002_*): 10 P4 channels, 3x3 filters.
   P4Conv<float> lift(P4Input::kZ2, 1, 10, 3);

@@ -84,6 +84,12 @@ TiePattern P4FilterPattern(P4Input input,
                            std::int64_t out_channels,
                            std::int64_t kernel);
 
+// The group action on P4 feature maps, applied `times` times (any integer):
+//   (g f)[n, c, r] = R f[n, c, r-1 mod 4],   R = a quarter turn of each plane.
+// x: [N, C, 4, H, H] (square planes). Returns a new tensor.
+template <typename T>
+Tensor<T> ActP4(const Tensor<T>& x, int times = 1);
+
 template <typename T>
 class P4Conv final : public Layer<T> {
  public:
@@ -134,6 +140,7 @@ class P4Conv final : public Layer<T> {
   bool has_bias_;
   TiePattern pattern_;
   ParamTensor<T> weight_, bias_;
+  std::vector<std::vector<T>> scratch_;  // per-thread im2col / partials
 };
 
 // Pooling over the rotation axis: [N, C, 4, H, W] -> [N, C, H, W],
