@@ -18,6 +18,17 @@ using internal::CheckSameShape;
 
 namespace {
 
+// The P4 map [N, C, 4, H, W] read as the NCHW map [N, 4C, H, W] (c_in =
+// C*S channels), correlated at stride 1 into ys = [N, C_out, 4, Ho, Wo].
+internal::ConvGeometry Geometry(const Shape& x,
+                                const Shape& ys,
+                                std::int64_t c_in,
+                                std::int64_t k,
+                                std::int64_t pad) {
+  const std::size_t nd = x.size();
+  return {x[0], c_in, x[nd - 2], x[nd - 1], k, 1, pad, ys[3], ys[4]};
+}
+
 std::int64_t RotationsIn(P4Input input) {
   return input == P4Input::kZ2 ? 1 : kP4Order;
 }
@@ -167,16 +178,7 @@ void P4Conv<T>::ExpandFilters(T* bank) const {
 template <typename T>
 void P4Conv<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
-  const int nd = x.ndim();
-  const internal::ConvGeometry g{x.dim(0),
-                                 in_ * s_,
-                                 x.dim(nd - 2),
-                                 x.dim(nd - 1),
-                                 k_,
-                                 1,
-                                 pad_,
-                                 ys[3],
-                                 ys[4]};
+  const internal::ConvGeometry g = Geometry(x.shape(), ys, in_ * s_, k_, pad_);
   const std::int64_t rows = out_ * kP4Order;
   // The expanded bank and the bias of every bank row live only for this call.
   std::vector<T> bank(rows * g.kk()), bias(has_bias_ ? rows : 0);
@@ -201,16 +203,7 @@ void P4Conv<T>::Backward(const Tensor<T>& x,
                          Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   CheckSameShape(Name(), "output gradient", dy.shape(), ys);
-  const int nd = x.ndim();
-  const internal::ConvGeometry g{x.dim(0),
-                                 in_ * s_,
-                                 x.dim(nd - 2),
-                                 x.dim(nd - 1),
-                                 k_,
-                                 1,
-                                 pad_,
-                                 ys[3],
-                                 ys[4]};
+  const internal::ConvGeometry g = Geometry(x.shape(), ys, in_ * s_, k_, pad_);
   const std::int64_t rows = out_ * kP4Order;
   std::vector<T> bank(rows * g.kk());
   ExpandFilters(bank.data());
