@@ -60,6 +60,8 @@ class BatchNorm final : public Layer<T> {
                 Tensor<T>& dx) override;
   std::vector<Parameter<T>> Params() override;
   bool NormalizesInputChannels() const override { return true; }
+  // {running_mean, running_var}
+  std::vector<Tensor<T>*> Buffers() override { return {&running_mean_, &running_var_}; }
 
   Tensor<T>& scale() { return scale_.value; }
   Tensor<T>& shift() { return shift_.value; }
