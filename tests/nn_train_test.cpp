@@ -5,13 +5,12 @@
 //
 // The real-data test is skipped (with a message) when Debian's
 // dataset-fashion-mnist is not installed.
-#include "nn/train.h"
-
 #include <cmath>
 #include <cstdio>
 
 #include "catch.h"
 #include "manifolds/parallel.h"
+#include "nn/train.h"
 
 using namespace symopt;
 using namespace symopt::nn;
@@ -24,7 +23,8 @@ struct Run {
 };
 
 const data::TrainTest* FashionOrNull() {
-  static const bool available = data::IdxTrainTestAvailable(data::FashionMnistDir());
+  static const bool available =
+      data::IdxTrainTestAvailable(data::FashionMnistDir());
   if (!available) return nullptr;
   static const data::TrainTest fashion = data::LoadFashionMnist();
   return &fashion;
@@ -35,7 +35,8 @@ double MaxRowNormError(const Parameter<float>& p) {
   for (std::int64_t r = 0; r < p.value.rows; ++r) {
     double s = 0;
     for (std::int64_t c = 0; c < p.value.cols; ++c) {
-      s += double(p.value.data[r * p.value.cols + c]) * p.value.data[r * p.value.cols + c];
+      s += double(p.value.data[r * p.value.cols + c]) *
+           p.value.data[r * p.value.cols + c];
     }
     worst = std::max(worst, std::abs(std::sqrt(s) - 1));
   }
@@ -48,8 +49,9 @@ TEST_CASE("The MLP with batch norm learns Fashion-MNIST with every optimizer",
           "[nn][train][data]") {
   const data::TrainTest* fashion = FashionOrNull();
   if (fashion == nullptr) {
-    WARN("SKIPPED: Fashion-MNIST not found in " << data::FashionMnistDir()
-                                                << " (apt-get install dataset-fashion-mnist)");
+    WARN("SKIPPED: Fashion-MNIST not found in "
+         << data::FashionMnistDir()
+         << " (apt-get install dataset-fashion-mnist)");
     return;
   }
   SetNumThreads(1);  // small batches: threads would only spin
@@ -57,7 +59,8 @@ TEST_CASE("The MLP with batch norm learns Fashion-MNIST with every optimizer",
   // driver), the first 2,000 test images; 2 epochs of batches of 50.
   const data::Dataset subset = data::Head(fashion->train, 5000);
   std::vector<std::int64_t> head, tail;
-  for (std::int64_t i = 0; i < subset.size(); ++i) (i < 4000 ? head : tail).push_back(i);
+  for (std::int64_t i = 0; i < subset.size(); ++i)
+    (i < 4000 ? head : tail).push_back(i);
   const data::Dataset train_all = subset;
   const data::Dataset train_part = data::Subset(subset, head);
   const data::Dataset validation = data::Subset(subset, tail);
@@ -71,7 +74,8 @@ TEST_CASE("The MLP with batch norm learns Fashion-MNIST with every optimizer",
                          Run{"nesterov", true},
                          Run{"bold", false},
                          Run{"bold", true}}) {
-    INFO(run.optimizer << (run.oblique ? " on oblique weights" : " on Euclidean weights"));
+    INFO(run.optimizer << (run.oblique ? " on oblique weights"
+                                       : " on Euclidean weights"));
     Sequential<float> model;
     BuildMlpBn(model, 28 * 28, 64, 10, 3);
     if (run.oblique) REQUIRE(UseObliqueBeforeNormalization(model).size() == 1);
@@ -79,8 +83,10 @@ TEST_CASE("The MLP with batch norm learns Fashion-MNIST with every optimizer",
     CHECK(before < 0.3);  // untrained: near chance (10%)
 
     SgdOptions options;
-    options.lr = run.optimizer == "momentum" || run.optimizer == "nesterov" ? 0.02 : 0.1;
-    options.momentum = run.optimizer == "momentum" || run.optimizer == "nesterov" ? 0.9 : 0.0;
+    options.lr =
+        run.optimizer == "momentum" || run.optimizer == "nesterov" ? 0.02 : 0.1;
+    options.momentum =
+        run.optimizer == "momentum" || run.optimizer == "nesterov" ? 0.9 : 0.0;
     options.nesterov = run.optimizer == "nesterov";
     RiemannianSgd<float> optimizer(model.Params(), options);
     std::unique_ptr<BoldDriver<float>> driver;
@@ -91,12 +97,20 @@ TEST_CASE("The MLP with batch norm learns Fashion-MNIST with every optimizer",
     train_options.batch_size = 50;
     train_options.seed = 5;
     const std::vector<EpochReport> reports =
-        Train(model, optimizer, bold ? train_part : train_all, bold ? &validation : nullptr,
-              &test, train_options, driver.get());
+        Train(model,
+              optimizer,
+              bold ? train_part : train_all,
+              bold ? &validation : nullptr,
+              &test,
+              train_options,
+              driver.get());
     REQUIRE(reports.size() == 2);
     const double after = reports.back().test.accuracy;
-    std::printf("%-8s %-9s test accuracy %.2f%% -> %.2f%%\n", run.optimizer.c_str(),
-                run.oblique ? "oblique" : "euclidean", 100 * before, 100 * after);
+    std::printf("%-8s %-9s test accuracy %.2f%% -> %.2f%%\n",
+                run.optimizer.c_str(),
+                run.oblique ? "oblique" : "euclidean",
+                100 * before,
+                100 * after);
     // A 784-64-10 MLP reaches ~80% after 2 epochs on 4-5k images (full
     // data, 10 epochs: ~88-89%, see docs/nn.md).
     CHECK(after > 0.75);
@@ -122,7 +136,8 @@ TEST_CASE("Training refuses a non-finite loss and leaves the weights untouched",
           "[nn][train][errors]") {
   data::Dataset tiny;
   tiny.images = Tensor<float>({8, 1, 2, 2});
-  for (std::int64_t i = 0; i < tiny.images.size(); ++i) tiny.images[i] = float(i % 5) / 5.f;
+  for (std::int64_t i = 0; i < tiny.images.size(); ++i)
+    tiny.images[i] = float(i % 5) / 5.f;
   tiny.labels = {0, 1, 2, 0, 1, 2, 0, 1};
   tiny.num_classes = 3;
   tiny.images[13] = std::nanf("");
@@ -130,15 +145,19 @@ TEST_CASE("Training refuses a non-finite loss and leaves the weights untouched",
   BuildMlpBn(model, 4, 3, 3, 1);
   RiemannianSgd<float> optimizer(model.Params(), {});
   std::vector<std::vector<float>> before;
-  for (const auto& p : model.Params()) before.emplace_back(p.value.data, p.value.data + p.value.size());
+  for (const auto& p : model.Params())
+    before.emplace_back(p.value.data, p.value.data + p.value.size());
   TrainOptions options;
   options.batch_size = 8;
-  REQUIRE_THROWS_AS(TrainEpoch(model, optimizer, tiny, options, 0), NumericalError);
+  REQUIRE_THROWS_AS(TrainEpoch(model, optimizer, tiny, options, 0),
+                    NumericalError);
   std::size_t k = 0;
   for (const auto& p : model.Params()) {
-    CHECK(std::vector<float>(p.value.data, p.value.data + p.value.size()) == before[k++]);
+    CHECK(std::vector<float>(p.value.data, p.value.data + p.value.size()) ==
+          before[k++]);
   }
   CHECK(optimizer.step_count() == 0);
   options.batch_size = 0;
-  REQUIRE_THROWS_AS(TrainEpoch(model, optimizer, tiny, options, 0), InvalidArgument);
+  REQUIRE_THROWS_AS(TrainEpoch(model, optimizer, tiny, options, 0),
+                    InvalidArgument);
 }
