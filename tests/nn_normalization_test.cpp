@@ -135,6 +135,15 @@ TEST_CASE("Normalisation layers reject bad input", "[nn][batchnorm][errors]") {
                     InvalidArgument);
   CHECK(bn.running_mean()[0] == 0.0f);
   bn.Forward(Tensor<float>({1, 8}), y, Mode::kEval);  // fine in eval
+  // NaN in the input: non-finite output, running statistics untouched.
+  Tensor<float> bad({4, 8}, 1.f);
+  bad[5] = std::nanf("");
+  bn.Forward(bad, y, Mode::kTrain);
+  CHECK(std::isnan(y[5]));
+  for (int c = 0; c < 8; ++c) {
+    CHECK(bn.running_mean()[c] == 0.f);
+    CHECK(bn.running_var()[c] == 1.f);
+  }
   REQUIRE_THROWS_AS(BatchNorm<float>(4, 1.5), InvalidArgument);
   REQUIRE_THROWS_AS(
       LayerNorm<float>(6).Forward(Tensor<float>({2, 5}), y, Mode::kTrain),
