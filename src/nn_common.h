@@ -3,7 +3,10 @@
 // uniform initialisation.
 #pragma once
 
+#include <omp.h>
+
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -62,6 +65,27 @@ inline void CheckSameShape(const std::string& layer,
   SYMOPT_CHECK(got == expected,
                layer << ": " << what << " has shape " << ShapeString(got)
                      << ", expected " << ShapeString(expected));
+}
+
+// Runs fn(begin, end) over [0, rows) split into one contiguous chunk per
+// OpenMP thread, or in one call when the work (flops) is too small to pay for
+// a parallel region. GEMMs inside fn run single-threaded (Eigen does not nest
+// its own OpenMP parallelism), so a product has one fork/join and no
+// spin-waiting between Eigen's packing stages, which costs dearly on a busy
+// machine.
+template <typename Fn>
+void ParallelRows(std::int64_t rows, double flops, Fn fn) {
+  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), rows));
+  if (threads <= 1 || flops < 2e6 || omp_in_parallel()) {
+    fn(std::int64_t(0), rows);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const std::int64_t begin = rows * t / nt, end = rows * (t + 1) / nt;
+    if (end > begin) fn(begin, end);
+  }
 }
 
 // Fills n values uniform in [-bound, bound] from mt19937_64(seed).

@@ -72,11 +72,13 @@ void Linear<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   ConstMatrixMap<T> X(x.data(), n, in_);
   ConstMatrixMap<T> W(weight_.value.data(), out_, in_);
   MatrixMap<T> Y(y.data(), n, out_);
-  Y.noalias() = X * W.transpose();
-  if (has_bias_) {
-    Y.rowwise() +=
-        internal::ConstVectorMap<T>(bias_.value.data(), out_).transpose();
-  }
+  const bool bias = has_bias_;
+  const T* b = bias_.value.data();
+  internal::ParallelRows(n, 2.0 * n * in_ * out_, [&](std::int64_t r0, std::int64_t r1) {
+    auto y_rows = Y.middleRows(r0, r1 - r0);
+    y_rows.noalias() = X.middleRows(r0, r1 - r0) * W.transpose();
+    if (bias) y_rows.rowwise() += internal::ConstVectorMap<T>(b, out_).transpose();
+  });
 }
 
 template <typename T>
@@ -92,7 +94,11 @@ void Linear<T>::Backward(const Tensor<T>& x,
   ConstMatrixMap<T> dY(dy.data(), n, out_);
   ConstMatrixMap<T> W(weight_.value.data(), out_, in_);
   MatrixMap<T> dW(weight_.grad.data(), out_, in_);
-  dW.noalias() += dY.transpose() * X;
+  const double flops = 2.0 * n * in_ * out_;
+  // dW += dY^T X, split over output units (rows of dW).
+  internal::ParallelRows(out_, flops, [&](std::int64_t r0, std::int64_t r1) {
+    dW.middleRows(r0, r1 - r0).noalias() += dY.middleCols(r0, r1 - r0).transpose() * X;
+  });
   if (has_bias_) {
     internal::VectorMap<T>(bias_.grad.data(), out_).noalias() +=
         dY.colwise().sum().transpose();
@@ -100,7 +106,10 @@ void Linear<T>::Backward(const Tensor<T>& x,
   if (this->input_grad_required()) {
     dx.Resize(x.shape());
     MatrixMap<T> dX(dx.data(), n, in_);
-    dX.noalias() = dY * W;
+    // dX = dY W, split over samples.
+    internal::ParallelRows(n, flops, [&](std::int64_t r0, std::int64_t r1) {
+      dX.middleRows(r0, r1 - r0).noalias() = dY.middleRows(r0, r1 - r0) * W;
+    });
   } else {
     dx.Resize({0});
   }

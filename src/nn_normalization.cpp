@@ -75,13 +75,19 @@ void BatchNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
         var[c] += s;
       }
     }
+    bool finite = true;
     for (std::int64_t c = 0; c < c_count; ++c) {
-      const double v = var[c] / double(m);
-      inv_std_[c] = 1.0 / std::sqrt(v + eps_);
+      var[c] /= double(m);
+      inv_std_[c] = 1.0 / std::sqrt(var[c] + eps_);
+      finite = finite && std::isfinite(mean_[c]) && std::isfinite(var[c]);
+    }
+    // A NaN/Inf input makes the output non-finite (the training loop reports
+    // it) but never reaches the running statistics.
+    for (std::int64_t c = 0; finite && c < c_count; ++c) {
       running_mean_[c] =
           T((1 - momentum_) * running_mean_[c] + momentum_ * mean_[c]);
       running_var_[c] = T((1 - momentum_) * running_var_[c] +
-                          momentum_ * v * double(m) / double(m - 1));
+                          momentum_ * var[c] * double(m) / double(m - 1));
     }
   } else {
     for (std::int64_t c = 0; c < c_count; ++c) {

@@ -15,6 +15,7 @@ std::string Kind(const std::string& name) {
 template <typename T>
 Layer<T>& Sequential<T>::Add(std::unique_ptr<Layer<T>> layer) {
   SYMOPT_CHECK(layer != nullptr, "sequential: Add(nullptr)");
+  has_params_.push_back(!layer->Params().empty());
   layers_.push_back(std::move(layer));
   activations_.resize(layers_.size());
   return *layers_.back();
@@ -86,12 +87,18 @@ void Sequential<T>::Backward(const Tensor<T>& dy, Tensor<T>* dx) {
     if (dx != nullptr) *dx = dy;
     return;
   }
+  // Without dx, gradients stop at the first layer with parameters: the
+  // parameter-free layers before it (flatten, ...) are not run backwards.
+  std::size_t first = 0;
+  if (dx == nullptr) {
+    while (first + 1 < layers_.size() && !has_params_[first]) ++first;
+  }
   const Tensor<T>* grad_in = &dy;
-  for (std::size_t k = layers_.size(); k-- > 0;) {
+  for (std::size_t k = layers_.size(); k-- > first;) {
     const Tensor<T>& layer_input = k == 0 ? *input_ : activations_[k - 1];
     Tensor<T>& grad_out =
         (k == 0 && dx != nullptr) ? *dx : grad_buffers_[k % 2];
-    layers_[k]->set_input_grad_required(k > 0 || dx != nullptr);
+    layers_[k]->set_input_grad_required(k > first || dx != nullptr);
     layers_[k]->Backward(layer_input, activations_[k], *grad_in, grad_out);
     grad_in = &grad_out;
   }
@@ -131,6 +138,15 @@ std::vector<Parameter<T>> Sequential<T>::Params() {
       if (it != overrides_.end()) p.manifold = it->second;
       all.push_back(std::move(p));
     }
+  }
+  return all;
+}
+
+template <typename T>
+std::vector<Tensor<T>*> Sequential<T>::Buffers() {
+  std::vector<Tensor<T>*> all;
+  for (auto& layer : layers_) {
+    for (Tensor<T>* b : layer->Buffers()) all.push_back(b);
   }
   return all;
 }

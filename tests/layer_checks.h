@@ -22,6 +22,11 @@
 //
 // Large tensors: at most options.max_entries entries per tensor are checked
 // (an evenly spaced subset including the first and last); 0 = all.
+//
+// Helpers for layer tests:
+//   RandomTensor<T>(shape, seed, mean, sd)   i.i.d. normal entries
+//   CheckThrowsNaming(fn, {"a", "b"})        fn throws InvalidArgument whose
+//                                            message contains every string
 #pragma once
 
 #include <algorithm>
@@ -50,6 +55,33 @@ struct LayerCheckResult {
   std::string tensor;
   double max_error = 0.0;
 };
+
+template <typename T = double>
+nn::Tensor<T> RandomTensor(const nn::Shape& shape,
+                           std::uint64_t seed,
+                           double mean = 0.0,
+                           double sd = 1.0) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(mean, sd);
+  nn::Tensor<T> t(shape);
+  for (std::int64_t i = 0; i < t.size(); ++i) t[i] = T(normal(rng));
+  return t;
+}
+
+template <typename Fn>
+void CheckThrowsNaming(Fn fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    FAIL("no InvalidArgument thrown");
+  } catch (const InvalidArgument& e) {
+    const std::string what = e.what();
+    INFO("message: " << what);
+    for (const std::string& part : parts) {
+      INFO("expected to contain: " << part);
+      CHECK(what.find(part) != std::string::npos);
+    }
+  }
+}
 
 namespace internal {
 

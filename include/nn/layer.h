@@ -10,6 +10,10 @@
 //                            (oblique for filters followed by batch norm, tie
 //                            subspace for constrained layers, Euclidean for
 //                            biases and batch-norm parameters).
+//   Buffers()                non-trained state that is part of the model's
+//                            point (batch-norm running statistics): saved
+//                            with the parameters, restored on a bold-driver
+//                            rollback. Default: none.
 //   NormalizesInputChannels  true for batch-norm-type layers: in training
 //                            mode the output is unchanged when any one input
 //                            channel is scaled by c > 0. Sequential uses it to
@@ -57,6 +61,9 @@ class Layer {
   // Views of the layer's own parameters and gradients (valid while the layer
   // lives). Default: none.
   virtual std::vector<Parameter<T>> Params() { return {}; }
+  // See the header comment. Pointers valid while the layer lives.
+  virtual std::vector<Tensor<T>*> Buffers() { return {}; }
+
   // See the header comment. Default: false.
   virtual bool NormalizesInputChannels() const { return false; }
 

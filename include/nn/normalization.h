@@ -13,8 +13,9 @@
 //   y = scale_c * (x - mu_c) / sqrt(var_c + eps) + shift_c
 //
 // as PyTorch does (momentum m = 0.1, eps = 1e-5 by default). Training mode
-// needs M >= 2. Backward in train mode differentiates through the batch
-// statistics: with xhat = (x - mu) / sigma,
+// needs M >= 2. A batch whose statistics are not finite (NaN/Inf input) leaves
+// the running statistics unchanged. Backward in train mode differentiates
+// through the batch statistics: with xhat = (x - mu) / sigma,
 //   dx = scale / sigma * (dy - mean(dy) - xhat * mean(dy * xhat))
 //   dscale += sum(dy * xhat),  dshift += sum(dy);
 // in eval mode mu and sigma are constants. Backward uses the statistics of the
@@ -60,6 +61,10 @@ class BatchNorm final : public Layer<T> {
                 Tensor<T>& dx) override;
   std::vector<Parameter<T>> Params() override;
   bool NormalizesInputChannels() const override { return true; }
+  // {running_mean, running_var}
+  std::vector<Tensor<T>*> Buffers() override {
+    return {&running_mean_, &running_var_};
+  }
 
   Tensor<T>& scale() { return scale_.value; }
   Tensor<T>& shift() { return shift_.value; }

@@ -5,8 +5,10 @@
 // Backward runs the chain rule from the last layer to the first:
 //   dx_{i} = Backward_i(a_{i-1}, a_i, dx_{i+1}),  a_{-1} = x,
 // each layer ADDING its parameter gradients (Layer contract), so call
-// ZeroGrad() before each batch. The first layer is told that nobody needs its
-// input gradient (input_grad_required = false) unless the caller asks for dx.
+// ZeroGrad() before each batch. Unless the caller asks for dx, the chain stops
+// at the first layer with parameters, which is told that nobody needs its
+// input gradient (input_grad_required = false); parameter-free layers before
+// it (a leading flatten) do not run backwards.
 //
 // Params() is the registry an optimizer trains: every layer's parameters, in
 // layer order, named "<index>.<kind>.<local>" ("3.conv2d.weight",
@@ -106,6 +108,8 @@ class Sequential final : public Layer<T> {
   // lives and its layers are not changed.
   std::vector<Parameter<T>> Params() override;
   std::int64_t NumParameters();
+  // Every layer's buffers, in layer order.
+  std::vector<Tensor<T>*> Buffers() override;
 
   // Requires: `name` is in Params(); m has the parameter's rows x cols.
   // Ensures: the value is projected onto m.
@@ -120,6 +124,7 @@ class Sequential final : public Layer<T> {
   std::vector<Shape> ChainShapes(const Shape& input) const;
 
   std::vector<std::unique_ptr<Layer<T>>> layers_;
+  std::vector<bool> has_params_;  // per layer, fixed when added
   std::vector<Tensor<T>> activations_;  // activations_[i] = output of layer i
   std::vector<Tensor<T>> grad_buffers_{2};
   const Tensor<T>* input_ = nullptr;
