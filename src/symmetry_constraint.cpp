@@ -495,6 +495,8 @@ Solution SolveFactored(const ConstraintProblem& problem,
     }
     sol.dim = sol.ties.num_classes;
     sol.num_zero = in_sol.num_zero * rows;
+    sol.row_class_of = std::move(in_sol.ties.class_of);
+    sol.row_num_classes = static_cast<std::int32_t>(k_in);
     return sol;
   }
   const std::int64_t d_in = in_sol.dim;
@@ -540,6 +542,24 @@ Solution Solve(const ConstraintProblem& problem, const SolveOptions& options) {
 
 void Solution::ProjectE(const double* w, double* out) const {
   const std::int64_t n = ambient_size();
+  if (is_tie && !row_class_of.empty()) {
+    // The same pattern in every row: a small buffer of per-row class sums.
+    std::vector<double> sums(row_num_classes);
+    const std::int32_t* cls = row_class_of.data();
+    for (std::int64_t j = 0; j < rows; ++j) {
+      const double* wr = w + j * cols;
+      double* outr = out + j * cols;
+      std::fill(sums.begin(), sums.end(), 0.0);
+      for (std::int64_t i = 0; i < cols; ++i) {
+        if (cls[i] >= 0) sums[cls[i]] += wr[i];
+      }
+      for (std::int32_t c = 0; c < row_num_classes; ++c)
+        sums[c] /= class_size[c];
+      for (std::int64_t i = 0; i < cols; ++i)
+        outr[i] = cls[i] >= 0 ? sums[cls[i]] : 0.0;
+    }
+    return;
+  }
   if (is_tie) {
     // Scatter-mean: sums per class, then every member gets its class mean.
     std::vector<double> sums(ties.num_classes, 0.0);
@@ -570,6 +590,29 @@ void Solution::Expand(const double* theta, double* w) const {
       basis * Eigen::Map<const Eigen::VectorXd>(theta, dim);
 }
 
+template <typename T>
+std::unique_ptr<Manifold<T>> MakeManifold(const Solution& solution,
+                                          TieMetric metric) {
+  if (solution.is_tie)
+    return std::make_unique<TieSubspace<T>>(solution.ties, metric);
+  const std::int64_t n = solution.ambient_size(), d = solution.dim;
+  SYMOPT_CHECK(solution.basis.rows() == n && solution.basis.cols() == d,
+               "solution basis is " << solution.basis.rows() << " x "
+                                    << solution.basis.cols() << ", expected "
+                                    << n << " x " << d);
+  std::vector<double> row_major(n * d);
+  Eigen::Map<
+      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+      row_major.data(), n, d) = solution.basis;
+  return std::make_unique<LinearSubspace<T>>(
+      solution.rows, solution.cols, d, row_major);
+}
+
+template std::unique_ptr<Manifold<float>> MakeManifold<float>(const Solution&,
+                                                              TieMetric);
+template std::unique_ptr<Manifold<double>> MakeManifold<double>(const Solution&,
+                                                                TieMetric);
+
 bool TiePatternFromBasis(const Eigen::MatrixXd& basis,
                          std::int64_t rows,
                          std::int64_t cols,
@@ -594,7 +637,10 @@ bool TiePatternFromBasis(const Eigen::MatrixXd& basis,
   std::sort(order.begin(), order.end(), [&](std::int64_t x, std::int64_t y) {
     return key(x) < key(y) || (key(x) == key(y) && x < y);
   });
-  const double key_tol = tolerance * (z.norm() + 1.0);
+  // Rows equal to `tolerance` (max norm) have keys within tolerance * sqrt(d)
+  // |z|.
+  const double key_tol =
+      tolerance * (std::sqrt(static_cast<double>(d)) * z.norm() + 1.0);
   std::vector<std::int64_t> reps;  // a representative row per provisional class
   std::size_t start = 0;
   while (start < order.size()) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "catch.h"
+#include "manifold_checks.h"
 #include "symmetry/constraint.h"
 #include "symmetry_checks.h"
 
@@ -181,6 +182,15 @@ TEST_CASE("flip invariance ties mirror pairs",
     CHECK(full.method == SolveMethod::kUnionFind);
     CHECK(full.ties.class_of == s.ties.class_of);
     CHECK(full.class_size == s.class_size);
+    CHECK(full.row_class_of.empty());
+    REQUIRE_FALSE(s.row_class_of.empty());  // the per-row projection path
+    std::vector<double> w(p.ambient_size()), a(w.size()), b(w.size());
+    std::mt19937_64 rng(width);
+    std::normal_distribution<double> normal;
+    for (double& v : w) v = normal(rng);
+    s.ProjectE(w.data(), a.data());
+    full.ProjectE(w.data(), b.data());
+    CHECK(a == b);
     CheckSolutionProperties(p, s, 6);
   }
 }
@@ -516,4 +526,39 @@ TEST_CASE("bad problems are refused with a clear error",
   small.max_dense_unknowns = 10;
   CHECK_THROWS_AS(Solve(big, small), InvalidArgument);
   CHECK(p.constraints().empty());  // nothing was added by the failed calls
+}
+
+// ---- hand-over to the manifolds
+// ----------------------------------------------------------
+
+TEST_CASE("MakeManifold hands E to TieSubspace or LinearSubspace",
+          "[symmetry][constraint]") {
+  const Shape img({3, 3});
+  // Ties: D4-invariant 3x3 filters for 2 outputs, with a cross support.
+  ConstraintProblem ties(Shape({2}), img);
+  ties.AddGroup(
+      FiniteGroup::Generate(InvarianceAction(Shape({2}), D4Group(img, 0, 1)),
+                            GroupKind::Dihedral(4)));
+  ties.SetSupport(Support::FromInputMask(
+      Shape({2}), img, StencilMask(3, CrossStencil3x3())));
+  // Not ties: a generic rank-one invariance.
+  Eigen::VectorXd u(9), v = Eigen::VectorXd::Zero(9);
+  u << 1, 2, 3, 4, 5, 6, 7, 8, 9;
+  v(0) = 2;
+  v(1) = -1;  // v . u = 0
+  ConstraintProblem general(Shape({2}), img);
+  general.AddInvariance(Transform::FromDense(
+      img, Eigen::MatrixXd::Identity(9, 9) + u * v.transpose(), "rank one"));
+  for (const ConstraintProblem* p : {&ties, &general}) {
+    const Solution s = Solve(*p);
+    CHECK(s.is_tie == (p == &ties));
+    const std::unique_ptr<Manifold<double>> m = MakeManifold<double>(s);
+    CHECK(m->Dim() == s.dim);
+    CHECK(m->Name() == (s.is_tie ? "tie_subspace" : "linear_subspace"));
+    std::vector<double> x = RandomVector<double>(18, 5), y(18);
+    s.ProjectE(x.data(), y.data());
+    m->ProjectPoint(TensorView<double>(x.data(), 2, 9));
+    CHECK(MaxAbsDiff(x, y) < 1e-12);
+    CheckManifoldInvariants(*m, x, RandomVector<double>(18, 6), 1e-10);
+  }
 }

@@ -41,10 +41,12 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "manifolds/linear_subspace.h"
 #include "manifolds/tie_subspace.h"
 #include "symmetry/group.h"
 #include "symmetry/transform.h"
@@ -176,6 +178,12 @@ struct Solution {
   // numbered in order of first occurrence, and the size of each class.
   TiePattern ties;
   std::vector<std::int32_t> class_size;
+  // When the pattern repeats row after row (invariance-only problems solved
+  // with factor_rows): row j's classes are j * row_num_classes +
+  // row_class_of[i] (kZero stays kZero). Empty otherwise. ProjectE then runs
+  // row by row with a per-row buffer of row_num_classes sums.
+  std::vector<std::int32_t> row_class_of;
+  std::int32_t row_num_classes = 0;
   // When !is_tie: an orthonormal basis of E, (rows*cols) x dim.
   Eigen::MatrixXd basis;
   std::int64_t num_zero = 0;  // entries equal to 0 for every W in E
@@ -196,6 +204,13 @@ struct Solution {
 // (otherwise InvalidArgument says by how much).
 Solution Solve(const ConstraintProblem& problem,
                const SolveOptions& options = SolveOptions());
+
+// The manifold of E for the optimizers: a TieSubspace<T> (with `metric`) when
+// solution.is_tie, otherwise a LinearSubspace<T> holding solution.basis.
+// Ensures: Dim() == solution.dim and its projection is solution.ProjectE.
+template <typename T>
+std::unique_ptr<Manifold<T>> MakeManifold(
+    const Solution& solution, TieMetric metric = TieMetric::kEmbedded);
 
 // If the column space of `basis` (n x d, orthonormal columns, n = rows*cols)
 // is a tie subspace, returns true and fills *pattern: entries whose basis rows
