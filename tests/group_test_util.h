@@ -1,7 +1,7 @@
 // Test helpers for the group layers (nn/group_conv.h, nn/flip_invariant.h):
-// seeded random tensors, max-norm comparisons, and the group actions on
-// feature maps, built on data::ApplySymmetry (the project's one definition
-// of the grid symmetries):
+// max-norm comparisons of tensors and the grid symmetries of images, built on
+// data::ApplySymmetry (the project's one definition of them). Random tensors
+// and CheckThrowsNaming come from layer_checks.h.
 //   Rotate(x)   every trailing n x n plane turned 90 degrees counter-clockwise,
 //               (R f)[i][j] = f[j][n-1-i];
 //   Flip(x)     the horizontal flip of the last axis, x[.., W-1-w].
@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <random>
 
 #include "catch.h"
 #include "data/transforms.h"
@@ -18,17 +17,6 @@
 
 namespace symopt {
 namespace testing {
-
-template <typename T>
-nn::Tensor<T> RandomTensor(const nn::Shape& shape,
-                           std::uint64_t seed,
-                           double scale = 1.0) {
-  nn::Tensor<T> t(shape);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal(0.0, scale);
-  for (std::int64_t i = 0; i < t.size(); ++i) t[i] = T(normal(rng));
-  return t;
-}
 
 template <typename T>
 double MaxAbsDiff(const nn::Tensor<T>& a, const nn::Tensor<T>& b) {
