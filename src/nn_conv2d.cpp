@@ -142,7 +142,12 @@ void Conv2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   y.Resize(ys);
   const std::int64_t n = x.dim(0), h = x.dim(2), w = x.dim(3);
   const std::int64_t ho = ys[2], wo = ys[3], kk = in_ * k_ * k_, hw = ho * wo;
-  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), n));
+  // One thread when the work (2 flops per multiply-add) cannot pay for a
+  // parallel region.
+  const int threads =
+      2.0 * n * out_ * kk * hw < 2e6
+          ? 1
+          : int(std::min<std::int64_t>(omp_get_max_threads(), n));
   scratch_.resize(threads);
   ConstMatrixMap<T> W(weight_.value.data(), out_, kk);
 #pragma omp parallel num_threads(threads)
@@ -186,7 +191,12 @@ void Conv2d<T>::Backward(const Tensor<T>& x,
   } else {
     dx.Resize({0});
   }
-  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), n));
+  // One thread when the work (2 flops per multiply-add) cannot pay for a
+  // parallel region.
+  const int threads =
+      2.0 * n * out_ * kk * hw < 2e6
+          ? 1
+          : int(std::min<std::int64_t>(omp_get_max_threads(), n));
   scratch_.resize(threads);
   // Per-thread buffer: col (kk*hw) | dcol (kk*hw) | dW partial (out*kk) |
   // db partial (out).
