@@ -106,7 +106,6 @@ TEST_CASE("Conv2d results do not depend on the thread count", "[nn][conv2d]") {
         std::abs(grads[0][i] - grads[1][i]) / (1 + std::abs(grads[0][i])));
   }
   CHECK(worst < 1e-12);
-  CHECK(grads[0][i] == Approx(grads[1][i]).epsilon(1e-12));
 }
 
 TEST_CASE("Conv2d rejects bad shapes and arguments", "[nn][conv2d][errors]") {
