@@ -91,6 +91,13 @@ struct ConvGeometry {
   std::int64_t n, channels, h, w, k, stride, pad, ho, wo;
   std::int64_t kk() const { return channels * k * k; }
   std::int64_t hw() const { return ho * wo; }
+  // Threads for a weight of `rows` rows: one when the work (2 flops per
+  // multiply-add) cannot pay for a parallel region.
+  int Threads(std::int64_t rows) const {
+    return 2.0 * double(n) * double(rows) * double(kk()) * double(hw()) < 2e6
+               ? 1
+               : int(std::min<std::int64_t>(omp_get_max_threads(), n));
+  }
 };
 
 // y[b] = W col(x[b]) (+ bias[row] on every row when bias != nullptr).
@@ -104,7 +111,7 @@ void ConvForwardCpu(const ConvGeometry& g,
                     T* y,
                     std::vector<std::vector<T>>& scratch) {
   const std::int64_t kk = g.kk(), hw = g.hw();
-  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), g.n));
+  const int threads = g.Threads(rows);
   scratch.resize(threads);
   const ConstMatrixMap<T> W(weight, rows, kk);
 #pragma omp parallel num_threads(threads)
@@ -145,7 +152,7 @@ void ConvBackwardCpu(const ConvGeometry& g,
                      std::vector<std::vector<T>>& scratch) {
   const std::int64_t kk = g.kk(), hw = g.hw();
   if (dx != nullptr) std::fill(dx, dx + g.n * g.channels * g.h * g.w, T(0));
-  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), g.n));
+  const int threads = g.Threads(rows);
   scratch.resize(threads);
   // Per-thread buffer: col (kk*hw) | dcol (kk*hw) | dW partial (rows*kk) |
   // db partial (rows).
