@@ -327,6 +327,15 @@ class Parser {
          "unknown group kind \"" + kind + "\" (known: cyclic, dihedral, any)");
   }
 
+  std::vector<std::vector<std::int64_t>> NamedStencil(
+      const Json& s, const std::string& path) const {
+    const std::string name = String(Member(s, path, "name"), path + ".name");
+    if (name == "cross3") return CrossStencil3x3();
+    if (name == "skew3") return SkewStencil3x3();
+    Fail(path + ".name",
+         "unknown stencil \"" + name + "\" (known: cross3, skew3)");
+  }
+
   Support ParseSupport(const Json& s,
                        const std::string& path,
                        const Shape& out,
@@ -378,16 +387,7 @@ class Parser {
       }
       std::vector<std::vector<std::int64_t>> offsets;
       if (type == "stencil") {
-        const std::string name =
-            String(Member(s, path, "name"), path + ".name");
-        if (name == "cross3") {
-          offsets = CrossStencil3x3();
-        } else if (name == "skew3") {
-          offsets = SkewStencil3x3();
-        } else {
-          Fail(path + ".name",
-               "unknown stencil \"" + name + "\" (known: cross3, skew3)");
-        }
+        offsets = NamedStencil(s, path);
         if (pairs.size() != 2)
           Fail(path + ".axes", "a 3x3 stencil needs two axis pairs");
       } else {
@@ -409,7 +409,6 @@ class Parser {
     if (type == "filter_stencil") {
       // A named 3x3 stencil on two k x k input axes (k odd), centred; other
       // input axes are free.
-      const std::string name = String(Member(s, path, "name"), path + ".name");
       const auto [a, b] = AxisPair(s, path, in);
       if (in.dim(a) != in.dim(b) || in.dim(a) % 2 == 0) {
         Fail(path + ".axes",
@@ -417,15 +416,8 @@ class Parser {
                  std::to_string(in.dim(a)) + " and " +
                  std::to_string(in.dim(b)));
       }
-      std::vector<std::vector<std::int64_t>> offsets;
-      if (name == "cross3") {
-        offsets = CrossStencil3x3();
-      } else if (name == "skew3") {
-        offsets = SkewStencil3x3();
-      } else {
-        Fail(path + ".name",
-             "unknown stencil \"" + name + "\" (known: cross3, skew3)");
-      }
+      const std::vector<std::vector<std::int64_t>> offsets =
+          NamedStencil(s, path);
       const std::int64_t k = in.dim(a);
       const std::vector<std::uint8_t> filter =
           At(path, [&] { return StencilMask(k, offsets); });

@@ -497,9 +497,17 @@ inline void Fill(T value, T* a, const Members& mem) {
   for (std::int64_t j = 0; j < mem.size(); ++j) a[mem[j]] = value;
 }
 
+// The class mean, rounded once to T. Pairs use a/2 + b/2 in T: every term is
+// exact and the sum is rounded once, so this is the correctly rounded mean
+// (as the double sum is), but it needs no conversions and vectorises; only
+// subnormal members (|a| < 2^-125 in float) round differently.
 template <typename T, typename Members>
 inline T MeanOver(const T* a, const Members& mem) {
-  return T(SumOver(a, mem) / double(mem.size()));
+  if constexpr (tie_internal::FixedSize<Members>::value == 2) {
+    return T(a[mem[0]] * T(0.5) + a[mem[1]] * T(0.5));
+  } else {
+    return T(SumOver(a, mem) / double(mem.size()));
+  }
 }
 
 }  // namespace

@@ -70,17 +70,28 @@ inline std::int64_t DenseNullity(const Eigen::MatrixXd& m, double tol = 1e-9) {
   return m.cols() - rank;
 }
 
-inline Eigen::MatrixXd DenseProjector(const Solution& s) {
-  const std::int64_t n = s.ambient_size();
-  Eigen::MatrixXd p(n, n);
+// The dense matrix of a linear map given by apply(x, y): y = M x.
+template <typename F>
+Eigen::MatrixXd DenseOperator(std::int64_t n, F apply) {
+  Eigen::MatrixXd m(n, n);
   Eigen::VectorXd e = Eigen::VectorXd::Zero(n), col(n);
   for (std::int64_t k = 0; k < n; ++k) {
     e(k) = 1.0;
-    s.ProjectE(e.data(), col.data());
-    p.col(k) = col;
+    apply(e.data(), col.data());
+    m.col(k) = col;
     e(k) = 0.0;
   }
-  return p;
+  return m;
+}
+
+inline Eigen::MatrixXd DenseProjector(const Solution& s) {
+  return DenseOperator(s.ambient_size(),
+                       [&](const double* x, double* y) { s.ProjectE(x, y); });
+}
+
+inline Eigen::MatrixXd DenseTwirl(const FiniteGroup& g) {
+  return DenseOperator(g.out_shape().size() * g.in_shape().size(),
+                       [&](const double* x, double* y) { g.Twirl(x, y); });
 }
 
 // A W - W B for every constraint, max-abs.

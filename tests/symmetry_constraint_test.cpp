@@ -390,6 +390,7 @@ TEST_CASE(
   std::mt19937_64 rng(20261121);
   const std::vector<std::vector<std::int64_t>> shapes = {
       {4}, {3, 3}, {2, 3}, {6}, {2, 2, 2}};
+  int non_tie = 0, numerical = 0, compatible = 0, incompatible = 0;
   for (int trial = 0; trial < 60; ++trial) {
     const Shape in(shapes[rng() % shapes.size()]);
     const int kind = static_cast<int>(
@@ -421,7 +422,38 @@ TEST_CASE(
     const Solution s = Solve(p);
     CheckSolutionProperties(p, s, 100 + trial);
     if (!general) CHECK(s.method != SolveMethod::kNullspace);
+    non_tie += !s.is_tie;
+    numerical += s.method == SolveMethod::kNullspace;
+    if (!p.support().IsFull()) {
+      // The compatibility residual against a dense commutator of Pi_L and
+      // Pi_F, F solved without the support; Lemma 3.3 when compatible.
+      ConstraintProblem free = p;
+      free.ClearSupport();
+      const Eigen::MatrixXd pf = DenseProjector(Solve(free));
+      Eigen::VectorXd l(p.ambient_size());
+      for (Eigen::Index k = 0; k < l.size(); ++k)
+        l(k) = p.support().Admissible(k);
+      const Eigen::MatrixXd comm = l.asDiagonal() * pf - pf * l.asDiagonal();
+      const CompatibilityReport rep = CheckCompatibility(p);
+      CHECK(rep.residual ==
+            Approx(Eigen::JacobiSVD<Eigen::MatrixXd>(comm).singularValues()(0))
+                .margin(1e-9));
+      CHECK(rep.dim_e == s.dim);
+      if (rep.compatible) {
+        CHECK((Eigen::MatrixXd(l.asDiagonal()) * pf - DenseProjector(s))
+                  .cwiseAbs()
+                  .maxCoeff() < 1e-9);
+        ++compatible;
+      } else {
+        ++incompatible;
+      }
+    }
   }
+  // The random cases reach every branch.
+  CHECK(non_tie > 0);
+  CHECK(numerical > non_tie);  // some numerical bases were ties after all
+  CHECK(compatible > 0);
+  CHECK(incompatible > 0);
 }
 
 // ---- supports and compatibility (paper 004)
@@ -435,18 +467,7 @@ TEST_CASE("cross support is compatible with C4, the skew support is not",
       InvarianceAction(out, C4Group(filter, 0, 1)), GroupKind::Cyclic(4));
   const Eigen::Index n = 9;
 
-  auto dense_pi_g = [&]() {
-    Eigen::MatrixXd pg(n, n);
-    Eigen::VectorXd e = Eigen::VectorXd::Zero(n), col(n);
-    for (Eigen::Index k = 0; k < n; ++k) {
-      e(k) = 1;
-      c4.Twirl(e.data(), col.data());
-      pg.col(k) = col;
-      e(k) = 0;
-    }
-    return pg;
-  };
-  const Eigen::MatrixXd pg = dense_pi_g();
+  const Eigen::MatrixXd pg = DenseTwirl(c4);
 
   for (bool cross : {true, false}) {
     const auto mask =

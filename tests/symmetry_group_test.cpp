@@ -169,19 +169,6 @@ std::int64_t BurnsideCount(const FiniteGroup& g) {
   return total / g.order();
 }
 
-Eigen::MatrixXd DenseTwirl(const FiniteGroup& g) {
-  const std::int64_t n = g.out_shape().size() * g.in_shape().size();
-  Eigen::MatrixXd p(n, n);
-  Eigen::VectorXd e = Eigen::VectorXd::Zero(n), col(n);
-  for (std::int64_t k = 0; k < n; ++k) {
-    e(k) = 1;
-    g.Twirl(e.data(), col.data());
-    p.col(k) = col;
-    e(k) = 0;
-  }
-  return p;
-}
-
 }  // namespace
 
 TEST_CASE(
