@@ -10,6 +10,19 @@
 //                            (oblique for filters followed by batch norm, tie
 //                            subspace for constrained layers, Euclidean for
 //                            biases and batch-norm parameters).
+//   Buffers()                non-trained state that is part of the model's
+//                            point (batch-norm running statistics): saved
+//                            with the parameters, restored on a bold-driver
+//                            rollback. Default: none.
+//   NormalizesInputChannels  true for batch-norm-type layers: in training
+//                            mode the output is unchanged when any one input
+//                            channel is scaled by c > 0. Sequential uses it to
+//                            find the weights whose row norms are a symmetry
+//                            (Badrinarayanan et al., papers/001).
+//   input_grad_required      false when nobody needs dx (the first layer of a
+//                            model: its input is data). A layer may then skip
+//                            computing dx and leave it empty; the parameter
+//                            gradients are computed either way.
 //
 // Shapes are checked at the public entry: a wrong input shape throws
 // InvalidArgument naming the layer and both shapes. Each layer has a plain CPU
@@ -48,12 +61,26 @@ class Layer {
   // Views of the layer's own parameters and gradients (valid while the layer
   // lives). Default: none.
   virtual std::vector<Parameter<T>> Params() { return {}; }
+  // See the header comment. Pointers valid while the layer lives.
+  virtual std::vector<Tensor<T>*> Buffers() { return {}; }
+
+  // See the header comment. Default: false.
+  virtual bool NormalizesInputChannels() const { return false; }
+
+  void set_input_grad_required(bool required) {
+    input_grad_required_ = required;
+  }
+  bool input_grad_required() const { return input_grad_required_; }
+
   // Sets every parameter gradient to zero.
   void ZeroGrad() {
     for (Parameter<T>& p : Params()) {
       for (std::int64_t i = 0; i < p.grad.size(); ++i) p.grad.data[i] = T(0);
     }
   }
+
+ private:
+  bool input_grad_required_ = true;
 };
 
 }  // namespace nn

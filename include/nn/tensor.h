@@ -53,7 +53,8 @@ class Tensor {
 
   // The whole tensor as a rows x cols block, rows = dim(0).
   TensorView<T> AsView() {
-    return TensorView<T>(data(), shape_.empty() ? 0 : shape_[0],
+    return TensorView<T>(data(),
+                         shape_.empty() ? 0 : shape_[0],
                          shape_.empty() ? 0 : size() / shape_[0]);
   }
 

@@ -1,0 +1,70 @@
+// Conv2d: 2-d cross-correlation over NCHW feature maps (DESIGN.md section 5).
+//
+//   y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] *
+//                   x[n, c, i*s - p + u, j*s - p + v]
+//
+// with stride s, zero padding p, square kernel k:
+//   x [N, C_in, H, W] -> y [N, C_out, Ho, Wo],  Ho = (H + 2p - k) / s + 1
+//   (floor), likewise Wo. Requires H + 2p >= k and W + 2p >= k.
+// W [C_out, C_in, k, k] is viewed for its manifold as C_out x (C_in*k*k): one
+// row per filter, the rows an oblique manifold normalises. b [C_out].
+//
+// CPU implementation: per sample, im2col (col [C_in*k*k, Ho*Wo]) and one Eigen
+// GEMM  Y_n = W col + b; backward  dW += dY_n col^T,  db += rowsum(dY_n),
+// dcol = W^T dY_n scattered back by col2im. Samples run in parallel over
+// OpenMP threads (SetNumThreads); per-thread weight-gradient partials are
+// summed in thread order, so results do not depend on scheduling.
+//
+// Initialisation: PyTorch's default, W and b uniform in
+// [-1/sqrt(C_in k^2), 1/sqrt(C_in k^2)] from std::mt19937_64(seed).
+//
+// Aliasing: x, y, dy, dx distinct. Backward follows a Forward on the same x
+// (it recomputes im2col rather than caching it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/layers.h"
+
+namespace symopt {
+namespace nn {
+
+template <typename T>
+class Conv2d final : public Layer<T> {
+ public:
+  // Requires: in_channels, out_channels, kernel, stride >= 1; padding >= 0.
+  Conv2d(std::int64_t in_channels,
+         std::int64_t out_channels,
+         std::int64_t kernel,
+         std::int64_t stride = 1,
+         std::int64_t padding = 0,
+         std::uint64_t seed = 0,
+         bool bias = true);
+
+  // "conv2d(1->32, k5, s1, p2)"
+  std::string Name() const override;
+  Shape OutputShape(const Shape& input) const override;
+  void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
+  void Backward(const Tensor<T>& x,
+                const Tensor<T>& y,
+                const Tensor<T>& dy,
+                Tensor<T>& dx) override;
+  std::vector<Parameter<T>> Params() override;
+
+  Tensor<T>& weight() { return weight_.value; }
+  Tensor<T>& bias() { return bias_.value; }
+
+ private:
+  std::int64_t in_, out_, k_, stride_, pad_;
+  bool has_bias_;
+  ParamTensor<T> weight_, bias_;
+  std::vector<std::vector<T>> scratch_;  // per-thread col / partial buffers
+};
+
+extern template class Conv2d<float>;
+extern template class Conv2d<double>;
+
+}  // namespace nn
+}  // namespace symopt

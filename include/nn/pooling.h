@@ -1,0 +1,71 @@
+// Spatial pooling over the last two axes (DESIGN.md section 5).
+//
+//   MaxPool2d(k, s):  y[..., i, j] = max_{0<=u,v<k} x[..., i*s + u, j*s + v]
+//   AvgPool2d(k, s):  y[..., i, j] = (1/k^2) sum_{0<=u,v<k} x[..., i*s + u, j*s
+//   + v]
+//
+// x [N, ..., H, W] (rank >= 3: NCHW, or P4 maps [N, C, 4, H, W]) ->
+// y [N, ..., Ho, Wo], Ho = (H - k) / s + 1 (floor, no padding), likewise Wo.
+// Requires H >= k and W >= k. Stride defaults to the kernel size.
+//
+// Backward: max pooling routes dy to the arg-max of each window (the first
+// one in row-major window order on ties; the gradient is then a subgradient),
+// recorded by the last Forward; average pooling spreads dy / k^2 over the
+// window. No parameters.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/layer.h"
+#include "nn/tensor.h"
+
+namespace symopt {
+namespace nn {
+
+template <typename T>
+class MaxPool2d final : public Layer<T> {
+ public:
+  // Requires: kernel >= 1, stride >= 1 (0 = kernel).
+  explicit MaxPool2d(std::int64_t kernel, std::int64_t stride = 0);
+
+  std::string Name() const override;  // "maxpool(k2, s2)"
+  Shape OutputShape(const Shape& input) const override;
+  void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
+  // Requires: the last Forward was on x.
+  void Backward(const Tensor<T>& x,
+                const Tensor<T>& y,
+                const Tensor<T>& dy,
+                Tensor<T>& dx) override;
+
+ private:
+  std::int64_t k_, s_;
+  std::vector<std::int32_t> argmax_;  // per output: offset in its input plane
+};
+
+template <typename T>
+class AvgPool2d final : public Layer<T> {
+ public:
+  // Requires: kernel >= 1, stride >= 1 (0 = kernel).
+  explicit AvgPool2d(std::int64_t kernel, std::int64_t stride = 0);
+
+  std::string Name() const override;  // "avgpool(k2, s2)"
+  Shape OutputShape(const Shape& input) const override;
+  void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
+  void Backward(const Tensor<T>& x,
+                const Tensor<T>& y,
+                const Tensor<T>& dy,
+                Tensor<T>& dx) override;
+
+ private:
+  std::int64_t k_, s_;
+};
+
+extern template class MaxPool2d<float>;
+extern template class MaxPool2d<double>;
+extern template class AvgPool2d<float>;
+extern template class AvgPool2d<double>;
+
+}  // namespace nn
+}  // namespace symopt

@@ -1,0 +1,177 @@
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include "nn/flip_invariant.h"
+#include "nn_common.h"
+#include "symmetry/constraint.h"
+
+namespace symopt {
+namespace nn {
+
+using internal::ConstMatrixMap;
+using internal::MatrixMap;
+
+TiePattern FlipPattern(std::int64_t channels,
+                       std::int64_t height,
+                       std::int64_t width) {
+  SYMOPT_CHECK(channels >= 1 && height >= 1 && width >= 1,
+               "FlipPattern: sizes must be >= 1, got C="
+                   << channels << " H=" << height << " W=" << width);
+  // The constraint engine (include/symmetry/) solves the invariance W = W T
+  // (000_* eq. 8) for the flip T of the width axis (Transform::Flip, eq. 24)
+  // on one output row: every row of the layer has the same pattern.
+  const symopt::Shape in_shape({channels, height, width});
+  ConstraintProblem problem(symopt::Shape({1}), in_shape);
+  problem.AddInvariance(Transform::Flip(in_shape, 2));
+  Solution solution = Solve(problem);
+  SYMOPT_CHECK(solution.is_tie && solution.num_zero == 0,
+               "FlipPattern: the engine returned no plain tie pattern");
+  return std::move(solution.ties);
+}
+
+template <typename T>
+FlipInvariantDense<T>::FlipInvariantDense(std::int64_t channels,
+                                          std::int64_t height,
+                                          std::int64_t width,
+                                          std::int64_t out_features,
+                                          std::uint64_t seed,
+                                          bool bias)
+    : c_(channels),
+      h_(height),
+      w_(width),
+      f_(out_features),
+      has_bias_(bias),
+      pattern_(FlipPattern(std::max<std::int64_t>(channels, 1),
+                           std::max<std::int64_t>(height, 1),
+                           std::max<std::int64_t>(width, 1))),
+      weight_("weight",
+              {std::max<std::int64_t>(out_features, 1), pattern_.num_classes}),
+      bias_("bias", {std::max<std::int64_t>(out_features, 1)}) {
+  SYMOPT_CHECK(channels >= 1 && height >= 1 && width >= 1 && out_features >= 1,
+               "flip_invariant_dense: sizes must be >= 1, got C="
+                   << channels << ", H=" << height << ", W=" << width
+                   << ", F=" << out_features);
+  // Members of every orbit as CSR lists, for the fold.
+  offsets_.assign(pattern_.num_classes + 1, 0);
+  for (std::int32_t c : pattern_.class_of) ++offsets_[c + 1];
+  for (std::int32_t k = 0; k < pattern_.num_classes; ++k) {
+    offsets_[k + 1] += offsets_[k];
+  }
+  members_.resize(pattern_.class_of.size());
+  std::vector<std::int64_t> next(offsets_.begin(), offsets_.end() - 1);
+  for (std::size_t i = 0; i < pattern_.class_of.size(); ++i) {
+    members_[next[pattern_.class_of[i]]++] = std::int64_t(i);
+  }
+  std::mt19937_64 rng(seed);
+  const double bound = 1.0 / std::sqrt(double(in_features()));
+  internal::FillUniform(weight_.value.data(), weight_.value.size(), bound, rng);
+  if (has_bias_) internal::FillUniform(bias_.value.data(), f_, bound, rng);
+}
+
+template <typename T>
+std::string FlipInvariantDense<T>::Name() const {
+  std::ostringstream os;
+  os << "flip_invariant_dense([" << c_ << ", " << h_ << ", " << w_ << "]->"
+     << f_ << ")";
+  return os.str();
+}
+
+template <typename T>
+Shape FlipInvariantDense<T>::OutputShape(const Shape& x) const {
+  internal::CheckInputShape(Name(), x, {-1, c_, h_, w_});
+  return {x[0], f_};
+}
+
+template <typename T>
+void FlipInvariantDense<T>::Fold(const T* x, std::int64_t n, T* xf) const {
+  const std::int64_t d = in_features(), K = NumOrbits();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t s = 0; s < n; ++s) {
+    const T* xs = x + s * d;
+    T* out = xf + s * K;
+    for (std::int64_t k = 0; k < K; ++k) {
+      T acc = T(0);
+      for (std::int64_t m = offsets_[k]; m < offsets_[k + 1]; ++m) {
+        acc += xs[members_[m]];
+      }
+      out[k] = acc;
+    }
+  }
+}
+
+template <typename T>
+void FlipInvariantDense<T>::ExpandWeights(T* dense) const {
+  const std::int64_t d = in_features(), K = NumOrbits();
+  const T* theta = weight_.value.data();
+  for (std::int64_t f = 0; f < f_; ++f) {
+    for (std::int64_t i = 0; i < d; ++i) {
+      dense[f * d + i] = theta[f * K + pattern_.class_of[i]];
+    }
+  }
+}
+
+template <typename T>
+void FlipInvariantDense<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
+  const Shape ys = OutputShape(x.shape());
+  const std::int64_t n = ys[0], K = NumOrbits();
+  std::vector<T> xf(n * K);
+  Fold(x.data(), n, xf.data());
+  y.Resize(ys);
+  MatrixMap<T> Y(y.data(), n, f_);
+  const ConstMatrixMap<T> theta(weight_.value.data(), f_, K);
+  Y.noalias() = ConstMatrixMap<T>(xf.data(), n, K) * theta.transpose();
+  if (has_bias_) {
+    Y.rowwise() +=
+        internal::ConstVectorMap<T>(bias_.value.data(), f_).transpose();
+  }
+}
+
+template <typename T>
+void FlipInvariantDense<T>::Backward(const Tensor<T>& x,
+                                     const Tensor<T>&,
+                                     const Tensor<T>& dy,
+                                     Tensor<T>& dx) {
+  const Shape ys = OutputShape(x.shape());
+  internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  const std::int64_t n = ys[0], K = NumOrbits(), d = in_features();
+  std::vector<T> xf(n * K);
+  Fold(x.data(), n, xf.data());
+  const ConstMatrixMap<T> dY(dy.data(), n, f_);
+  const ConstMatrixMap<T> theta(weight_.value.data(), f_, K);
+  // dtheta += dy^T xf: the dense gradient dy^T x summed over every orbit.
+  MatrixMap<T>(weight_.grad.data(), f_, K).noalias() +=
+      dY.transpose() * ConstMatrixMap<T>(xf.data(), n, K);
+  if (has_bias_) {
+    internal::VectorMap<T>(bias_.grad.data(), f_) +=
+        dY.colwise().sum().transpose();
+  }
+  if (!this->input_grad_required()) {
+    dx.Resize({0});
+    return;
+  }
+  // dxf = dy theta (in xf's storage), then unfold to every orbit member.
+  MatrixMap<T>(xf.data(), n, K).noalias() = dY * theta;
+  dx.Resize(x.shape());
+  const std::vector<std::int32_t>& cls = pattern_.class_of;
+  T* dxd = dx.data();
+  const T* dxf = xf.data();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t s = 0; s < n; ++s) {
+    for (std::int64_t i = 0; i < d; ++i) dxd[s * d + i] = dxf[s * K + cls[i]];
+  }
+}
+
+template <typename T>
+std::vector<Parameter<T>> FlipInvariantDense<T>::Params() {
+  std::vector<Parameter<T>> p{weight_.View()};
+  if (has_bias_) p.push_back(bias_.View());
+  return p;
+}
+
+template class FlipInvariantDense<float>;
+template class FlipInvariantDense<double>;
+
+}  // namespace nn
+}  // namespace symopt

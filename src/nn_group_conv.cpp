@@ -1,0 +1,347 @@
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include "data/transforms.h"
+#include "nn/group_conv.h"
+#include "nn_common.h"
+#include "nn_conv_cpu.h"
+#include "symmetry/constraint.h"
+#include "symmetry/group.h"
+
+namespace symopt {
+namespace nn {
+
+using internal::CheckInputShape;
+using internal::CheckSameShape;
+
+namespace {
+
+// The P4 map [N, C, 4, H, W] read as the NCHW map [N, 4C, H, W] (c_in =
+// C*S channels), correlated at stride 1 into ys = [N, C_out, 4, Ho, Wo].
+internal::ConvGeometry Geometry(const Shape& x,
+                                const Shape& ys,
+                                std::int64_t c_in,
+                                std::int64_t k,
+                                std::int64_t pad) {
+  const std::size_t nd = x.size();
+  return {x[0], c_in, x[nd - 2], x[nd - 1], k, 1, pad, ys[3], ys[4]};
+}
+
+std::int64_t RotationsIn(P4Input input) {
+  return input == P4Input::kZ2 ? 1 : kP4Order;
+}
+
+}  // namespace
+
+TiePattern P4FilterPattern(P4Input input,
+                           std::int64_t in_channels,
+                           std::int64_t out_channels,
+                           std::int64_t kernel) {
+  SYMOPT_CHECK(in_channels >= 1 && out_channels >= 1 && kernel >= 1,
+               "P4FilterPattern: channels and kernel must be >= 1, got in="
+                   << in_channels << " out=" << out_channels
+                   << " kernel=" << kernel);
+  const std::int64_t k = kernel;
+  // The constraint engine (include/symmetry/) solves rho_out(g) B = B
+  // rho_in(g) for the generator g of C4 acting on the bank B [(c_out, r),
+  // (c_in, [s,] i, j)]: on the output a cyclic shift of r, on the input a
+  // quarter turn of the filter plane and, for P4 -> P4, a cyclic shift of s
+  // (Transform::P4Filter). With (g f)[r] = R f[r-1] on feature maps this is
+  // exactly layer(g x) = g layer(x) (docs/group_layers.md); the solution is a
+  // tie pattern whose classes are numbered by first occurrence.
+  const symopt::Shape out_shape({out_channels, kP4Order});
+  const symopt::Shape in_shape =
+      input == P4Input::kZ2 ? symopt::Shape({in_channels, k, k})
+                            : symopt::Shape({in_channels, kP4Order, k, k});
+  const GeneratorSet in_action = input == P4Input::kZ2
+                                     ? C4Group(in_shape, 1, 2)
+                                     : P4FilterGroup(in_shape, 1, 2, 3);
+  ConstraintProblem problem(out_shape, in_shape);
+  problem.AddGroup(FiniteGroup::Generate(
+      RepresentationAction(CyclicShiftGroup(out_shape, 1), in_action),
+      GroupKind::Cyclic(kP4Order)));
+  Solution solution = Solve(problem);
+  SYMOPT_CHECK(solution.is_tie && solution.num_zero == 0,
+               "P4FilterPattern: the engine returned no plain tie pattern");
+  return std::move(solution.ties);
+}
+
+template <typename T>
+Tensor<T> ActP4(const Tensor<T>& x, int times) {
+  CheckInputShape("ActP4", x.shape(), {-1, -1, kP4Order, -1, -1});
+  SYMOPT_CHECK(x.dim(3) == x.dim(4),
+               "ActP4: planes must be square, got " << ShapeString(x.shape()));
+  const int t = ((times % 4) + 4) % 4;
+  const Tensor<T> rotated =
+      data::ApplySymmetry(data::GridSymmetry::Rotation(t), x);
+  Tensor<T> y(x.shape());
+  const std::int64_t plane = x.dim(3) * x.dim(4);
+  for (std::int64_t g = 0; g < x.dim(0) * x.dim(1); ++g) {
+    for (std::int64_t r = 0; r < kP4Order; ++r) {
+      const std::int64_t src = (r - t + kP4Order) % kP4Order;
+      std::copy_n(rotated.data() + (g * kP4Order + src) * plane,
+                  plane,
+                  y.data() + (g * kP4Order + r) * plane);
+    }
+  }
+  return y;
+}
+
+// ---- P4Conv ---------------------------------------------------------------
+
+namespace {
+
+Shape ThetaShape(P4Input input,
+                 std::int64_t in,
+                 std::int64_t out,
+                 std::int64_t k) {
+  const std::int64_t o = std::max<std::int64_t>(out, 1),
+                     i = std::max<std::int64_t>(in, 1),
+                     kk = std::max<std::int64_t>(k, 1);
+  return input == P4Input::kZ2 ? Shape{o, i, kk, kk}
+                               : Shape{o, i, kP4Order, kk, kk};
+}
+
+}  // namespace
+
+template <typename T>
+P4Conv<T>::P4Conv(P4Input input,
+                  std::int64_t in_channels,
+                  std::int64_t out_channels,
+                  std::int64_t kernel,
+                  std::int64_t padding,
+                  std::uint64_t seed,
+                  bool bias)
+    : input_(input),
+      in_(in_channels),
+      out_(out_channels),
+      k_(kernel),
+      pad_(padding),
+      s_(RotationsIn(input)),
+      has_bias_(bias),
+      weight_("weight", ThetaShape(input, in_channels, out_channels, kernel)),
+      bias_("bias", {std::max<std::int64_t>(out_channels, 1)}) {
+  SYMOPT_CHECK(
+      in_channels >= 1 && out_channels >= 1 && kernel >= 1 && padding >= 0,
+      (input == P4Input::kZ2 ? "p4_lift" : "p4_conv")
+          << ": need channels >= 1, kernel >= 1, padding >= 0; got "
+             "in="
+          << in_channels << ", out=" << out_channels << ", kernel=" << kernel
+          << ", padding=" << padding);
+  pattern_ = P4FilterPattern(input, in_, out_, k_);
+  const std::int64_t fan_in = in_ * s_ * k_ * k_;
+  // First-appearance numbering puts the r = 0 slice first, so theta row c_out
+  // is the filter at output rotation 0 and theta has exactly the classes.
+  SYMOPT_CHECK(pattern_.num_classes == weight_.value.size(),
+               Name() << ": derived " << pattern_.num_classes
+                      << " free weights, expected " << weight_.value.size());
+  std::mt19937_64 rng(seed);
+  const double bound = 1.0 / std::sqrt(double(fan_in));
+  internal::FillUniform(weight_.value.data(), weight_.value.size(), bound, rng);
+  if (has_bias_) internal::FillUniform(bias_.value.data(), out_, bound, rng);
+}
+
+template <typename T>
+std::string P4Conv<T>::Name() const {
+  std::ostringstream os;
+  os << (input_ == P4Input::kZ2 ? "p4_lift(" : "p4_conv(") << in_ << "->"
+     << out_ << ", k" << k_ << ", p" << pad_ << (has_bias_ ? "" : ", no bias")
+     << ")";
+  return os.str();
+}
+
+template <typename T>
+Shape P4Conv<T>::OutputShape(const Shape& x) const {
+  if (input_ == P4Input::kZ2) {
+    CheckInputShape(Name(), x, {-1, in_, -1, -1});
+  } else {
+    CheckInputShape(Name(), x, {-1, in_, kP4Order, -1, -1});
+  }
+  const int nd = int(x.size());
+  const std::int64_t h = x[nd - 2], w = x[nd - 1];
+  SYMOPT_CHECK(h + 2 * pad_ >= k_ && w + 2 * pad_ >= k_,
+               Name() << ": input shape " << ShapeString(x)
+                      << " is smaller than the kernel (padded size "
+                      << h + 2 * pad_ << "x" << w + 2 * pad_ << ")");
+  return {x[0], out_, kP4Order, h + 2 * pad_ - k_ + 1, w + 2 * pad_ - k_ + 1};
+}
+
+template <typename T>
+void P4Conv<T>::ExpandFilters(T* bank) const {
+  const std::vector<std::int32_t>& c = pattern_.class_of;
+  const T* theta = weight_.value.data();
+  for (std::size_t e = 0; e < c.size(); ++e) bank[e] = theta[c[e]];
+}
+
+template <typename T>
+void P4Conv<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
+  const Shape ys = OutputShape(x.shape());
+  const internal::ConvGeometry g = Geometry(x.shape(), ys, in_ * s_, k_, pad_);
+  const std::int64_t rows = out_ * kP4Order;
+  // The expanded bank and the bias of every bank row live only for this call.
+  std::vector<T> bank(rows * g.kk()), bias(has_bias_ ? rows : 0);
+  ExpandFilters(bank.data());
+  for (std::size_t row = 0; row < bias.size(); ++row) {
+    bias[row] = bias_.value[row / kP4Order];
+  }
+  y.Resize(ys);
+  internal::ConvForwardCpu(g,
+                           x.data(),
+                           bank.data(),
+                           rows,
+                           has_bias_ ? bias.data() : nullptr,
+                           y.data(),
+                           scratch_);
+}
+
+template <typename T>
+void P4Conv<T>::Backward(const Tensor<T>& x,
+                         const Tensor<T>&,
+                         const Tensor<T>& dy,
+                         Tensor<T>& dx) {
+  const Shape ys = OutputShape(x.shape());
+  CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  const internal::ConvGeometry g = Geometry(x.shape(), ys, in_ * s_, k_, pad_);
+  const std::int64_t rows = out_ * kP4Order;
+  std::vector<T> bank(rows * g.kk());
+  ExpandFilters(bank.data());
+  const bool need_dx = this->input_grad_required();
+  dx.Resize(need_dx ? x.shape() : Shape{0});
+  // Gradients of the bank and of the bank rows' biases, then scatter-added:
+  // every bank entry's gradient goes to its free weight, every row's bias
+  // gradient to its group channel.
+  std::vector<T> dbank(rows * g.kk(), T(0)), dbias(has_bias_ ? rows : 0, T(0));
+  internal::ConvBackwardCpu(g,
+                            x.data(),
+                            bank.data(),
+                            rows,
+                            dy.data(),
+                            dbank.data(),
+                            has_bias_ ? dbias.data() : nullptr,
+                            need_dx ? dx.data() : nullptr,
+                            scratch_);
+  const std::vector<std::int32_t>& c = pattern_.class_of;
+  T* dtheta = weight_.grad.data();
+  for (std::size_t e = 0; e < c.size(); ++e) dtheta[c[e]] += dbank[e];
+  for (std::size_t row = 0; row < dbias.size(); ++row) {
+    bias_.grad[row / kP4Order] += dbias[row];
+  }
+}
+
+template <typename T>
+std::vector<Parameter<T>> P4Conv<T>::Params() {
+  std::vector<Parameter<T>> p{weight_.View()};
+  if (has_bias_) p.push_back(bias_.View());
+  return p;
+}
+
+// ---- RotationPool -----------------------------------------------------------
+
+template <typename T>
+std::string RotationPool<T>::Name() const {
+  return kind_ == RotationPoolKind::kMax ? "rotation_pool(max)"
+                                         : "rotation_pool(mean)";
+}
+
+template <typename T>
+Shape RotationPool<T>::OutputShape(const Shape& x) const {
+  CheckInputShape(Name(), x, {-1, -1, kP4Order, -1, -1});
+  return {x[0], x[1], x[3], x[4]};
+}
+
+template <typename T>
+void RotationPool<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
+  const Shape ys = OutputShape(x.shape());
+  y.Resize(ys);
+  const std::int64_t groups = ys[0] * ys[1], hw = ys[2] * ys[3];
+  for (std::int64_t g = 0; g < groups; ++g) {
+    const T* xg = x.data() + g * kP4Order * hw;
+    T* yg = y.data() + g * hw;
+    for (std::int64_t p = 0; p < hw; ++p) {
+      T acc = xg[p];
+      for (std::int64_t r = 1; r < kP4Order; ++r) {
+        const T v = xg[r * hw + p];
+        acc = kind_ == RotationPoolKind::kMax ? (v > acc ? v : acc) : acc + v;
+      }
+      yg[p] = kind_ == RotationPoolKind::kMax ? acc : acc / T(kP4Order);
+    }
+  }
+}
+
+template <typename T>
+void RotationPool<T>::Backward(const Tensor<T>& x,
+                               const Tensor<T>&,
+                               const Tensor<T>& dy,
+                               Tensor<T>& dx) {
+  const Shape ys = OutputShape(x.shape());
+  CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  dx.Resize(x.shape());
+  const std::int64_t groups = ys[0] * ys[1], hw = ys[2] * ys[3];
+  for (std::int64_t g = 0; g < groups; ++g) {
+    const T* xg = x.data() + g * kP4Order * hw;
+    const T* dyg = dy.data() + g * hw;
+    T* dxg = dx.data() + g * kP4Order * hw;
+    for (std::int64_t p = 0; p < hw; ++p) {
+      if (kind_ == RotationPoolKind::kMean) {
+        for (std::int64_t r = 0; r < kP4Order; ++r) {
+          dxg[r * hw + p] = dyg[p] / T(kP4Order);
+        }
+        continue;
+      }
+      std::int64_t best = 0;
+      for (std::int64_t r = 1; r < kP4Order; ++r) {
+        if (xg[r * hw + p] > xg[best * hw + p]) best = r;
+      }
+      for (std::int64_t r = 0; r < kP4Order; ++r) {
+        dxg[r * hw + p] = r == best ? dyg[p] : T(0);
+      }
+    }
+  }
+}
+
+// ---- P4BatchNorm ------------------------------------------------------------
+
+template <typename T>
+P4BatchNorm<T>::P4BatchNorm(std::int64_t channels, double momentum, double eps)
+    : c_(channels), bn_(channels, momentum, eps) {}
+
+template <typename T>
+std::string P4BatchNorm<T>::Name() const {
+  return "p4_batchnorm(" + std::to_string(c_) + ")";
+}
+
+template <typename T>
+Shape P4BatchNorm<T>::OutputShape(const Shape& x) const {
+  CheckInputShape(Name(), x, {-1, c_, kP4Order, -1, -1});
+  return x;
+}
+
+template <typename T>
+void P4BatchNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
+  OutputShape(x.shape());
+  bn_.Forward(x, y, mode);
+}
+
+template <typename T>
+void P4BatchNorm<T>::Backward(const Tensor<T>& x,
+                              const Tensor<T>& y,
+                              const Tensor<T>& dy,
+                              Tensor<T>& dx) {
+  CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
+  bn_.set_input_grad_required(this->input_grad_required());
+  bn_.Backward(x, y, dy, dx);
+}
+
+template Tensor<float> ActP4(const Tensor<float>&, int);
+template Tensor<double> ActP4(const Tensor<double>&, int);
+template class P4Conv<float>;
+template class P4Conv<double>;
+template class RotationPool<float>;
+template class RotationPool<double>;
+template class P4BatchNorm<float>;
+template class P4BatchNorm<double>;
+
+}  // namespace nn
+}  // namespace symopt

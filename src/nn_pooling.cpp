@@ -1,0 +1,189 @@
+#include <sstream>
+
+#include "nn/pooling.h"
+#include "nn_common.h"
+
+namespace symopt {
+namespace nn {
+
+namespace {
+
+Shape PooledShape(const std::string& layer,
+                  const Shape& input,
+                  std::int64_t k,
+                  std::int64_t s) {
+  const size_t r = input.size();
+  bool ok = r >= 3;
+  for (size_t i = 0; ok && i < r; ++i) ok = input[i] >= 1;
+  SYMOPT_CHECK(
+      ok && input[r - 2] >= k && input[r - 1] >= k,
+      layer << ": input shape " << ShapeString(input)
+            << " does not match expected [N, ..., H, W] with H, W >= " << k);
+  Shape out = input;
+  out[r - 2] = (input[r - 2] - k) / s + 1;
+  out[r - 1] = (input[r - 1] - k) / s + 1;
+  return out;
+}
+
+std::string PoolName(const char* kind, std::int64_t k, std::int64_t s) {
+  std::ostringstream os;
+  os << kind << "(k" << k << ", s" << s << ")";
+  return os.str();
+}
+
+}  // namespace
+
+template <typename T>
+MaxPool2d<T>::MaxPool2d(std::int64_t kernel, std::int64_t stride)
+    : k_(kernel), s_(stride == 0 ? kernel : stride) {
+  SYMOPT_CHECK(kernel >= 1 && s_ >= 1,
+               "maxpool: kernel and stride must be >= 1, got " << kernel << ", "
+                                                               << stride);
+}
+
+template <typename T>
+std::string MaxPool2d<T>::Name() const {
+  return PoolName("maxpool", k_, s_);
+}
+
+template <typename T>
+Shape MaxPool2d<T>::OutputShape(const Shape& input) const {
+  return PooledShape(Name(), input, k_, s_);
+}
+
+template <typename T>
+void MaxPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
+  const Shape ys = OutputShape(x.shape());
+  y.Resize(ys);
+  const int r = x.ndim();
+  const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
+  const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
+  const std::int64_t planes = x.size() / (h * w);
+  argmax_.resize(y.size());
+#pragma omp parallel for schedule(static) if (planes * h * w > 65536)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const T* in = x.data() + p * h * w;
+    T* out = y.data() + p * ho * wo;
+    std::int32_t* arg = argmax_.data() + p * ho * wo;
+    for (std::int64_t i = 0; i < ho; ++i) {
+      for (std::int64_t j = 0; j < wo; ++j) {
+        std::int64_t best = i * s_ * w + j * s_;
+        for (std::int64_t u = 0; u < k_; ++u) {
+          for (std::int64_t v = 0; v < k_; ++v) {
+            const std::int64_t at = (i * s_ + u) * w + j * s_ + v;
+            if (in[at] > in[best]) best = at;
+          }
+        }
+        out[i * wo + j] = in[best];
+        arg[i * wo + j] = std::int32_t(best);
+      }
+    }
+  }
+}
+
+template <typename T>
+void MaxPool2d<T>::Backward(const Tensor<T>& x,
+                            const Tensor<T>&,
+                            const Tensor<T>& dy,
+                            Tensor<T>& dx) {
+  const Shape ys = OutputShape(x.shape());
+  internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  SYMOPT_CHECK(std::int64_t(argmax_.size()) == dy.size(),
+               Name() << ": Backward without a Forward on an input of shape "
+                      << ShapeString(x.shape()));
+  dx.Resize(x.shape());
+  dx.Fill(T(0));
+  const int r = x.ndim();
+  const std::int64_t hw = x.dim(r - 2) * x.dim(r - 1),
+                     howo = ys[r - 2] * ys[r - 1];
+  const std::int64_t planes = x.size() / hw;
+#pragma omp parallel for schedule(static) if (planes * hw > 65536)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    T* d = dx.data() + p * hw;
+    const T* g = dy.data() + p * howo;
+    const std::int32_t* arg = argmax_.data() + p * howo;
+    for (std::int64_t o = 0; o < howo; ++o) d[arg[o]] += g[o];
+  }
+}
+
+template <typename T>
+AvgPool2d<T>::AvgPool2d(std::int64_t kernel, std::int64_t stride)
+    : k_(kernel), s_(stride == 0 ? kernel : stride) {
+  SYMOPT_CHECK(kernel >= 1 && s_ >= 1,
+               "avgpool: kernel and stride must be >= 1, got " << kernel << ", "
+                                                               << stride);
+}
+
+template <typename T>
+std::string AvgPool2d<T>::Name() const {
+  return PoolName("avgpool", k_, s_);
+}
+
+template <typename T>
+Shape AvgPool2d<T>::OutputShape(const Shape& input) const {
+  return PooledShape(Name(), input, k_, s_);
+}
+
+template <typename T>
+void AvgPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
+  const Shape ys = OutputShape(x.shape());
+  y.Resize(ys);
+  const int r = x.ndim();
+  const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
+  const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
+  const std::int64_t planes = x.size() / (h * w);
+  const T scale = T(1) / T(k_ * k_);
+#pragma omp parallel for schedule(static) if (planes * h * w > 65536)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const T* in = x.data() + p * h * w;
+    T* out = y.data() + p * ho * wo;
+    for (std::int64_t i = 0; i < ho; ++i) {
+      for (std::int64_t j = 0; j < wo; ++j) {
+        T acc = T(0);
+        for (std::int64_t u = 0; u < k_; ++u) {
+          for (std::int64_t v = 0; v < k_; ++v)
+            acc += in[(i * s_ + u) * w + j * s_ + v];
+        }
+        out[i * wo + j] = acc * scale;
+      }
+    }
+  }
+}
+
+template <typename T>
+void AvgPool2d<T>::Backward(const Tensor<T>& x,
+                            const Tensor<T>&,
+                            const Tensor<T>& dy,
+                            Tensor<T>& dx) {
+  const Shape ys = OutputShape(x.shape());
+  internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  dx.Resize(x.shape());
+  dx.Fill(T(0));
+  const int r = x.ndim();
+  const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
+  const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
+  const std::int64_t planes = x.size() / (h * w);
+  const T scale = T(1) / T(k_ * k_);
+#pragma omp parallel for schedule(static) if (planes * h * w > 65536)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    T* d = dx.data() + p * h * w;
+    const T* g = dy.data() + p * ho * wo;
+    for (std::int64_t i = 0; i < ho; ++i) {
+      for (std::int64_t j = 0; j < wo; ++j) {
+        const T gij = g[i * wo + j] * scale;
+        for (std::int64_t u = 0; u < k_; ++u) {
+          for (std::int64_t v = 0; v < k_; ++v)
+            d[(i * s_ + u) * w + j * s_ + v] += gij;
+        }
+      }
+    }
+  }
+}
+
+template class MaxPool2d<float>;
+template class MaxPool2d<double>;
+template class AvgPool2d<float>;
+template class AvgPool2d<double>;
+
+}  // namespace nn
+}  // namespace symopt
