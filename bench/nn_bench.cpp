@@ -6,7 +6,8 @@
 //   Linear  {batch, in, out}:  {128, 784, 256}, {128, 256, 10}: the MLP
 //           784-256-BN-ReLU-10 trained below; {100, 784, 64}, {100, 64, 64}:
 //           the first and a hidden layer of papers/001's archBN on 28x28 MNIST
-//           (64 features per layer; mini-batches of 100).
+//           (64 features per layer as we read the arXiv paper; the stored
+//           text has its numbers stripped), batches of 100.
 //   Conv2d  {batch, in, out, size}: 3x3 filters, stride 1, no padding, as in
 //           the Z2CNN of papers/002 (Cohen & Welling 2016: 7 layers of 3x3
 //           convolutions with 20 channels on 28x28 rotated MNIST):
