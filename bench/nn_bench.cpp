@@ -6,7 +6,8 @@
 //   Linear  {batch, in, out}:  {128, 784, 256}, {128, 256, 10}: the MLP
 //           784-256-BN-ReLU-10 trained below; {100, 784, 64}, {100, 64, 64}:
 //           the first and a hidden layer of papers/001's archBN on 28x28 MNIST
-//           (64 features per layer; mini-batches of 100).
+//           (64 features per layer as we read the arXiv paper; the stored
+//           text has its numbers stripped), batches of 100.
 //   Conv2d  {batch, in, out, size}: 3x3 filters, stride 1, no padding, as in
 //           the Z2CNN of papers/002 (Cohen & Welling 2016: 7 layers of 3x3
 //           convolutions with 20 channels on 28x28 rotated MNIST):
@@ -72,12 +73,14 @@ void RunLayer(benchmark::State& state,
   if (!std::isfinite(sum) || dx.shape() != x.shape()) {
     state.SkipWithError("non-finite or misshapen result");
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      flops_per_pass * double(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_pass * double(state.iterations()) * 1e-9,
+                         benchmark::Counter::kIsRate);
 }
 
 void BM_LinearForwardBackward(benchmark::State& state) {
-  const std::int64_t batch = state.range(0), in = state.range(1), out = state.range(2);
+  const std::int64_t batch = state.range(0), in = state.range(1),
+                     out = state.range(2);
   nn::Linear<float> layer(in, out, 1);
   const nn::Tensor<float> x = RandomTensor({batch, in}, 2);
   RunLayer(state, layer, x, 3 * 2.0 * double(batch * in * out));
@@ -86,7 +89,8 @@ void BM_LinearForwardBackward(benchmark::State& state) {
   layer.Forward(x, y, nn::Mode::kEval);
   double ref = layer.bias()[0];
   for (std::int64_t i = 0; i < in; ++i) ref += double(x[i]) * layer.weight()[i];
-  if (std::abs(ref - y[0]) > 1e-4 * (1 + std::abs(ref))) state.SkipWithError("wrong output");
+  if (std::abs(ref - y[0]) > 1e-4 * (1 + std::abs(ref)))
+    state.SkipWithError("wrong output");
 }
 BENCHMARK(BM_LinearForwardBackward)
     ->ArgNames({"batch", "in", "out"})
@@ -97,8 +101,8 @@ BENCHMARK(BM_LinearForwardBackward)
     ->Unit(benchmark::kMicrosecond);
 
 void BM_Conv2dForwardBackward(benchmark::State& state) {
-  const std::int64_t batch = state.range(0), in = state.range(1), out = state.range(2),
-                     size = state.range(3), k = 3;
+  const std::int64_t batch = state.range(0), in = state.range(1),
+                     out = state.range(2), size = state.range(3), k = 3;
   nn::Conv2d<float> layer(in, out, k, 1, 0, 1);
   const nn::Tensor<float> x = RandomTensor({batch, in, size, size}, 3);
   const std::int64_t o = size - k + 1;
@@ -109,8 +113,10 @@ void BM_Conv2dForwardBackward(benchmark::State& state) {
   for (std::int64_t c = 0; c < in; ++c)
     for (std::int64_t u = 0; u < k; ++u)
       for (std::int64_t v = 0; v < k; ++v)
-        ref += double(layer.weight()[(c * k + u) * k + v]) * x[(c * size + u) * size + v];
-  if (std::abs(ref - y[0]) > 1e-4 * (1 + std::abs(ref))) state.SkipWithError("wrong output");
+        ref += double(layer.weight()[(c * k + u) * k + v]) *
+               x[(c * size + u) * size + v];
+  if (std::abs(ref - y[0]) > 1e-4 * (1 + std::abs(ref)))
+    state.SkipWithError("wrong output");
 }
 BENCHMARK(BM_Conv2dForwardBackward)
     ->ArgNames({"batch", "in", "out", "size"})
@@ -120,7 +126,8 @@ BENCHMARK(BM_Conv2dForwardBackward)
 
 void BM_MlpEpochFashionMnist(benchmark::State& state) {
   if (!data::IdxTrainTestAvailable(data::FashionMnistDir())) {
-    state.SkipWithError(("Fashion-MNIST not found in " + data::FashionMnistDir() +
+    state.SkipWithError(("Fashion-MNIST not found in " +
+                         data::FashionMnistDir() +
                          " (apt-get install dataset-fashion-mnist)")
                             .c_str());
     return;
@@ -140,11 +147,12 @@ void BM_MlpEpochFashionMnist(benchmark::State& state) {
   }
   const nn::EvalResult test = nn::Evaluate(model, fashion.test);
   state.counters["test_acc"] = test.accuracy;
-  state.counters["images/s"] = benchmark::Counter(double(fashion.train.size()) *
-                                                      double(state.iterations()),
-                                                  benchmark::Counter::kIsRate);
+  state.counters["images/s"] = benchmark::Counter(
+      double(fashion.train.size()) * double(state.iterations()),
+      benchmark::Counter::kIsRate);
   // One epoch of this model reaches ~84% test accuracy; far below means broken.
-  if (!(test.accuracy > 0.75)) state.SkipWithError("test accuracy below 75% after training");
+  if (!(test.accuracy > 0.75))
+    state.SkipWithError("test accuracy below 75% after training");
 }
 BENCHMARK(BM_MlpEpochFashionMnist)
     ->Iterations(2)

@@ -27,32 +27,45 @@ using namespace symopt;
 
 int main(int argc, char** argv) {
   CLI::App app{"Train an MLP or a small CNN on Fashion-MNIST with symopt"};
-  std::string model_kind = "mlp", optimizer_kind = "sgd", manifold = "euclidean";
+  std::string model_kind = "mlp", optimizer_kind = "sgd",
+              manifold = "euclidean";
   int epochs = 10, threads = 0;
   double lr = 0.1, momentum = 0.9;
   std::uint64_t seed = 1;
-  std::int64_t batch_size = 128, hidden = 256, train_subset = 0, validation_size = 5000;
+  std::int64_t batch_size = 128, hidden = 256, train_subset = 0,
+               validation_size = 5000;
   std::string data_dir = data::FashionMnistDir();
-  app.add_option("--model", model_kind, "mlp or cnn")->check(CLI::IsMember({"mlp", "cnn"}));
-  app.add_option("--optimizer", optimizer_kind, "sgd, momentum, nesterov or bold")
+  app.add_option("--model", model_kind, "mlp or cnn")
+      ->check(CLI::IsMember({"mlp", "cnn"}));
+  app.add_option(
+         "--optimizer", optimizer_kind, "sgd, momentum, nesterov or bold")
       ->check(CLI::IsMember({"sgd", "momentum", "nesterov", "bold"}));
-  app.add_option("--manifold", manifold, "weights before batch norm: euclidean or oblique")
+  app.add_option("--manifold",
+                 manifold,
+                 "weights before batch norm: euclidean or oblique")
       ->check(CLI::IsMember({"euclidean", "oblique"}));
-  app.add_option("--epochs", epochs, "training epochs")->check(CLI::NonNegativeNumber);
+  app.add_option("--epochs", epochs, "training epochs")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--lr", lr, "learning rate")->check(CLI::PositiveNumber);
   app.add_option("--momentum", momentum, "momentum for momentum/nesterov")
       ->check(CLI::Range(0.0, 0.999));
-  app.add_option("--batch-size", batch_size, "mini-batch size")->check(CLI::PositiveNumber);
-  app.add_option("--hidden", hidden, "hidden units of the MLP")->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", batch_size, "mini-batch size")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--hidden", hidden, "hidden units of the MLP")
+      ->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "initialisation and batch-order seed");
   app.add_option("--threads", threads, "CPU threads (0: OpenMP default)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--train-subset", train_subset, "use only the first N training images (0: all)")
+  app.add_option("--train-subset",
+                 train_subset,
+                 "use only the first N training images (0: all)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--validation", validation_size,
+  app.add_option("--validation",
+                 validation_size,
                  "images held out of the training set for the bold driver")
       ->check(CLI::PositiveNumber);
-  app.add_option("--data", data_dir, "directory with the Fashion-MNIST IDX files");
+  app.add_option(
+      "--data", data_dir, "directory with the Fashion-MNIST IDX files");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -66,12 +79,16 @@ int main(int argc, char** argv) {
       // Hold out the last validation_size training images.
       const std::int64_t n = train.size();
       if (validation_size >= n) {
-        std::fprintf(stderr, "--validation %lld leaves no training images (have %lld)\n",
-                     (long long)validation_size, (long long)n);
+        std::fprintf(
+            stderr,
+            "--validation %lld leaves no training images (have %lld)\n",
+            (long long)validation_size,
+            (long long)n);
         return 2;
       }
       std::vector<std::int64_t> head, tail;
-      for (std::int64_t i = 0; i < n; ++i) (i < n - validation_size ? head : tail).push_back(i);
+      for (std::int64_t i = 0; i < n; ++i)
+        (i < n - validation_size ? head : tail).push_back(i);
       validation = data::Subset(train, tail);
       train = data::Subset(train, head);
     }
@@ -85,12 +102,14 @@ int main(int argc, char** argv) {
     if (manifold == "oblique") nn::UseObliqueBeforeNormalization(model);
     std::printf("%s\n", model.Summary({batch_size, 1, 28, 28}).c_str());
     for (const Parameter<float>& p : model.Params()) {
-      std::printf("  %-20s %s\n", p.name.c_str(), p.manifold->Describe().c_str());
+      std::printf(
+          "  %-20s %s\n", p.name.c_str(), p.manifold->Describe().c_str());
     }
 
     SgdOptions options;
     options.lr = lr;
-    if (optimizer_kind == "momentum" || optimizer_kind == "nesterov") options.momentum = momentum;
+    if (optimizer_kind == "momentum" || optimizer_kind == "nesterov")
+      options.momentum = momentum;
     options.nesterov = optimizer_kind == "nesterov";
     RiemannianSgd<float> optimizer(model.Params(), options);
     std::unique_ptr<BoldDriver<float>> driver;
@@ -104,17 +123,33 @@ int main(int argc, char** argv) {
       std::printf("%s\n", nn::FormatEpochReport(r).c_str());
       std::fflush(stdout);
     };
-    std::printf("train %lld, validation %lld, test %lld images; %s, lr %g, %d threads\n",
-                (long long)train.size(), (long long)validation.size(),
-                (long long)data.test.size(), optimizer_kind.c_str(), lr, NumThreads());
+    std::printf(
+        "train %lld, validation %lld, test %lld images; %s, lr %g, %d "
+        "threads\n",
+        (long long)train.size(),
+        (long long)validation.size(),
+        (long long)data.test.size(),
+        optimizer_kind.c_str(),
+        lr,
+        NumThreads());
     const std::vector<nn::EpochReport> reports =
-        nn::Train(model, optimizer, train, bold ? &validation : nullptr, &data.test,
-                  train_options, driver.get());
+        nn::Train(model,
+                  optimizer,
+                  train,
+                  bold ? &validation : nullptr,
+                  &data.test,
+                  train_options,
+                  driver.get());
     double seconds = 0;
     for (const auto& r : reports) seconds += r.seconds;
     const nn::EvalResult final_test = nn::Evaluate(model, data.test);
-    std::printf("final test accuracy %.2f%% (loss %.4f) after %d epochs, %.1f s training\n",
-                100 * final_test.accuracy, final_test.loss, epochs, seconds);
+    std::printf(
+        "final test accuracy %.2f%% (loss %.4f) after %d epochs, %.1f s "
+        "training\n",
+        100 * final_test.accuracy,
+        final_test.loss,
+        epochs,
+        seconds);
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -74,11 +74,13 @@ void Linear<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   MatrixMap<T> Y(y.data(), n, out_);
   const bool bias = has_bias_;
   const T* b = bias_.value.data();
-  internal::ParallelRows(n, 2.0 * n * in_ * out_, [&](std::int64_t r0, std::int64_t r1) {
-    auto y_rows = Y.middleRows(r0, r1 - r0);
-    y_rows.noalias() = X.middleRows(r0, r1 - r0) * W.transpose();
-    if (bias) y_rows.rowwise() += internal::ConstVectorMap<T>(b, out_).transpose();
-  });
+  internal::ParallelRows(
+      n, 2.0 * n * in_ * out_, [&](std::int64_t r0, std::int64_t r1) {
+        auto y_rows = Y.middleRows(r0, r1 - r0);
+        y_rows.noalias() = X.middleRows(r0, r1 - r0) * W.transpose();
+        if (bias)
+          y_rows.rowwise() += internal::ConstVectorMap<T>(b, out_).transpose();
+      });
 }
 
 template <typename T>
@@ -97,7 +99,8 @@ void Linear<T>::Backward(const Tensor<T>& x,
   const double flops = 2.0 * n * in_ * out_;
   // dW += dY^T X, split over output units (rows of dW).
   internal::ParallelRows(out_, flops, [&](std::int64_t r0, std::int64_t r1) {
-    dW.middleRows(r0, r1 - r0).noalias() += dY.middleCols(r0, r1 - r0).transpose() * X;
+    dW.middleRows(r0, r1 - r0).noalias() +=
+        dY.middleCols(r0, r1 - r0).transpose() * X;
   });
   if (has_bias_) {
     internal::VectorMap<T>(bias_.grad.data(), out_).noalias() +=

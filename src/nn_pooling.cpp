@@ -6,54 +6,39 @@
 namespace symopt {
 namespace nn {
 
-namespace {
+template <typename T>
+Pool2d<T>::Pool2d(const char* kind, std::int64_t kernel, std::int64_t stride)
+    : kind_(kind), k_(kernel), s_(stride == 0 ? kernel : stride) {
+  SYMOPT_CHECK(kernel >= 1 && s_ >= 1,
+               kind << ": kernel and stride must be >= 1, got " << kernel
+                    << ", " << stride);
+}
 
-Shape PooledShape(const std::string& layer,
-                  const Shape& input,
-                  std::int64_t k,
-                  std::int64_t s) {
+template <typename T>
+std::string Pool2d<T>::Name() const {
+  std::ostringstream os;
+  os << kind_ << "(k" << k_ << ", s" << s_ << ")";
+  return os.str();
+}
+
+template <typename T>
+Shape Pool2d<T>::OutputShape(const Shape& input) const {
   const size_t r = input.size();
   bool ok = r >= 3;
   for (size_t i = 0; ok && i < r; ++i) ok = input[i] >= 1;
   SYMOPT_CHECK(
-      ok && input[r - 2] >= k && input[r - 1] >= k,
-      layer << ": input shape " << ShapeString(input)
-            << " does not match expected [N, ..., H, W] with H, W >= " << k);
+      ok && input[r - 2] >= k_ && input[r - 1] >= k_,
+      Name() << ": input shape " << ShapeString(input)
+             << " does not match expected [N, ..., H, W] with H, W >= " << k_);
   Shape out = input;
-  out[r - 2] = (input[r - 2] - k) / s + 1;
-  out[r - 1] = (input[r - 1] - k) / s + 1;
+  out[r - 2] = (input[r - 2] - k_) / s_ + 1;
+  out[r - 1] = (input[r - 1] - k_) / s_ + 1;
   return out;
-}
-
-std::string PoolName(const char* kind, std::int64_t k, std::int64_t s) {
-  std::ostringstream os;
-  os << kind << "(k" << k << ", s" << s << ")";
-  return os.str();
-}
-
-}  // namespace
-
-template <typename T>
-MaxPool2d<T>::MaxPool2d(std::int64_t kernel, std::int64_t stride)
-    : k_(kernel), s_(stride == 0 ? kernel : stride) {
-  SYMOPT_CHECK(kernel >= 1 && s_ >= 1,
-               "maxpool: kernel and stride must be >= 1, got " << kernel << ", "
-                                                               << stride);
-}
-
-template <typename T>
-std::string MaxPool2d<T>::Name() const {
-  return PoolName("maxpool", k_, s_);
-}
-
-template <typename T>
-Shape MaxPool2d<T>::OutputShape(const Shape& input) const {
-  return PooledShape(Name(), input, k_, s_);
 }
 
 template <typename T>
 void MaxPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  const Shape ys = OutputShape(x.shape());
+  const Shape ys = this->OutputShape(x.shape());
   y.Resize(ys);
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
@@ -67,10 +52,10 @@ void MaxPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
     std::int32_t* arg = argmax_.data() + p * ho * wo;
     for (std::int64_t i = 0; i < ho; ++i) {
       for (std::int64_t j = 0; j < wo; ++j) {
-        std::int64_t best = i * s_ * w + j * s_;
-        for (std::int64_t u = 0; u < k_; ++u) {
-          for (std::int64_t v = 0; v < k_; ++v) {
-            const std::int64_t at = (i * s_ + u) * w + j * s_ + v;
+        std::int64_t best = i * this->s_ * w + j * this->s_;
+        for (std::int64_t u = 0; u < this->k_; ++u) {
+          for (std::int64_t v = 0; v < this->k_; ++v) {
+            const std::int64_t at = (i * this->s_ + u) * w + j * this->s_ + v;
             if (in[at] > in[best]) best = at;
           }
         }
@@ -86,11 +71,12 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
                             const Tensor<T>&,
                             const Tensor<T>& dy,
                             Tensor<T>& dx) {
-  const Shape ys = OutputShape(x.shape());
-  internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  const Shape ys = this->OutputShape(x.shape());
+  internal::CheckSameShape(this->Name(), "output gradient", dy.shape(), ys);
   SYMOPT_CHECK(std::int64_t(argmax_.size()) == dy.size(),
-               Name() << ": Backward without a Forward on an input of shape "
-                      << ShapeString(x.shape()));
+               this->Name()
+                   << ": Backward without a Forward on an input of shape "
+                   << ShapeString(x.shape()));
   dx.Resize(x.shape());
   dx.Fill(T(0));
   const int r = x.ndim();
@@ -107,32 +93,14 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
 }
 
 template <typename T>
-AvgPool2d<T>::AvgPool2d(std::int64_t kernel, std::int64_t stride)
-    : k_(kernel), s_(stride == 0 ? kernel : stride) {
-  SYMOPT_CHECK(kernel >= 1 && s_ >= 1,
-               "avgpool: kernel and stride must be >= 1, got " << kernel << ", "
-                                                               << stride);
-}
-
-template <typename T>
-std::string AvgPool2d<T>::Name() const {
-  return PoolName("avgpool", k_, s_);
-}
-
-template <typename T>
-Shape AvgPool2d<T>::OutputShape(const Shape& input) const {
-  return PooledShape(Name(), input, k_, s_);
-}
-
-template <typename T>
 void AvgPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  const Shape ys = OutputShape(x.shape());
+  const Shape ys = this->OutputShape(x.shape());
   y.Resize(ys);
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
   const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
   const std::int64_t planes = x.size() / (h * w);
-  const T scale = T(1) / T(k_ * k_);
+  const T scale = T(1) / T(this->k_ * this->k_);
 #pragma omp parallel for schedule(static) if (planes * h * w > 65536)
   for (std::int64_t p = 0; p < planes; ++p) {
     const T* in = x.data() + p * h * w;
@@ -140,9 +108,9 @@ void AvgPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
     for (std::int64_t i = 0; i < ho; ++i) {
       for (std::int64_t j = 0; j < wo; ++j) {
         T acc = T(0);
-        for (std::int64_t u = 0; u < k_; ++u) {
-          for (std::int64_t v = 0; v < k_; ++v)
-            acc += in[(i * s_ + u) * w + j * s_ + v];
+        for (std::int64_t u = 0; u < this->k_; ++u) {
+          for (std::int64_t v = 0; v < this->k_; ++v)
+            acc += in[(i * this->s_ + u) * w + j * this->s_ + v];
         }
         out[i * wo + j] = acc * scale;
       }
@@ -155,15 +123,15 @@ void AvgPool2d<T>::Backward(const Tensor<T>& x,
                             const Tensor<T>&,
                             const Tensor<T>& dy,
                             Tensor<T>& dx) {
-  const Shape ys = OutputShape(x.shape());
-  internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  const Shape ys = this->OutputShape(x.shape());
+  internal::CheckSameShape(this->Name(), "output gradient", dy.shape(), ys);
   dx.Resize(x.shape());
   dx.Fill(T(0));
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
   const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
   const std::int64_t planes = x.size() / (h * w);
-  const T scale = T(1) / T(k_ * k_);
+  const T scale = T(1) / T(this->k_ * this->k_);
 #pragma omp parallel for schedule(static) if (planes * h * w > 65536)
   for (std::int64_t p = 0; p < planes; ++p) {
     T* d = dx.data() + p * h * w;
@@ -171,15 +139,17 @@ void AvgPool2d<T>::Backward(const Tensor<T>& x,
     for (std::int64_t i = 0; i < ho; ++i) {
       for (std::int64_t j = 0; j < wo; ++j) {
         const T gij = g[i * wo + j] * scale;
-        for (std::int64_t u = 0; u < k_; ++u) {
-          for (std::int64_t v = 0; v < k_; ++v)
-            d[(i * s_ + u) * w + j * s_ + v] += gij;
+        for (std::int64_t u = 0; u < this->k_; ++u) {
+          for (std::int64_t v = 0; v < this->k_; ++v)
+            d[(i * this->s_ + u) * w + j * this->s_ + v] += gij;
         }
       }
     }
   }
 }
 
+template class Pool2d<float>;
+template class Pool2d<double>;
 template class MaxPool2d<float>;
 template class MaxPool2d<double>;
 template class AvgPool2d<float>;

@@ -1,5 +1,3 @@
-#include "nn/train.h"
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +8,7 @@
 #include "nn/loss.h"
 #include "nn/normalization.h"
 #include "nn/pooling.h"
+#include "nn/train.h"
 
 namespace symopt {
 namespace nn {
@@ -17,7 +16,8 @@ namespace nn {
 bool TrainOptions::IsValid(std::string* error) const {
   std::string e;
   if (epochs < 0) e = "epochs must be >= 0, got " + std::to_string(epochs);
-  if (batch_size < 1) e = "batch_size must be >= 1, got " + std::to_string(batch_size);
+  if (batch_size < 1)
+    e = "batch_size must be >= 1, got " + std::to_string(batch_size);
   if (eval_batch_size < 1) {
     e = "eval_batch_size must be >= 1, got " + std::to_string(eval_batch_size);
   }
@@ -28,7 +28,8 @@ bool TrainOptions::IsValid(std::string* error) const {
 EvalResult Evaluate(Sequential<float>& model,
                     const data::Dataset& dataset,
                     std::int64_t batch_size) {
-  SYMOPT_CHECK(batch_size >= 1, "Evaluate: batch_size must be >= 1, got " << batch_size);
+  SYMOPT_CHECK(batch_size >= 1,
+               "Evaluate: batch_size must be >= 1, got " << batch_size);
   dataset.Validate();
   data::BatchOptions options;
   options.batch_size = batch_size;
@@ -66,8 +67,9 @@ EpochReport TrainEpoch(Sequential<float>& model,
   batching.augment = options.augment;
   // A batch of one sample cannot be normalised by batch norm in training
   // mode; drop the remainder only when it is a single sample.
-  batching.last_batch = train.size() % options.batch_size == 1 ? data::LastBatch::kDrop
-                                                                 : data::LastBatch::kKeep;
+  batching.last_batch = train.size() % options.batch_size == 1
+                            ? data::LastBatch::kDrop
+                            : data::LastBatch::kKeep;
   data::BatchIterator it(train, batching);
   it.StartEpoch(epoch);
   data::Batch batch;
@@ -80,8 +82,9 @@ EpochReport TrainEpoch(Sequential<float>& model,
     const double loss = SoftmaxCrossEntropy(logits, batch.labels, &dlogits);
     if (!std::isfinite(loss)) {
       throw NumericalError("epoch " + std::to_string(epoch) + ", batch " +
-                           std::to_string(index) + ": the loss is not finite (" +
-                           std::to_string(loss) + "); no parameter was changed by this batch");
+                           std::to_string(index) +
+                           ": the loss is not finite (" + std::to_string(loss) +
+                           "); no parameter was changed by this batch");
     }
     const std::int64_t b = std::int64_t(batch.labels.size());
     correct += CountCorrect(logits, batch.labels);
@@ -102,17 +105,20 @@ EpochReport TrainEpoch(Sequential<float>& model,
   report.train_accuracy = seen > 0 ? double(correct) / double(seen) : 0.0;
   report.lr = optimizer.lr();
   report.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   return report;
 }
 
 namespace {
 std::vector<std::vector<float>> CopyBuffers(Sequential<float>& model) {
   std::vector<std::vector<float>> copy;
-  for (Tensor<float>* b : model.Buffers()) copy.emplace_back(b->data(), b->data() + b->size());
+  for (Tensor<float>* b : model.Buffers())
+    copy.emplace_back(b->data(), b->data() + b->size());
   return copy;
 }
-void RestoreBuffers(Sequential<float>& model, const std::vector<std::vector<float>>& copy) {
+void RestoreBuffers(Sequential<float>& model,
+                    const std::vector<std::vector<float>>& copy) {
   std::vector<Tensor<float>*> buffers = model.Buffers();
   for (std::size_t i = 0; i < buffers.size(); ++i) {
     std::copy(copy[i].begin(), copy[i].end(), buffers[i]->data());
@@ -129,15 +135,17 @@ std::vector<EpochReport> Train(Sequential<float>& model,
                                BoldDriver<float>* bold_driver) {
   std::string error;
   SYMOPT_CHECK(options.IsValid(&error), "Train: " << error);
-  SYMOPT_CHECK(bold_driver == nullptr || &bold_driver->optimizer() == &optimizer,
-               "Train: the bold driver drives another optimizer");
+  SYMOPT_CHECK(
+      bold_driver == nullptr || &bold_driver->optimizer() == &optimizer,
+      "Train: the bold driver drives another optimizer");
   SYMOPT_CHECK(bold_driver == nullptr || validation != nullptr,
                "Train: the bold driver needs a validation set");
   std::vector<EpochReport> reports;
   std::vector<std::vector<float>> accepted_buffers = CopyBuffers(model);
   if (bold_driver != nullptr && !bold_driver->has_baseline()) {
     // The starting point's loss is the baseline.
-    bold_driver->EndEpoch(Evaluate(model, *validation, options.eval_batch_size).loss);
+    bold_driver->EndEpoch(
+        Evaluate(model, *validation, options.eval_batch_size).loss);
   }
   for (int epoch = 0; epoch < options.epochs; ++epoch) {
     EpochReport report = TrainEpoch(model, optimizer, train, options, epoch);
@@ -154,7 +162,8 @@ std::vector<EpochReport> Train(Sequential<float>& model,
       }
     }
     report.lr = optimizer.lr();
-    if (test != nullptr) report.test = Evaluate(model, *test, options.eval_batch_size);
+    if (test != nullptr)
+      report.test = Evaluate(model, *test, options.eval_batch_size);
     reports.push_back(report);
     if (options.on_epoch) options.on_epoch(report);
   }
@@ -173,7 +182,9 @@ void BuildMlpBn(Sequential<float>& model,
   model.Emplace<Linear<float>>(hidden, classes, seed * 2 + 2);
 }
 
-void BuildSmallCnn(Sequential<float>& model, std::int64_t classes, std::uint64_t seed) {
+void BuildSmallCnn(Sequential<float>& model,
+                   std::int64_t classes,
+                   std::uint64_t seed) {
   model.Emplace<Conv2d<float>>(1, 16, 5, 1, 2, seed * 3 + 1);
   model.Emplace<BatchNorm<float>>(16);
   model.Emplace<ReLU<float>>();
@@ -204,8 +215,11 @@ std::string FormatEpochReport(const EpochReport& r) {
     s.append(buf, n);
   }
   if (r.test.count > 0) {
-    n = std::snprintf(
-        buf, sizeof(buf), " | test loss %.4f acc %.2f%%", r.test.loss, 100 * r.test.accuracy);
+    n = std::snprintf(buf,
+                      sizeof(buf),
+                      " | test loss %.4f acc %.2f%%",
+                      r.test.loss,
+                      100 * r.test.accuracy);
     s.append(buf, n);
   }
   n = std::snprintf(buf,

@@ -24,14 +24,29 @@
 namespace symopt {
 namespace nn {
 
+// The geometry both pooling layers share: kernel, stride, name, output shape.
 template <typename T>
-class MaxPool2d final : public Layer<T> {
+class Pool2d : public Layer<T> {
  public:
-  // Requires: kernel >= 1, stride >= 1 (0 = kernel).
-  explicit MaxPool2d(std::int64_t kernel, std::int64_t stride = 0);
-
   std::string Name() const override;  // "maxpool(k2, s2)"
   Shape OutputShape(const Shape& input) const override;
+  std::int64_t kernel() const { return k_; }
+  std::int64_t stride() const { return s_; }
+
+ protected:
+  // Requires: kernel >= 1, stride >= 1 (0 = kernel).
+  Pool2d(const char* kind, std::int64_t kernel, std::int64_t stride);
+
+  const char* kind_;
+  std::int64_t k_, s_;
+};
+
+template <typename T>
+class MaxPool2d final : public Pool2d<T> {
+ public:
+  explicit MaxPool2d(std::int64_t kernel, std::int64_t stride = 0)
+      : Pool2d<T>("maxpool", kernel, stride) {}
+
   void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
   // Requires: the last Forward was on x.
   void Backward(const Tensor<T>& x,
@@ -40,28 +55,24 @@ class MaxPool2d final : public Layer<T> {
                 Tensor<T>& dx) override;
 
  private:
-  std::int64_t k_, s_;
   std::vector<std::int32_t> argmax_;  // per output: offset in its input plane
 };
 
 template <typename T>
-class AvgPool2d final : public Layer<T> {
+class AvgPool2d final : public Pool2d<T> {
  public:
-  // Requires: kernel >= 1, stride >= 1 (0 = kernel).
-  explicit AvgPool2d(std::int64_t kernel, std::int64_t stride = 0);
+  explicit AvgPool2d(std::int64_t kernel, std::int64_t stride = 0)
+      : Pool2d<T>("avgpool", kernel, stride) {}
 
-  std::string Name() const override;  // "avgpool(k2, s2)"
-  Shape OutputShape(const Shape& input) const override;
   void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
   void Backward(const Tensor<T>& x,
                 const Tensor<T>& y,
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
-
- private:
-  std::int64_t k_, s_;
 };
 
+extern template class Pool2d<float>;
+extern template class Pool2d<double>;
 extern template class MaxPool2d<float>;
 extern template class MaxPool2d<double>;
 extern template class AvgPool2d<float>;

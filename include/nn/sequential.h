@@ -124,7 +124,7 @@ class Sequential final : public Layer<T> {
   std::vector<Shape> ChainShapes(const Shape& input) const;
 
   std::vector<std::unique_ptr<Layer<T>>> layers_;
-  std::vector<bool> has_params_;  // per layer, fixed when added
+  std::vector<bool> has_params_;        // per layer, fixed when added
   std::vector<Tensor<T>> activations_;  // activations_[i] = output of layer i
   std::vector<Tensor<T>> grad_buffers_{2};
   const Tensor<T>* input_ = nullptr;

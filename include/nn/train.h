@@ -7,7 +7,9 @@
 //   L = SoftmaxCrossEntropy(z, t, &dz);  model.Backward(dz);
 //   optimizer.Step()   (Riemannian SGD on every parameter's own manifold)
 // An epoch visits the training set once in a seeded random order
-// (data::BatchIterator: epoch e's order depends only on (seed, e)).
+// (data::BatchIterator: epoch e's order depends only on (seed, e)). When the
+// last batch would hold a single image (which batch norm cannot normalise in
+// training mode) it is dropped for that epoch.
 //
 // With a bold driver (optim/bold_driver.h) the end of each epoch computes the
 // loss of the current parameters on a held-out set (eval mode) and calls
@@ -105,7 +107,9 @@ void BuildMlpBn(Sequential<float>& model,
                 std::int64_t hidden,
                 std::int64_t classes,
                 std::uint64_t seed);
-void BuildSmallCnn(Sequential<float>& model, std::int64_t classes, std::uint64_t seed);
+void BuildSmallCnn(Sequential<float>& model,
+                   std::int64_t classes,
+                   std::uint64_t seed);
 
 // "epoch 3: train loss 0.4123 acc 85.31% | val loss 0.40 acc 85.9% |
 //  test loss ... | lr 0.1 | 1.92 s"
