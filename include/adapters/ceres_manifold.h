@@ -1,0 +1,191 @@
+// Ceres Solver adapters: a symopt manifold as a ceres::Manifold, and a
+// model's loss as a ceres::FirstOrderFunction, so that Ceres's
+// GradientProblemSolver (L-BFGS, BFGS, nonlinear CG on a manifold) can run on
+// symopt's constraint manifolds (DESIGN.md section 9; STYLE C1-C6).
+//
+// The maths. Ceres works with intrinsic tangent coordinates delta in R^d,
+// d = M.Dim(), while symopt works with ambient tangent vectors v in T_x M, a
+// subspace of R^N, N = rows * cols. The bridge is an orthonormal basis B(x) of
+// T_x M (an N x d matrix with B^T B = I_d and B B^T = P_x, the tangent
+// projector), supplied by Manifold::TangentBasisMultiply (v = B c) and
+// Manifold::TangentBasisTransposeMultiply (c = B^T u):
+//
+//   Plus(x, delta)              = R_x(B(x) delta)          (R: the retraction)
+//   PlusJacobian(x)             = D_delta Plus(x, 0) = B(x)          (N x d)
+//   Minus(y, x)                 = B(x)^T R_x^{-1}(y)       (InverseRetract)
+//   MinusJacobian(x)            = D_y Minus(x, x) = B(x)^T           (d x N)
+//   RightMultiplyByPlusJacobian = A B(x), computed row by row as B(x)^T a_r
+//                                 without forming B (large weight blocks).
+//
+// Why these Jacobians are right: D_v R_x(0) = I on T_x M, so D Plus = B; and
+// D_y R_x^{-1}(x) is P_x (for a sphere row, d/dy [y / <x, y>] = I - x x^T at
+// y = x), and B^T P_x = B^T. Because InverseRetract is the exact inverse of
+// Retract, Minus(Plus(x, delta), x) = delta and Plus(x, Minus(y, x)) = y for y
+// in the image of R_x: the invariants Ceres checks with
+// EXPECT_THAT_MANIFOLD_INVARIANTS_HOLD (ceres/manifold_test_utils.h, after
+// Hertzberg et al., "Integrating generic sensor fusion algorithms with sound
+// state representations through encapsulation of manifolds", 2013).
+//
+// The gradient Ceres forms, B(x)^T egrad, holds the coordinates of the
+// Riemannian gradient P_x egrad of the embedded (Frobenius) metric. For a
+// TieSubspace that is the kEmbedded metric whichever metric the manifold was
+// built with (Ceres's tangent coordinates are orthonormal by construction).
+//
+// Layout: every point is the manifold's rows x cols block flattened row-major
+// (AmbientSize() = rows * cols doubles); every Jacobian is a row-major raw
+// array. (Were it mapped with Eigen, a one-column Jacobian would need ColMajor,
+// since Eigen rejects a row-major column vector: STYLE C4.)
+//
+// Errors: the adapter methods never throw (STYLE C4). A symopt exception, a
+// non-finite result or a retraction that collapses a row makes the method
+// return false, which Ceres treats as a failed step; LastError() says why.
+//
+// Requires Ceres >= 2.1 (ceres::Manifold) and a symopt built with its Ceres
+// adapter (target symopt::ceres).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "symopt_config.h"
+#if !SYMOPT_HAS_CERES
+#error "this symopt was built without its Ceres adapter (SYMOPT_WITH_CERES)"
+#endif
+
+#include "ceres/first_order_function.h"
+#include "ceres/manifold.h"
+#include "ceres/version.h"
+#include "manifolds/manifold.h"
+
+// STYLE C5: one arithmetic gate, robust to a future 3.0.
+#if CERES_VERSION_MAJOR * 100 + CERES_VERSION_MINOR < 201
+#error "symopt's Ceres adapter needs Ceres >= 2.1 (ceres::Manifold)"
+#endif
+
+namespace symopt {
+namespace ceres {
+
+// Thread-safe record of the last failure of an adapter (Ceres may call a
+// manifold from several threads; only the failure path takes the lock).
+class ErrorLog {
+ public:
+  void Record(std::string message) const;
+  // The message of the last failure ("" when none) and the failure count.
+  std::string LastError() const;
+  std::int64_t NumFailures() const;
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::string last_error_;
+  mutable std::int64_t num_failures_ = 0;
+};
+
+// A symopt Manifold<double> seen by Ceres. Shares ownership of the manifold,
+// so one symopt manifold can back many adapters (ceres::Problem and
+// ceres::GradientProblem take ownership of the adapter object itself).
+//
+// All pointers are host memory. x, y and x_plus_delta: AmbientSize() doubles;
+// delta and y_minus_x: TangentSize() doubles. Outputs may alias inputs of the
+// same size (x_plus_delta may be x): results are computed in scratch space and
+// copied out only on success, so on failure the output is left untouched.
+// (Inside this class, plain "Manifold" names the Ceres base class, hence
+// symopt::Manifold.)
+class ManifoldAdapter final : public ::ceres::Manifold {
+ public:
+  // Requires: manifold non-null; AmbientSize() and Dim() fit in an int.
+  // Throws InvalidArgument otherwise (the constructor is not a Ceres method).
+  explicit ManifoldAdapter(
+      std::shared_ptr<const symopt::Manifold<double>> manifold);
+
+  int AmbientSize() const override { return ambient_size_; }
+  int TangentSize() const override { return tangent_size_; }
+
+  // x_plus_delta = R_x(B(x) delta).
+  // Returns false (output untouched) if a pointer is null, delta or the result
+  // is not finite, the retraction collapses a row, or the manifold throws.
+  bool Plus(const double* x,
+            const double* delta,
+            double* x_plus_delta) const override;
+
+  // jacobian: row-major AmbientSize() x TangentSize(), = B(x).
+  bool PlusJacobian(const double* x, double* jacobian) const override;
+
+  // tangent_matrix = ambient_matrix * B(x), both row-major with num_rows rows
+  // (AmbientSize() and TangentSize() columns), one B(x)^T product per row:
+  // O(num_rows * cost of B^T) time, no N x d matrix. May not alias.
+  bool RightMultiplyByPlusJacobian(const double* x,
+                                   const int num_rows,
+                                   const double* ambient_matrix,
+                                   double* tangent_matrix) const override;
+
+  // y_minus_x = B(x)^T InverseRetract(x, y).
+  // Requires: y in the image of R_x (for a sphere row: <x_r, y_r> > 0);
+  // otherwise the result is not finite and this returns false.
+  bool Minus(const double* y,
+             const double* x,
+             double* y_minus_x) const override;
+
+  // jacobian: row-major TangentSize() x AmbientSize(), = B(x)^T.
+  bool MinusJacobian(const double* x, double* jacobian) const override;
+
+  const symopt::Manifold<double>& manifold() const { return *manifold_; }
+  // Why the last method that returned false failed ("" when none did), e.g.
+  // "Plus on oblique(4x3): retraction collapsed 1 row(s), first row 2".
+  std::string LastError() const { return errors_.LastError(); }
+  std::int64_t NumFailures() const { return errors_.NumFailures(); }
+
+ private:
+  // Runs body(); an exception becomes false plus a LastError() message.
+  template <typename Body>
+  bool Guard(const char* method, Body&& body) const;
+  // Calls visit(j, b_j) with b_j = B(x) e_j (AmbientSize() doubles, valid
+  // during the call) for j = 0 .. TangentSize()-1. Throws on failure.
+  template <typename Visit>
+  void ForEachBasisVector(const double* x, Visit&& visit) const;
+
+  std::shared_ptr<const symopt::Manifold<double>> manifold_;
+  int ambient_size_;
+  int tangent_size_;
+  ErrorLog errors_;
+};
+
+// A loss over a flat parameter vector as a ceres::FirstOrderFunction, for
+// ceres::GradientProblem(new FirstOrderLoss(...), new ManifoldAdapter(...)).
+//
+// The callback returns f(x) for x: num_parameters doubles and, when egrad is
+// not null, writes the Euclidean (ambient) gradient of f into egrad
+// (num_parameters doubles). Ceres passes a null gradient when it needs only
+// the value. For a model, x is the parameters flattened in the manifold's
+// layout (see ManifoldAdapter) and egrad what backpropagation produces;
+// Ceres itself maps it to tangent coordinates with the adapter.
+class FirstOrderLoss final : public ::ceres::FirstOrderFunction {
+ public:
+  using Callback = std::function<double(const double* x, double* egrad)>;
+
+  // Requires: num_parameters >= 1 (it must equal the manifold adapter's
+  // AmbientSize(): ceres::GradientProblem aborts otherwise); callback set.
+  // Throws InvalidArgument otherwise.
+  FirstOrderLoss(int num_parameters, Callback callback);
+
+  // Never throws. Returns false if the callback throws or returns a
+  // non-finite value or gradient entry (reported by LastError() with the
+  // index of the first bad entry); Ceres then shrinks the step.
+  bool Evaluate(const double* parameters,
+                double* cost,
+                double* gradient) const override;
+  int NumParameters() const override { return num_parameters_; }
+
+  std::string LastError() const { return errors_.LastError(); }
+  std::int64_t NumFailures() const { return errors_.NumFailures(); }
+
+ private:
+  int num_parameters_;
+  Callback callback_;
+  ErrorLog errors_;
+};
+
+}  // namespace ceres
+}  // namespace symopt

@@ -1,0 +1,258 @@
+#include "adapters/ceres_manifold.h"
+
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "blas1.h"
+
+namespace symopt {
+namespace ceres {
+
+namespace {
+
+using View = TensorView<double>;
+using ConstView = TensorView<const double>;
+
+// Thrown inside a Guard body for a failure that is not a symopt exception
+// (non-finite data, a collapsed row); the guard turns it into false.
+class AdapterFailure : public std::exception {
+ public:
+  explicit AdapterFailure(std::string message) : message_(std::move(message)) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
+void RequireFinite(const double* values, std::int64_t n, const char* what) {
+  const std::int64_t bad = cpu::FirstNonFinite(values, n);
+  if (bad >= 0) {
+    std::ostringstream os;
+    os << what << " has a non-finite entry at index " << bad << " ("
+       << values[bad] << ")";
+    throw AdapterFailure(os.str());
+  }
+}
+
+void RequireNonNull(const void* p, const char* what) {
+  if (p == nullptr) throw AdapterFailure(std::string(what) + " is null");
+}
+
+}  // namespace
+
+void ErrorLog::Record(std::string message) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  last_error_ = std::move(message);
+  ++num_failures_;
+}
+
+std::string ErrorLog::LastError() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return last_error_;
+}
+
+std::int64_t ErrorLog::NumFailures() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return num_failures_;
+}
+
+// ---- ManifoldAdapter
+// ---------------------------------------------------------
+
+ManifoldAdapter::ManifoldAdapter(
+    std::shared_ptr<const symopt::Manifold<double>> manifold)
+    : manifold_(std::move(manifold)), ambient_size_(0), tangent_size_(0) {
+  SYMOPT_CHECK(manifold_ != nullptr, "ManifoldAdapter: manifold is null");
+  constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
+  SYMOPT_CHECK(
+      manifold_->AmbientSize() <= kIntMax && manifold_->Dim() <= kIntMax,
+      "ManifoldAdapter: " << manifold_->Describe()
+                          << " is too large for Ceres (ambient size "
+                          << manifold_->AmbientSize() << ", dim "
+                          << manifold_->Dim() << ", int sizes)");
+  ambient_size_ = static_cast<int>(manifold_->AmbientSize());
+  tangent_size_ = static_cast<int>(manifold_->Dim());
+}
+
+template <typename Body>
+bool ManifoldAdapter::Guard(const char* method, Body&& body) const {
+  try {
+    body();
+    return true;
+  } catch (const std::exception& e) {
+    errors_.Record(std::string(method) + " on " + manifold_->Describe() + ": " +
+                   e.what());
+  } catch (...) {
+    errors_.Record(std::string(method) + " on " + manifold_->Describe() +
+                   ": unknown exception");
+  }
+  return false;
+}
+
+template <typename Visit>
+void ManifoldAdapter::ForEachBasisVector(const double* x, Visit&& visit) const {
+  const symopt::Manifold<double>& m = *manifold_;
+  const ConstView xv(x, m.rows(), m.cols());
+  std::vector<double> e(tangent_size_, 0.0), b_j(ambient_size_);
+  const View bv(b_j.data(), m.rows(), m.cols());
+  for (int j = 0; j < tangent_size_; ++j) {
+    e[j] = 1.0;
+    m.TangentBasisMultiply(xv, e.data(), bv);
+    e[j] = 0.0;
+    RequireFinite(b_j.data(), ambient_size_, "tangent basis vector");
+    visit(j, static_cast<const double*>(b_j.data()));
+  }
+}
+
+bool ManifoldAdapter::Plus(const double* x,
+                           const double* delta,
+                           double* x_plus_delta) const {
+  return Guard("Plus", [&] {
+    RequireNonNull(x, "x");
+    RequireNonNull(x_plus_delta, "x_plus_delta");
+    if (tangent_size_ > 0) RequireNonNull(delta, "delta");
+    RequireFinite(delta, tangent_size_, "delta");
+    const symopt::Manifold<double>& m = *manifold_;
+    const ConstView xv(x, m.rows(), m.cols());
+    // v = B(x) delta, then y = R_x(v) in scratch: the output (which may be x
+    // itself) is written only once everything succeeded.
+    std::vector<double> v(ambient_size_), y(x, x + ambient_size_);
+    const View vv(v.data(), m.rows(), m.cols());
+    m.TangentBasisMultiply(xv, delta, vv);
+    const RetractReport report =
+        m.Retract(View(y.data(), m.rows(), m.cols()), vv);
+    if (!report.ok()) {
+      std::ostringstream os;
+      os << "retraction collapsed " << report.collapsed_rows
+         << " row(s), first row " << report.first_collapsed_row;
+      throw AdapterFailure(os.str());
+    }
+    RequireFinite(y.data(), ambient_size_, "x_plus_delta");
+    cpu::Copy(y.data(), x_plus_delta, ambient_size_);
+  });
+}
+
+// PlusJacobian = B: column j is B e_j, written with stride d into the
+// row-major N x d array. Both Jacobians come from TangentBasisMultiply while
+// Minus and RightMultiplyByPlusJacobian use TangentBasisTransposeMultiply, so
+// Ceres's invariant tests check the two directions against each other.
+bool ManifoldAdapter::PlusJacobian(const double* x, double* jacobian) const {
+  return Guard("PlusJacobian", [&] {
+    RequireNonNull(x, "x");
+    RequireNonNull(jacobian, "jacobian");
+    std::vector<double> b(ambient_size_ * std::size_t(tangent_size_));
+    ForEachBasisVector(x, [&](int j, const double* b_j) {
+      for (int i = 0; i < ambient_size_; ++i) {
+        b[std::size_t(i) * tangent_size_ + j] = b_j[i];
+      }
+    });
+    cpu::Copy(b.data(), jacobian, b.size());
+  });
+}
+
+bool ManifoldAdapter::RightMultiplyByPlusJacobian(
+    const double* x,
+    const int num_rows,
+    const double* ambient_matrix,
+    double* tangent_matrix) const {
+  return Guard("RightMultiplyByPlusJacobian", [&] {
+    if (num_rows < 0) throw AdapterFailure("num_rows is negative");
+    if (num_rows == 0) return;
+    RequireNonNull(x, "x");
+    RequireNonNull(ambient_matrix, "ambient_matrix");
+    RequireNonNull(tangent_matrix, "tangent_matrix");
+    const symopt::Manifold<double>& m = *manifold_;
+    const ConstView xv(x, m.rows(), m.cols());
+    // (A B)_r = (B^T a_r)^T for each row a_r of A. Results go to scratch and
+    // are copied out once all rows succeeded.
+    std::vector<double> out(static_cast<std::size_t>(num_rows) * tangent_size_);
+    for (int r = 0; r < num_rows; ++r) {
+      const ConstView a_r(
+          ambient_matrix + static_cast<std::int64_t>(r) * ambient_size_,
+          m.rows(),
+          m.cols());
+      m.TangentBasisTransposeMultiply(
+          xv, a_r, out.data() + static_cast<std::int64_t>(r) * tangent_size_);
+    }
+    RequireFinite(out.data(), out.size(), "tangent_matrix");
+    cpu::Copy(out.data(), tangent_matrix, out.size());
+  });
+}
+
+bool ManifoldAdapter::Minus(const double* y,
+                            const double* x,
+                            double* y_minus_x) const {
+  return Guard("Minus", [&] {
+    RequireNonNull(y, "y");
+    RequireNonNull(x, "x");
+    if (tangent_size_ > 0) RequireNonNull(y_minus_x, "y_minus_x");
+    const symopt::Manifold<double>& m = *manifold_;
+    std::vector<double> v(ambient_size_), c(tangent_size_);
+    m.InverseRetract(ConstView(x, m.rows(), m.cols()),
+                     ConstView(y, m.rows(), m.cols()),
+                     View(v.data(), m.rows(), m.cols()));
+    RequireFinite(v.data(), ambient_size_, "InverseRetract(x, y)");
+    m.TangentBasisTransposeMultiply(ConstView(x, m.rows(), m.cols()),
+                                    ConstView(v.data(), m.rows(), m.cols()),
+                                    c.data());
+    RequireFinite(c.data(), tangent_size_, "y_minus_x");
+    cpu::Copy(c.data(), y_minus_x, tangent_size_);
+  });
+}
+
+// MinusJacobian = B^T: row j is (B e_j)^T, one contiguous row per tangent
+// coordinate.
+bool ManifoldAdapter::MinusJacobian(const double* x, double* jacobian) const {
+  return Guard("MinusJacobian", [&] {
+    RequireNonNull(x, "x");
+    RequireNonNull(jacobian, "jacobian");
+    std::vector<double> bt(ambient_size_ * std::size_t(tangent_size_));
+    ForEachBasisVector(x, [&](int j, const double* b_j) {
+      cpu::Copy(b_j, bt.data() + std::size_t(j) * ambient_size_, ambient_size_);
+    });
+    cpu::Copy(bt.data(), jacobian, bt.size());
+  });
+}
+
+// ---- FirstOrderLoss
+// ----------------------------------------------------------
+
+FirstOrderLoss::FirstOrderLoss(int num_parameters, Callback callback)
+    : num_parameters_(num_parameters), callback_(std::move(callback)) {
+  SYMOPT_CHECK(
+      num_parameters_ >= 1,
+      "FirstOrderLoss: num_parameters must be >= 1, got " << num_parameters_);
+  SYMOPT_CHECK(static_cast<bool>(callback_), "FirstOrderLoss: no callback");
+}
+
+bool FirstOrderLoss::Evaluate(const double* parameters,
+                              double* cost,
+                              double* gradient) const {
+  try {
+    RequireNonNull(parameters, "parameters");
+    RequireNonNull(cost, "cost");
+    const double value = callback_(parameters, gradient);
+    if (!std::isfinite(value)) {
+      std::ostringstream os;
+      os << "loss is not finite (" << value << ")";
+      throw AdapterFailure(os.str());
+    }
+    if (gradient != nullptr) {
+      RequireFinite(gradient, num_parameters_, "gradient");
+    }
+    *cost = value;
+    return true;
+  } catch (const std::exception& e) {
+    errors_.Record(std::string("FirstOrderLoss::Evaluate: ") + e.what());
+  } catch (...) {
+    errors_.Record("FirstOrderLoss::Evaluate: unknown exception");
+  }
+  return false;
+}
+
+}  // namespace ceres
+}  // namespace symopt

@@ -1,0 +1,328 @@
+// symopt manifolds through symopt::ceres::ManifoldAdapter, checked with Ceres's
+// own invariants (ceres/manifold_test_utils.h, STYLE C6):
+//   Plus(x, 0) = x, Minus(x, x) = 0, Minus(Plus(x, d), x) = d,
+//   Plus(x, Minus(y, x)) = y, PlusJacobian and MinusJacobian equal Ridders
+//   numerical derivatives, MinusJacobian * PlusJacobian = I, and
+//   RightMultiplyByPlusJacobian = A * PlusJacobian (0-3 rows),
+// on every manifold, several shapes and fixed-seed random points; plus our
+// own RightMultiplyByPlusJacobian check on more rows and the never-throws
+// contract (STYLE C4).
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "adapters/ceres_manifold.h"
+#include "ceres/manifold_test_utils.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "manifolds/euclidean.h"
+
+namespace symopt {
+namespace ceres {
+// gmock prints the manifold under test by name instead of as raw bytes.
+void PrintTo(const ManifoldAdapter& adapter, std::ostream* os) {
+  *os << "ManifoldAdapter(" << adapter.manifold().Describe() << ")";
+}
+}  // namespace ceres
+}  // namespace symopt
+
+namespace {
+
+using symopt::ceres::FirstOrderLoss;
+using symopt::ceres::ManifoldAdapter;
+using ManifoldPtr = std::shared_ptr<const symopt::Manifold<double>>;
+using ::ceres::Matrix;  // row-major dynamic
+using ::ceres::Vector;
+
+// Ceres's tolerance for its own manifolds (manifold_test.cc).
+constexpr double kTolerance = 1e-9;
+constexpr int kNumTrials = 5;
+
+Vector Gaussian(int n, std::mt19937_64& rng, double scale) {
+  std::normal_distribution<double> normal(0.0, scale);
+  Vector v(n);
+  for (int i = 0; i < n; ++i) v[i] = normal(rng);
+  return v;
+}
+
+Vector RandomPoint(const symopt::Manifold<double>& m, std::uint64_t seed) {
+  Vector x(m.AmbientSize());
+  m.RandomPoint(symopt::TensorView<double>(x.data(), m.rows(), m.cols()), seed);
+  return x;
+}
+
+// EXPECT_THAT_MANIFOLD_INVARIANTS_HOLD names Ceres's matchers unqualified.
+void ExpectCeresInvariants(const ManifoldAdapter& manifold,
+                           const Vector& x,
+                           const Vector& delta,
+                           const Vector& y) {
+  using namespace ::ceres;  // NOLINT(build/namespaces)
+  EXPECT_THAT_MANIFOLD_INVARIANTS_HOLD(manifold, x, delta, y, kTolerance);
+}
+
+// Runs Ceres's invariants at kNumTrials random points of `m`, with
+//   delta: random tangent coordinates (unit scale, and one small 1e-5 step:
+//          Ceres's relative tolerance 1e-9 on Minus(Plus(x, d), x) = d cannot
+//          hold for |d| ~ 1e-8, where x + d - x alone loses 1e-8 relatively),
+//   y:     Plus(x, random coordinates) -- a far point in the image of R_x --
+//          and, where the manifold allows it, an independent random point.
+// Trial 0 of a manifold given `edge_x` starts from that point instead.
+void CheckAdapter(const ManifoldPtr& m,
+                  std::uint64_t seed,
+                  const Vector* edge_x = nullptr) {
+  ManifoldAdapter adapter(m);
+  ASSERT_EQ(adapter.AmbientSize(), m->AmbientSize());
+  ASSERT_EQ(adapter.TangentSize(), m->Dim());
+  std::mt19937_64 rng(seed);
+  const int d = adapter.TangentSize();
+  for (int trial = 0; trial < kNumTrials; ++trial) {
+    SCOPED_TRACE(m->Describe() + " trial " + std::to_string(trial));
+    const Vector x = (trial == 0 && edge_x != nullptr)
+                         ? *edge_x
+                         : RandomPoint(*m, seed * 1000 + trial);
+    const Vector delta = Gaussian(d, rng, trial == 1 ? 1e-5 : 1.0);
+    Vector y(adapter.AmbientSize());
+    ASSERT_TRUE(adapter.Plus(x.data(), Gaussian(d, rng, 1.0).data(), y.data()))
+        << adapter.LastError();
+    ExpectCeresInvariants(adapter, x, delta, y);
+    const Vector y_random = RandomPoint(*m, seed * 1000 + 500 + trial);
+    Vector probe(d);
+    if (adapter.Minus(y_random.data(), x.data(), probe.data())) {
+      ExpectCeresInvariants(adapter, x, delta, y_random);
+    }
+  }
+}
+
+// ---- Euclidean -------------------------------------------------------------
+
+TEST(CeresManifoldAdapter, EuclideanInvariants) {
+  std::uint64_t seed = 11;
+  for (auto [rows, cols] : {std::pair{1, 1}, {3, 4}, {5, 1}, {1, 7}}) {
+    auto m = std::make_shared<symopt::Euclidean<double>>(rows, cols);
+    const Vector zero = Vector::Zero(m->AmbientSize());
+    CheckAdapter(m, seed++, &zero);
+  }
+}
+
+TEST(CeresManifoldAdapter, EuclideanPlusMinusAreVectorArithmetic) {
+  // The identity basis: Plus is x + delta, Minus is y - x, exactly.
+  auto m = std::make_shared<symopt::Euclidean<double>>(2, 3);
+  ManifoldAdapter adapter(m);
+  std::mt19937_64 rng(3);
+  const Vector x = Gaussian(6, rng, 1.0), delta = Gaussian(6, rng, 1.0);
+  Vector out(6), diff(6);
+  ASSERT_TRUE(adapter.Plus(x.data(), delta.data(), out.data()));
+  EXPECT_EQ(out, Vector(x + delta));
+  ASSERT_TRUE(adapter.Minus(out.data(), x.data(), diff.data()));
+  EXPECT_LE((diff - delta).lpNorm<Eigen::Infinity>(), 1e-15);
+}
+
+// ---- RightMultiplyByPlusJacobian on many rows
+// --------------------------------
+
+// tangent_matrix = ambient_matrix * PlusJacobian for num_rows up to 9 (Ceres's
+// matcher stops at 3), computed row by row without forming the Jacobian.
+void CheckRightMultiply(const ManifoldPtr& m, std::uint64_t seed) {
+  SCOPED_TRACE(m->Describe());
+  ManifoldAdapter adapter(m);
+  const int n = adapter.AmbientSize(), d = adapter.TangentSize();
+  const Vector x = RandomPoint(*m, seed);
+  Matrix jacobian(n, d);
+  ASSERT_TRUE(adapter.PlusJacobian(x.data(), jacobian.data()));
+  std::mt19937_64 rng(seed);
+  for (int num_rows : {1, 4, 9}) {
+    Matrix ambient(num_rows, n);
+    for (int r = 0; r < num_rows; ++r) ambient.row(r) = Gaussian(n, rng, 1.0);
+    const Matrix expected = ambient * jacobian;
+    Matrix actual = Matrix::Constant(num_rows, d, -7.0);
+    ASSERT_TRUE(adapter.RightMultiplyByPlusJacobian(
+        x.data(), num_rows, ambient.data(), actual.data()))
+        << adapter.LastError();
+    EXPECT_LE((actual - expected).norm(), 1e-12 * (1.0 + expected.norm()))
+        << "num_rows " << num_rows;
+  }
+  // Zero rows: nothing is read or written, and it succeeds.
+  EXPECT_TRUE(
+      adapter.RightMultiplyByPlusJacobian(x.data(), 0, nullptr, nullptr));
+}
+
+TEST(CeresManifoldAdapter, RightMultiplyByPlusJacobianEuclidean) {
+  CheckRightMultiply(std::make_shared<symopt::Euclidean<double>>(4, 6), 21);
+}
+
+// ---- Never throws (STYLE C4)
+// -------------------------------------------------
+
+// A manifold whose every operation throws: the adapter must turn each into
+// false, leave its output untouched and say why.
+class ThrowingManifold final : public symopt::Manifold<double> {
+ public:
+  explicit ThrowingManifold(bool throw_std) : Manifold(2, 2), std_(throw_std) {}
+  std::int64_t Dim() const override { return 3; }
+  std::string Name() const override { return "throwing"; }
+
+ protected:
+  [[noreturn]] void Fail() const {
+    if (std_) throw symopt::NumericalError("deliberate failure");
+    throw 42;  // not a std::exception either
+  }
+  void ProjectPointImpl(View) const override { Fail(); }
+  void ProjectImpl(ConstView, View) const override { Fail(); }
+  symopt::RetractReport RetractImpl(View, ConstView) const override { Fail(); }
+  void InverseRetractImpl(ConstView, ConstView, View) const override { Fail(); }
+  double DistanceToManifoldImpl(ConstView) const override { Fail(); }
+  void TangentBasisMultiplyImpl(ConstView, const double*, View) const override {
+    Fail();
+  }
+  void TangentBasisTransposeMultiplyImpl(ConstView,
+                                         ConstView,
+                                         double*) const override {
+    Fail();
+  }
+
+ private:
+  bool std_;
+};
+
+TEST(CeresManifoldAdapter, ExceptionsBecomeFalseAndLeaveOutputsUntouched) {
+  for (bool throw_std : {true, false}) {
+    SCOPED_TRACE(throw_std ? "std exception" : "non-std exception");
+    ManifoldAdapter adapter(std::make_shared<ThrowingManifold>(throw_std));
+    const Vector x = Vector::Ones(4), delta = Vector::Ones(3);
+    Vector out4 = Vector::Constant(4, 5.0), out3 = Vector::Constant(3, 5.0);
+    Matrix jac = Matrix::Constant(4, 3, 5.0),
+           jac_t = Matrix::Constant(3, 4, 5.0);
+    Matrix tangent = Matrix::Constant(2, 3, 5.0);
+    const Matrix ambient = Matrix::Ones(2, 4);
+    EXPECT_FALSE(adapter.Plus(x.data(), delta.data(), out4.data()));
+    EXPECT_FALSE(adapter.Minus(x.data(), x.data(), out3.data()));
+    EXPECT_FALSE(adapter.PlusJacobian(x.data(), jac.data()));
+    EXPECT_FALSE(adapter.MinusJacobian(x.data(), jac_t.data()));
+    EXPECT_FALSE(adapter.RightMultiplyByPlusJacobian(
+        x.data(), 2, ambient.data(), tangent.data()));
+    EXPECT_EQ(adapter.NumFailures(), 5);
+    const std::string expected =
+        throw_std ? "deliberate failure" : "unknown exception";
+    EXPECT_THAT(
+        adapter.LastError(),
+        ::testing::AllOf(::testing::HasSubstr("RightMultiplyByPlusJacobian"),
+                         ::testing::HasSubstr("throwing(2x2)"),
+                         ::testing::HasSubstr(expected)));
+    EXPECT_TRUE((out4.array() == 5.0).all());
+    EXPECT_TRUE((out3.array() == 5.0).all());
+    EXPECT_TRUE((jac.array() == 5.0).all());
+    EXPECT_TRUE((jac_t.array() == 5.0).all());
+    EXPECT_TRUE((tangent.array() == 5.0).all());
+  }
+}
+
+TEST(CeresManifoldAdapter, BadCallsReturnFalseWithAReason) {
+  auto m = std::make_shared<symopt::Euclidean<double>>(2, 2);
+  ManifoldAdapter adapter(m);
+  const Vector x = Vector::Ones(4);
+  Vector out = Vector::Constant(4, 5.0);
+  Vector delta = Vector::Ones(4);
+  EXPECT_TRUE(adapter.LastError().empty());
+
+  EXPECT_FALSE(adapter.Plus(nullptr, delta.data(), out.data()));
+  EXPECT_THAT(adapter.LastError(), ::testing::HasSubstr("x is null"));
+  EXPECT_FALSE(adapter.Minus(x.data(), nullptr, out.data()));
+  EXPECT_THAT(adapter.LastError(), ::testing::HasSubstr("x is null"));
+  EXPECT_FALSE(adapter.PlusJacobian(x.data(), nullptr));
+  EXPECT_THAT(adapter.LastError(), ::testing::HasSubstr("jacobian is null"));
+  EXPECT_FALSE(
+      adapter.RightMultiplyByPlusJacobian(x.data(), -1, x.data(), out.data()));
+  EXPECT_THAT(adapter.LastError(), ::testing::HasSubstr("num_rows"));
+
+  // A NaN step is refused before anything moves; the output stays as it was.
+  delta[2] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_FALSE(adapter.Plus(x.data(), delta.data(), out.data()));
+  EXPECT_THAT(adapter.LastError(),
+              ::testing::HasSubstr("delta has a non-finite entry at index 2"));
+  EXPECT_TRUE((out.array() == 5.0).all());
+  // An infinite point gives an infinite difference: refused too.
+  Vector y = x;
+  y[3] = std::numeric_limits<double>::infinity();
+  EXPECT_FALSE(adapter.Minus(y.data(), x.data(), out.data()));
+  EXPECT_THAT(adapter.LastError(), ::testing::HasSubstr("index 3"));
+  EXPECT_TRUE((out.array() == 5.0).all());
+  EXPECT_EQ(adapter.NumFailures(), 6);
+}
+
+TEST(CeresManifoldAdapter, ConstructorRejectsNull) {
+  EXPECT_THROW(ManifoldAdapter(nullptr), symopt::InvalidArgument);
+}
+
+// ---- FirstOrderLoss
+// ------------------------------------------------------------
+
+TEST(CeresFirstOrderLoss, EvaluatesValueAndGradient) {
+  // f(x) = 0.5 |x - a|^2, gradient x - a.
+  const Vector a = (Vector(3) << 1.0, -2.0, 0.5).finished();
+  FirstOrderLoss loss(3, [&](const double* x, double* g) {
+    double f = 0.0;
+    for (int i = 0; i < 3; ++i) {
+      f += 0.5 * (x[i] - a[i]) * (x[i] - a[i]);
+      if (g != nullptr) g[i] = x[i] - a[i];
+    }
+    return f;
+  });
+  EXPECT_EQ(loss.NumParameters(), 3);
+  const Vector x = Vector::Zero(3);
+  double cost = -1.0;
+  Vector g(3);
+  ASSERT_TRUE(loss.Evaluate(x.data(), &cost, g.data()));
+  EXPECT_DOUBLE_EQ(cost, 0.5 * a.squaredNorm());
+  EXPECT_EQ(g, Vector(-a));
+  // Value only: Ceres passes a null gradient.
+  cost = -1.0;
+  ASSERT_TRUE(loss.Evaluate(x.data(), &cost, nullptr));
+  EXPECT_DOUBLE_EQ(cost, 0.5 * a.squaredNorm());
+}
+
+TEST(CeresFirstOrderLoss, NonFiniteOrThrowingCallbacksReturnFalse) {
+  int mode = 0;
+  FirstOrderLoss loss(4, [&](const double*, double* g) -> double {
+    if (g != nullptr) {
+      for (int i = 0; i < 4; ++i) g[i] = 1.0;
+    }
+    if (mode == 1) return std::nan("");
+    if (mode == 2 && g != nullptr)
+      g[2] = -std::numeric_limits<double>::infinity();
+    if (mode == 3) throw symopt::NumericalError("model diverged");
+    return 1.0;
+  });
+  const Vector x = Vector::Zero(4);
+  Vector g(4);
+  double cost = 7.0;
+  mode = 1;
+  EXPECT_FALSE(loss.Evaluate(x.data(), &cost, g.data()));
+  EXPECT_THAT(loss.LastError(), ::testing::HasSubstr("loss is not finite"));
+  mode = 2;
+  EXPECT_FALSE(loss.Evaluate(x.data(), &cost, g.data()));
+  EXPECT_THAT(
+      loss.LastError(),
+      ::testing::HasSubstr("gradient has a non-finite entry at index 2"));
+  mode = 3;
+  EXPECT_FALSE(loss.Evaluate(x.data(), &cost, g.data()));
+  EXPECT_THAT(loss.LastError(), ::testing::HasSubstr("model diverged"));
+  EXPECT_EQ(cost, 7.0);  // never overwritten by a failed evaluation
+  EXPECT_EQ(loss.NumFailures(), 3);
+  mode = 0;
+  EXPECT_TRUE(loss.Evaluate(x.data(), &cost, g.data()));
+  EXPECT_EQ(cost, 1.0);
+}
+
+TEST(CeresFirstOrderLoss, ConstructorRejectsBadArguments) {
+  EXPECT_THROW(FirstOrderLoss(0, [](const double*, double*) { return 0.0; }),
+               symopt::InvalidArgument);
+  EXPECT_THROW(FirstOrderLoss(3, nullptr), symopt::InvalidArgument);
+}
+
+}  // namespace
