@@ -22,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "manifolds/euclidean.h"
+#include "manifolds/oblique.h"
 
 namespace symopt {
 namespace ceres {
@@ -73,9 +74,12 @@ void ExpectCeresInvariants(const ManifoldAdapter& manifold,
 //   y:     Plus(x, random coordinates) -- a far point in the image of R_x --
 //          and, where the manifold allows it, an independent random point.
 // Trial 0 of a manifold given `edge_x` starts from that point instead.
+// into_image(x, y), where given, moves the random y into the image of R_x.
+using IntoImage = std::function<void(const Vector& x, Vector& y)>;
 void CheckAdapter(const ManifoldPtr& m,
                   std::uint64_t seed,
-                  const Vector* edge_x = nullptr) {
+                  const Vector* edge_x = nullptr,
+                  const IntoImage& into_image = nullptr) {
   ManifoldAdapter adapter(m);
   ASSERT_EQ(adapter.AmbientSize(), m->AmbientSize());
   ASSERT_EQ(adapter.TangentSize(), m->Dim());
@@ -91,11 +95,9 @@ void CheckAdapter(const ManifoldPtr& m,
     ASSERT_TRUE(adapter.Plus(x.data(), Gaussian(d, rng, 1.0).data(), y.data()))
         << adapter.LastError();
     ExpectCeresInvariants(adapter, x, delta, y);
-    const Vector y_random = RandomPoint(*m, seed * 1000 + 500 + trial);
-    Vector probe(d);
-    if (adapter.Minus(y_random.data(), x.data(), probe.data())) {
-      ExpectCeresInvariants(adapter, x, delta, y_random);
-    }
+    Vector y_random = RandomPoint(*m, seed * 1000 + 500 + trial);
+    if (into_image) into_image(x, y_random);
+    ExpectCeresInvariants(adapter, x, delta, y_random);
   }
 }
 
@@ -121,6 +123,104 @@ TEST(CeresManifoldAdapter, EuclideanPlusMinusAreVectorArithmetic) {
   EXPECT_EQ(out, Vector(x + delta));
   ASSERT_TRUE(adapter.Minus(out.data(), x.data(), diff.data()));
   EXPECT_LE((diff - delta).lpNorm<Eigen::Infinity>(), 1e-15);
+}
+
+// ---- Oblique
+// ------------------------------------------------------------------
+
+// Flips the rows of y that point away from x's rows: R_x reaches exactly the
+// open hemispheres <x_r, y_r> > 0.
+void IntoObliqueImage(const symopt::Manifold<double>& m,
+                      const Vector& x,
+                      Vector& y) {
+  for (std::int64_t r = 0; r < m.rows(); ++r) {
+    const auto xr = x.segment(r * m.cols(), m.cols());
+    auto yr = y.segment(r * m.cols(), m.cols());
+    if (xr.dot(yr) < 0) yr = -yr;
+  }
+}
+
+// Rows that stress the Householder basis: +-e_0 (u = w - s e_0 is largest
+// or the reflector's sign flips), w_r0 = 0 (the sign convention), a diagonal.
+Vector ObliqueEdgePoint(int rows, int cols) {
+  Vector x = Vector::Zero(rows * cols);
+  for (int r = 0; r < rows; ++r) {
+    auto xr = x.segment(r * cols, cols);
+    switch (r % 4) {
+      case 0:
+        xr[0] = 1.0;
+        break;
+      case 1:
+        xr[0] = -1.0;
+        break;
+      case 2:
+        xr[cols - 1] = 1.0;
+        break;  // w_r0 = 0 when cols > 1
+      default:
+        xr.setConstant(1.0 / std::sqrt(double(cols)));
+    }
+  }
+  return x;
+}
+
+TEST(CeresManifoldAdapter, ObliqueInvariants) {
+  std::uint64_t seed = 31;
+  // (1, 2): one circle, TangentSize() == 1 (the DoF == 1 layout case).
+  for (auto [rows, cols] : {std::pair{1, 2}, {4, 3}, {3, 7}, {5, 2}, {2, 16}}) {
+    auto m = std::make_shared<symopt::Oblique<double>>(rows, cols);
+    ASSERT_EQ(m->Dim(), rows * (cols - 1));
+    const Vector edge = ObliqueEdgePoint(rows, cols);
+    CheckAdapter(m, seed++, &edge, [&](const Vector& x, Vector& y) {
+      IntoObliqueImage(*m, x, y);
+    });
+  }
+}
+
+TEST(CeresManifoldAdapter, ObliqueWithOneColumnHasNoTangentSpace) {
+  // OB(3, 1): every row is +-1, so TangentSize() == 0 and Plus is the
+  // identity (Ceres then holds the block constant).
+  auto m = std::make_shared<symopt::Oblique<double>>(3, 1);
+  ManifoldAdapter adapter(m);
+  EXPECT_EQ(adapter.TangentSize(), 0);
+  const Vector x = (Vector(3) << 1.0, -1.0, 1.0).finished();
+  Vector out = Vector::Zero(3);
+  ASSERT_TRUE(adapter.Plus(x.data(), nullptr, out.data()))
+      << adapter.LastError();
+  EXPECT_EQ(out, x);
+  EXPECT_TRUE(adapter.Minus(x.data(), x.data(), nullptr))
+      << adapter.LastError();
+}
+
+TEST(CeresManifoldAdapter, ObliqueFailuresAreValues) {
+  auto m = std::make_shared<symopt::Oblique<double>>(3, 4);
+  ManifoldAdapter adapter(m);
+  const Vector x = RandomPoint(*m, 8);
+  Vector out = Vector::Constant(12, 5.0);
+  Vector coords = Vector::Constant(9, 5.0);
+  // y with an antipodal row is not in the image of R_x: Minus refuses.
+  Vector y = x;
+  y.segment(4, 4) = -y.segment(4, 4);
+  EXPECT_FALSE(adapter.Minus(y.data(), x.data(), coords.data()));
+  EXPECT_THAT(
+      adapter.LastError(),
+      ::testing::AllOf(::testing::HasSubstr("Minus on oblique(3x4)"),
+                       ::testing::HasSubstr("row 1 of y is not in the image")));
+  EXPECT_TRUE((coords.array() == 5.0).all());
+  // A (non-unit) row too short to normalise collapses: a defined event that
+  // Plus reports as a failed step instead of writing a NaN.
+  Vector tiny = x;
+  tiny.segment(8, 4) << 1e-10, 0.0, 0.0, 0.0;
+  const Vector zero = Vector::Zero(9);
+  EXPECT_FALSE(adapter.Plus(tiny.data(), zero.data(), out.data()));
+  EXPECT_THAT(adapter.LastError(),
+              ::testing::HasSubstr("collapsed 1 row(s), first row 2"));
+  EXPECT_TRUE((out.array() == 5.0).all());
+  // Plus may write over its input (Ceres does not promise distinct buffers).
+  Vector in_place = x;
+  const Vector delta = Vector::Constant(9, 0.1);
+  ASSERT_TRUE(adapter.Plus(x.data(), delta.data(), out.data()));
+  ASSERT_TRUE(adapter.Plus(in_place.data(), delta.data(), in_place.data()));
+  EXPECT_EQ(in_place, out);
 }
 
 // ---- RightMultiplyByPlusJacobian on many rows
@@ -152,8 +252,10 @@ void CheckRightMultiply(const ManifoldPtr& m, std::uint64_t seed) {
       adapter.RightMultiplyByPlusJacobian(x.data(), 0, nullptr, nullptr));
 }
 
-TEST(CeresManifoldAdapter, RightMultiplyByPlusJacobianEuclidean) {
+TEST(CeresManifoldAdapter, RightMultiplyByPlusJacobian) {
   CheckRightMultiply(std::make_shared<symopt::Euclidean<double>>(4, 6), 21);
+  CheckRightMultiply(std::make_shared<symopt::Oblique<double>>(6, 20), 22);
+  CheckRightMultiply(std::make_shared<symopt::Oblique<double>>(1, 2), 23);
 }
 
 // ---- Never throws (STYLE C4)
