@@ -38,6 +38,18 @@ void RequireFinite(const double* values, std::int64_t n, const char* what) {
   }
 }
 
+// Per-thread scratch arrays, reused across calls: GradientProblemSolver calls
+// Plus and RightMultiplyByPlusJacobian every iteration, and a fresh vector of
+// a network-sized block per call costs more in page faults than the
+// arithmetic. Slot k is one array; it only grows. (Not for the N x d
+// Jacobians: those would stay allocated for good.)
+double* Scratch(int slot, std::size_t n) {
+  thread_local std::vector<double> buffers[2];
+  std::vector<double>& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
 void RequireNonNull(const void* p, const char* what) {
   if (p == nullptr) throw AdapterFailure(std::string(what) + " is null");
 }
@@ -120,19 +132,20 @@ bool ManifoldAdapter::Plus(const double* x,
     const ConstView xv(x, m.rows(), m.cols());
     // v = B(x) delta, then y = R_x(v) in scratch: the output (which may be x
     // itself) is written only once everything succeeded.
-    std::vector<double> v(ambient_size_), y(x, x + ambient_size_);
-    const View vv(v.data(), m.rows(), m.cols());
+    double* v = Scratch(0, ambient_size_);
+    double* y = Scratch(1, ambient_size_);
+    const View vv(v, m.rows(), m.cols());
     m.TangentBasisMultiply(xv, delta, vv);
-    const RetractReport report =
-        m.Retract(View(y.data(), m.rows(), m.cols()), vv);
+    cpu::Copy(x, y, ambient_size_);
+    const RetractReport report = m.Retract(View(y, m.rows(), m.cols()), vv);
     if (!report.ok()) {
       std::ostringstream os;
       os << "retraction collapsed " << report.collapsed_rows
          << " row(s), first row " << report.first_collapsed_row;
       throw AdapterFailure(os.str());
     }
-    RequireFinite(y.data(), ambient_size_, "x_plus_delta");
-    cpu::Copy(y.data(), x_plus_delta, ambient_size_);
+    RequireFinite(y, ambient_size_, "x_plus_delta");
+    cpu::Copy(y, x_plus_delta, ambient_size_);
   });
 }
 
@@ -169,17 +182,18 @@ bool ManifoldAdapter::RightMultiplyByPlusJacobian(
     const ConstView xv(x, m.rows(), m.cols());
     // (A B)_r = (B^T a_r)^T for each row a_r of A. Results go to scratch and
     // are copied out once all rows succeeded.
-    std::vector<double> out(static_cast<std::size_t>(num_rows) * tangent_size_);
+    const std::size_t size = std::size_t(num_rows) * tangent_size_;
+    double* out = Scratch(0, size);
     for (int r = 0; r < num_rows; ++r) {
       const ConstView a_r(
           ambient_matrix + static_cast<std::int64_t>(r) * ambient_size_,
           m.rows(),
           m.cols());
       m.TangentBasisTransposeMultiply(
-          xv, a_r, out.data() + static_cast<std::int64_t>(r) * tangent_size_);
+          xv, a_r, out + static_cast<std::int64_t>(r) * tangent_size_);
     }
-    RequireFinite(out.data(), out.size(), "tangent_matrix");
-    cpu::Copy(out.data(), tangent_matrix, out.size());
+    RequireFinite(out, size, "tangent_matrix");
+    cpu::Copy(out, tangent_matrix, size);
   });
 }
 
@@ -191,16 +205,16 @@ bool ManifoldAdapter::Minus(const double* y,
     RequireNonNull(x, "x");
     if (tangent_size_ > 0) RequireNonNull(y_minus_x, "y_minus_x");
     const symopt::Manifold<double>& m = *manifold_;
-    std::vector<double> v(ambient_size_), c(tangent_size_);
+    double* v = Scratch(0, ambient_size_);
+    double* c = Scratch(1, tangent_size_);
     m.InverseRetract(ConstView(x, m.rows(), m.cols()),
                      ConstView(y, m.rows(), m.cols()),
-                     View(v.data(), m.rows(), m.cols()));
-    RequireFinite(v.data(), ambient_size_, "InverseRetract(x, y)");
-    m.TangentBasisTransposeMultiply(ConstView(x, m.rows(), m.cols()),
-                                    ConstView(v.data(), m.rows(), m.cols()),
-                                    c.data());
-    RequireFinite(c.data(), tangent_size_, "y_minus_x");
-    cpu::Copy(c.data(), y_minus_x, tangent_size_);
+                     View(v, m.rows(), m.cols()));
+    RequireFinite(v, ambient_size_, "InverseRetract(x, y)");
+    m.TangentBasisTransposeMultiply(
+        ConstView(x, m.rows(), m.cols()), ConstView(v, m.rows(), m.cols()), c);
+    RequireFinite(c, tangent_size_, "y_minus_x");
+    cpu::Copy(c, y_minus_x, tangent_size_);
   });
 }
 
