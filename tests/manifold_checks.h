@@ -4,8 +4,9 @@
 //     x on M; R_x(0) = x; R_x(P_x v) on M; P_x idempotent, symmetric and
 //     orthogonal; EgradToRgrad lands in T_x M; T_{x->y} lands in T_y M;
 //     Inner symmetric and positive; InverseRetract inverts Retract; the
-//     tangent basis is orthonormal, spans T_x M and has Dim() columns; the
-//     fused Step equals StepComposed (plain, momentum, Nesterov, decay).
+//     tangent basis is orthonormal (in the metric Inner), spans T_x M and has
+//     Dim() columns; the fused Step equals StepComposed (plain, momentum,
+//     Nesterov, decay).
 //
 //   CheckRiemannianGradient(m, f, egrad, x, seed)
 //     the Riemannian gradient of f agrees with central differences of
@@ -162,7 +163,8 @@ void CheckManifoldInvariants(const Manifold<T>& m,
       std::fill(c.begin(), c.end(), T(0));
       c[j] = T(1);
       m.TangentBasisMultiply(cx, c.data(), ViewOf(m, bc));
-      CHECK(std::abs(FrobeniusDot(bc, bc) - 1.0) <= tol);
+      // Orthonormal in the manifold's own metric (Frobenius for most).
+      CHECK(std::abs(m.Inner(cx, CViewOf(m, bc), CViewOf(m, bc)) - 1.0) <= tol);
       m.TangentBasisTransposeMultiply(cx, CViewOf(m, bc), c2.data());
       CHECK(MaxAbsDiff(c2, c) <= tol);
       const std::vector<T> pbc = Projected(m, x, bc);

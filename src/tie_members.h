@@ -1,0 +1,73 @@
+// Member index sets of tie classes (private to the library).
+//
+// A class's members are visited through a small value type with size() and
+// operator[](j) -> flat index. Classes stored as runs use RunMembers; member
+// lists use Members<S>, where S > 0 fixes the class size at compile time (so
+// the loops over pairs, triples, ... have a constant trip count and unroll)
+// and S = 0 is the general case.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+namespace symopt {
+namespace tie_internal {
+
+// Members start, start + 1, ..., start + n - 1.
+struct RunMembers {
+  std::int64_t start;
+  std::int64_t n;
+  std::int64_t size() const { return n; }
+  std::int64_t operator[](std::int64_t j) const { return start + j; }
+};
+
+// Members base + m[0], ..., base + m[S - 1].
+template <int S>
+struct Members {
+  const std::int32_t* m;
+  std::int64_t base;
+  static constexpr std::int64_t size() { return S; }
+  std::int64_t operator[](std::int64_t j) const { return base + m[j]; }
+};
+
+template <>
+struct Members<0> {
+  const std::int32_t* m;
+  std::int64_t base;
+  std::int64_t n;
+  std::int64_t size() const { return n; }
+  std::int64_t operator[](std::int64_t j) const { return base + m[j]; }
+};
+
+template <int S>
+inline Members<S> MakeMembers(const std::int32_t* m,
+                              std::int64_t base,
+                              std::int64_t n) {
+  if constexpr (S == 0) {
+    return Members<0>{m, base, n};
+  } else {
+    (void)n;
+    return Members<S>{m, base};
+  }
+}
+
+// Calls fn(std::integral_constant<int, S>) with S = size for the sizes that
+// get their own loops, S = 0 otherwise; returns what fn returns.
+template <typename Fn>
+inline auto DispatchSize(std::int64_t size, Fn&& fn) {
+  switch (size) {
+    case 1:
+      return fn(std::integral_constant<int, 1>());
+    case 2:
+      return fn(std::integral_constant<int, 2>());
+    case 3:
+      return fn(std::integral_constant<int, 3>());
+    case 4:
+      return fn(std::integral_constant<int, 4>());
+    default:
+      return fn(std::integral_constant<int, 0>());
+  }
+}
+
+}  // namespace tie_internal
+}  // namespace symopt

@@ -1,0 +1,649 @@
+#include "manifolds/tie_subspace.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <random>
+#include <sstream>
+#include <type_traits>
+
+#include "tie_members.h"
+
+namespace symopt {
+
+bool TiePattern::IsValid(std::string* error) const {
+  std::ostringstream os;
+  const std::int64_t n = rows * cols;
+  if (rows < 1 || cols < 1) {
+    os << "tie pattern shape must be at least 1x1, got " << rows << "x" << cols;
+  } else if (num_classes < 0) {
+    os << "tie pattern has a negative class count " << num_classes;
+  } else if (std::int64_t(class_of.size()) != n) {
+    os << "tie pattern class_of has " << class_of.size()
+       << " entries, expected rows*cols = " << rows << "*" << cols << " = "
+       << n;
+  } else {
+    std::vector<char> used(std::size_t(num_classes), 0);
+    for (std::int64_t i = 0; i < n && os.tellp() == 0; ++i) {
+      const std::int32_t k = class_of[std::size_t(i)];
+      if (k == kZero) continue;
+      if (k < 0 || k >= num_classes) {
+        os << "tie pattern entry (" << i / cols << ", " << i % cols
+           << ") (flat " << i << ") has class id " << k << ", outside [0, "
+           << num_classes << ") and not kZero (-1)";
+      } else {
+        used[std::size_t(k)] = 1;
+      }
+    }
+    for (std::int32_t k = 0; k < num_classes && os.tellp() == 0; ++k) {
+      if (!used[std::size_t(k)]) {
+        os << "tie pattern class " << k << " of " << num_classes
+           << " has no member (ids must be 0..K-1, all used)";
+      }
+    }
+  }
+  if (error) *error = os.str();
+  return os.tellp() == 0;
+}
+
+const char* TieLayoutName(TieLayout layout) {
+  switch (layout) {
+    case TieLayout::kContiguous:
+      return "contiguous";
+    case TieLayout::kRowPeriodic:
+      return "row_periodic";
+    case TieLayout::kGeneral:
+      return "general";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using tie_internal::DispatchSize;
+using tie_internal::MakeMembers;
+using tie_internal::RunMembers;
+
+// Blocks at least this large run their loops on OpenMP threads.
+constexpr std::int64_t kParallelMin = std::int64_t(1) << 16;
+// Zero lists of the general layout are split into chunks this long.
+constexpr std::int64_t kZeroChunk = 4096;
+
+std::int64_t CheckedRows(const TiePattern& p) {
+  std::string error;
+  SYMOPT_CHECK(p.IsValid(&error), "invalid tie pattern: " << error);
+  SYMOPT_CHECK(p.rows * p.cols <= std::numeric_limits<std::int32_t>::max(),
+               "tie pattern " << p.rows << "x" << p.cols << " has "
+                              << p.rows * p.cols
+                              << " entries; at most 2^31 - 1 are supported");
+  return p.rows;
+}
+
+// True if every class is one run of consecutive entries.
+bool IsContiguous(const TiePattern& p) {
+  std::vector<char> seen(std::size_t(p.num_classes), 0);
+  const std::int32_t* id = p.class_of.data();
+  const std::int64_t n = std::int64_t(p.class_of.size());
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int32_t k = id[i];
+    if (k == TiePattern::kZero || (i > 0 && id[i - 1] == k)) continue;
+    if (seen[std::size_t(k)]) return false;  // a second run of class k
+    seen[std::size_t(k)] = 1;
+  }
+  return true;
+}
+
+// Row-periodic detection. On success local0 holds row 0's classes renumbered
+// 0..K_row-1 by first appearance (kZero kept), and phi[r * K_row + c] is the
+// id of local class c in row r.
+bool IsRowPeriodic(const TiePattern& p,
+                   std::vector<std::int32_t>* local0,
+                   std::vector<std::int32_t>* phi,
+                   std::int64_t* classes_per_row) {
+  const std::int64_t rows = p.rows, cols = p.cols;
+  if (rows < 2) return false;
+  const std::int32_t* id = p.class_of.data();
+  std::vector<std::int32_t> local_of(std::size_t(p.num_classes), -1);
+  local0->assign(std::size_t(cols), TiePattern::kZero);
+  std::int64_t k_row = 0;
+  for (std::int64_t j = 0; j < cols; ++j) {
+    const std::int32_t k = id[j];
+    if (k == TiePattern::kZero) continue;
+    if (local_of[std::size_t(k)] < 0) local_of[std::size_t(k)] = k_row++;
+    (*local0)[std::size_t(j)] = local_of[std::size_t(k)];
+  }
+  if (std::int64_t(p.num_classes) != rows * k_row) return false;
+  // Each class may be claimed by exactly one (row, local class).
+  std::vector<char> claimed(std::size_t(p.num_classes), 0);
+  phi->assign(std::size_t(rows * k_row), -1);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::int32_t* phi_r = phi->data() + r * k_row;
+    const std::int32_t* id_r = id + r * cols;
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const std::int32_t c = (*local0)[std::size_t(j)];
+      const std::int32_t k = id_r[j];
+      if ((c == TiePattern::kZero) != (k == TiePattern::kZero)) return false;
+      if (k == TiePattern::kZero) continue;
+      if (phi_r[c] < 0) {
+        if (claimed[std::size_t(k)]) return false;
+        claimed[std::size_t(k)] = 1;
+        phi_r[c] = k;
+      } else if (phi_r[c] != k) {
+        return false;
+      }
+    }
+  }
+  *classes_per_row = k_row;
+  return true;
+}
+
+}  // namespace
+
+template <typename T>
+TieSubspace<T>::TieSubspace(const TiePattern& pattern, TieMetric metric)
+    : Manifold<T>(CheckedRows(pattern), pattern.cols), metric_(metric) {
+  const TiePattern& p = pattern;
+  const std::int64_t n = p.rows * p.cols;
+  num_classes_ = p.num_classes;
+  num_zeros_ =
+      std::count(p.class_of.begin(), p.class_of.end(), TiePattern::kZero);
+  const std::int32_t* id = p.class_of.data();
+
+  if (IsContiguous(p)) {
+    layout_ = TieLayout::kContiguous;
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (i == 0 || id[i] != id[i - 1]) {
+        run_start_.push_back(std::int32_t(i));
+        run_id_.push_back(id[i]);
+      }
+    }
+    run_start_.push_back(std::int32_t(n));
+    return;
+  }
+
+  std::vector<std::int32_t> local0, phi;
+  if (IsRowPeriodic(p, &local0, &phi, &row_classes_)) {
+    layout_ = TieLayout::kRowPeriodic;
+    BuildGroups(local0.data(), p.cols, row_classes_);
+    // class_ids_ holds local classes; turn them into ids in group order.
+    const std::vector<std::int32_t> local_at = class_ids_;
+    id_map_.resize(phi.size());
+    bool shifted = true;
+    for (std::int64_t r = 0; r < p.rows; ++r) {
+      for (std::int64_t c = 0; c < row_classes_; ++c) {
+        const std::int32_t k = phi[std::size_t(r * row_classes_ + local_at[c])];
+        id_map_[std::size_t(r * row_classes_ + c)] = k;
+        shifted = shifted && k == id_map_[std::size_t(c)] + r * row_classes_;
+      }
+    }
+    class_ids_.assign(id_map_.begin(), id_map_.begin() + row_classes_);
+    if (shifted) {
+      id_map_.clear();
+      id_map_.shrink_to_fit();
+    }
+    return;
+  }
+
+  layout_ = TieLayout::kGeneral;
+  BuildGroups(id, n, num_classes_);
+}
+
+// Groups classes by size (ascending; ascending id within a size) and fills
+// members_ (num_classes x size per group), class_ids_ and zero_members_.
+template <typename T>
+void TieSubspace<T>::BuildGroups(const std::int32_t* local_ids,
+                                 std::int64_t n,
+                                 std::int64_t num_local) {
+  std::vector<std::int32_t> count(std::size_t(num_local), 0);
+  std::int64_t zeros = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (local_ids[i] == TiePattern::kZero) {
+      ++zeros;
+    } else {
+      ++count[std::size_t(local_ids[i])];
+    }
+  }
+  std::map<std::int32_t, std::int64_t> classes_of_size;
+  {
+    // Most sizes are small: count those in an array, the rest in the map.
+    constexpr std::int32_t kSmall = 256;
+    std::vector<std::int64_t> small(kSmall, 0);
+    for (std::int32_t c : count) {
+      if (c < kSmall) {
+        ++small[std::size_t(c)];
+      } else {
+        ++classes_of_size[c];
+      }
+    }
+    for (std::int32_t s = 1; s < kSmall; ++s) {
+      if (small[std::size_t(s)] > 0) classes_of_size[s] = small[std::size_t(s)];
+    }
+  }
+  groups_.clear();
+  std::int64_t first_class = 0, first_member = 0;
+  std::map<std::int32_t, std::size_t> group_of_size;
+  for (const auto& [size, num] : classes_of_size) {
+    group_of_size[size] = groups_.size();
+    groups_.push_back(Group{size, first_class, num, first_member});
+    first_class += num;
+    first_member += num * size;
+  }
+  // Class positions and member cursors, in id order within each group.
+  class_ids_.assign(std::size_t(num_local), 0);
+  std::vector<std::int32_t> cursor(static_cast<std::size_t>(num_local));
+  {
+    std::vector<std::int64_t> next_class(groups_.size());
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      next_class[g] = groups_[g].first_class;
+    }
+    for (std::int64_t k = 0; k < num_local; ++k) {
+      const std::size_t g = group_of_size[count[std::size_t(k)]];
+      const std::int64_t pos = next_class[g]++;
+      class_ids_[std::size_t(pos)] = std::int32_t(k);
+      cursor[std::size_t(k)] =
+          std::int32_t(groups_[g].first_member +
+                       (pos - groups_[g].first_class) * groups_[g].size);
+    }
+  }
+  members_.assign(std::size_t(first_member), 0);
+  zero_members_.clear();
+  zero_members_.reserve(std::size_t(zeros));
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int32_t k = local_ids[i];
+    if (k == TiePattern::kZero) {
+      zero_members_.push_back(std::int32_t(i));
+    } else {
+      members_[std::size_t(cursor[std::size_t(k)]++)] = std::int32_t(i);
+    }
+  }
+}
+
+template <typename T>
+template <typename PerClass, typename PerZero>
+double TieSubspace<T>::Visit(PerClass&& per_class, PerZero&& per_zero) const {
+  const bool parallel = this->AmbientSize() >= kParallelMin;
+  double total = 0.0;
+  switch (layout_) {
+    case TieLayout::kContiguous: {
+      const std::int64_t runs = std::int64_t(run_id_.size());
+      const std::int32_t* start = run_start_.data();
+      const std::int32_t* id = run_id_.data();
+#pragma omp parallel for reduction(+ : total) schedule(static) if (parallel)
+      for (std::int64_t s = 0; s < runs; ++s) {
+        const RunMembers mem{start[s], start[s + 1] - start[s]};
+        total += id[s] == TiePattern::kZero
+                     ? per_zero(mem)
+                     : per_class(std::int64_t(id[s]), mem);
+      }
+      break;
+    }
+    case TieLayout::kRowPeriodic: {
+      const std::int64_t rows = this->rows(), cols = this->cols();
+      const std::int64_t k_row = row_classes_;
+      const std::int32_t* ids = class_ids_.data();
+      const std::int32_t* map = id_map_.data();
+      const bool mapped = !id_map_.empty();
+#pragma omp parallel for reduction(+ : total) schedule(static) if (parallel)
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const std::int64_t base = r * cols;
+        double row_total = 0.0;
+        for (const Group& g : groups_) {
+          row_total += DispatchSize(g.size, [&](auto tag) {
+            constexpr int kSize = decltype(tag)::value;
+            const std::int32_t* mem = members_.data() + g.first_member;
+            double sum = 0.0;
+            for (std::int64_t c = 0; c < g.num_classes; ++c) {
+              const std::int64_t pos = g.first_class + c;
+              const std::int64_t class_id =
+                  mapped ? map[r * k_row + pos] : ids[pos] + r * k_row;
+              sum += per_class(
+                  class_id, MakeMembers<kSize>(mem + c * g.size, base, g.size));
+            }
+            return sum;
+          });
+        }
+        if (!zero_members_.empty()) {
+          row_total += per_zero(MakeMembers<0>(
+              zero_members_.data(), base, std::int64_t(zero_members_.size())));
+        }
+        total += row_total;
+      }
+      break;
+    }
+    case TieLayout::kGeneral: {
+      const std::int32_t* ids = class_ids_.data();
+      for (const Group& g : groups_) {
+        total += DispatchSize(g.size, [&](auto tag) {
+          constexpr int kSize = decltype(tag)::value;
+          const std::int32_t* mem = members_.data() + g.first_member;
+          const std::int64_t first = g.first_class;
+          const std::int64_t size = g.size;
+          double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (parallel)
+          for (std::int64_t c = 0; c < g.num_classes; ++c) {
+            sum += per_class(std::int64_t(ids[first + c]),
+                             MakeMembers<kSize>(mem + c * size, 0, size));
+          }
+          return sum;
+        });
+      }
+      const std::int64_t zeros = std::int64_t(zero_members_.size());
+      const std::int64_t chunks = (zeros + kZeroChunk - 1) / kZeroChunk;
+      const std::int32_t* zmem = zero_members_.data();
+#pragma omp parallel for reduction(+ : total) schedule(static) if (parallel)
+      for (std::int64_t c = 0; c < chunks; ++c) {
+        const std::int64_t begin = c * kZeroChunk;
+        total += per_zero(MakeMembers<0>(
+            zmem + begin, 0, std::min(kZeroChunk, zeros - begin)));
+      }
+      break;
+    }
+  }
+  return total;
+}
+
+namespace {
+
+// Sum of a[members] in double.
+template <typename T, typename Members>
+inline double SumOver(const T* a, const Members& mem) {
+  double s = 0.0;
+  for (std::int64_t j = 0; j < mem.size(); ++j) s += double(a[mem[j]]);
+  return s;
+}
+
+template <typename T, typename Members>
+inline void Fill(T value, T* a, const Members& mem) {
+  for (std::int64_t j = 0; j < mem.size(); ++j) a[mem[j]] = value;
+}
+
+template <typename T, typename Members>
+inline T MeanOver(const T* a, const Members& mem) {
+  return T(SumOver(a, mem) / double(mem.size()));
+}
+
+}  // namespace
+
+template <typename T>
+std::int64_t TieSubspace<T>::IndexBytes() const {
+  return std::int64_t(sizeof(std::int32_t)) *
+             std::int64_t(run_start_.size() + run_id_.size() + members_.size() +
+                          class_ids_.size() + zero_members_.size() +
+                          id_map_.size()) +
+         std::int64_t(sizeof(Group) * groups_.size());
+}
+
+template <typename T>
+TiePattern TieSubspace<T>::Pattern() const {
+  TiePattern p;
+  p.rows = this->rows();
+  p.cols = this->cols();
+  p.num_classes = std::int32_t(num_classes_);
+  p.class_of.assign(std::size_t(this->AmbientSize()), TiePattern::kZero);
+  std::int32_t* out = p.class_of.data();
+  Visit(
+      [out](std::int64_t id, const auto& mem) {
+        Fill(std::int32_t(id), out, mem);
+        return 0.0;
+      },
+      [](const auto&) { return 0.0; });
+  return p;
+}
+
+template <typename T>
+void TieSubspace<T>::Expand(const T* theta, View x) const {
+  this->CheckView(x, "x");
+  SYMOPT_CHECK(theta != nullptr || num_classes_ == 0,
+               this->Describe() << ": theta is null");
+  T* xs = x.data;
+  Visit(
+      [theta, xs](std::int64_t id, const auto& mem) {
+        Fill(theta[id], xs, mem);
+        return 0.0;
+      },
+      [xs](const auto& mem) {
+        Fill(T(0), xs, mem);
+        return 0.0;
+      });
+}
+
+template <typename T>
+void TieSubspace<T>::Fold(ConstView x, T* theta) const {
+  this->CheckView(x, "x");
+  SYMOPT_CHECK(theta != nullptr || num_classes_ == 0,
+               this->Describe() << ": theta is null");
+  const T* xs = x.data;
+  Visit(
+      [theta, xs](std::int64_t id, const auto& mem) {
+        theta[id] = MeanOver(xs, mem);
+        return 0.0;
+      },
+      [](const auto&) { return 0.0; });
+}
+
+template <typename T>
+void TieSubspace<T>::FoldSum(ConstView g, T* theta) const {
+  this->CheckView(g, "g");
+  SYMOPT_CHECK(theta != nullptr || num_classes_ == 0,
+               this->Describe() << ": theta is null");
+  const T* gs = g.data;
+  Visit(
+      [theta, gs](std::int64_t id, const auto& mem) {
+        theta[id] = T(SumOver(gs, mem));
+        return 0.0;
+      },
+      [](const auto&) { return 0.0; });
+}
+
+template <typename T>
+void TieSubspace<T>::ProjectInPlace(View u) const {
+  this->CheckView(u, "u");
+  ProjectPointImpl(u);
+}
+
+// Pi_E: every entry becomes its class mean, zeros become 0.
+template <typename T>
+void TieSubspace<T>::ProjectPointImpl(View x) const {
+  T* xs = x.data;
+  Visit(
+      [xs](std::int64_t, const auto& mem) {
+        Fill(MeanOver(xs, mem), xs, mem);
+        return 0.0;
+      },
+      [xs](const auto& mem) {
+        Fill(T(0), xs, mem);
+        return 0.0;
+      });
+}
+
+template <typename T>
+void TieSubspace<T>::ProjectImpl(ConstView /*x*/, View u) const {
+  ProjectPointImpl(u);
+}
+
+template <typename T>
+void TieSubspace<T>::EgradToRgradImpl(ConstView /*x*/, View g) const {
+  if (metric_ == TieMetric::kEmbedded) {
+    ProjectPointImpl(g);
+    return;
+  }
+  T* gs = g.data;
+  Visit(
+      [gs](std::int64_t, const auto& mem) {
+        Fill(T(SumOver(gs, mem)), gs, mem);
+        return 0.0;
+      },
+      [gs](const auto& mem) {
+        Fill(T(0), gs, mem);
+        return 0.0;
+      });
+}
+
+// x + v, computed as mean(x) + mean(v) per class so that the result is in E
+// with one value per class even when x or v carry rounding noise.
+template <typename T>
+RetractReport TieSubspace<T>::RetractImpl(View x, ConstView v) const {
+  T* xs = x.data;
+  const T* vs = v.data;
+  Visit(
+      [xs, vs](std::int64_t, const auto& mem) {
+        Fill(T(MeanOver(xs, mem) + MeanOver(vs, mem)), xs, mem);
+        return 0.0;
+      },
+      [xs](const auto& mem) {
+        Fill(T(0), xs, mem);
+        return 0.0;
+      });
+  return {};
+}
+
+template <typename T>
+void TieSubspace<T>::InverseRetractImpl(ConstView x,
+                                        ConstView y,
+                                        View v) const {
+  const T* xs = x.data;
+  const T* ys = y.data;
+  T* vs = v.data;
+  Visit(
+      [xs, ys, vs](std::int64_t, const auto& mem) {
+        Fill(T(MeanOver(ys, mem) - MeanOver(xs, mem)), vs, mem);
+        return 0.0;
+      },
+      [vs](const auto& mem) {
+        Fill(T(0), vs, mem);
+        return 0.0;
+      });
+}
+
+template <typename T>
+void TieSubspace<T>::TransportImpl(ConstView, ConstView, View) const {}
+
+template <typename T>
+double TieSubspace<T>::InnerImpl(ConstView x, ConstView u, ConstView v) const {
+  if (metric_ == TieMetric::kEmbedded) return Manifold<T>::InnerImpl(x, u, v);
+  const T* us = u.data;
+  const T* vs = v.data;
+  return Visit(
+      [us, vs](std::int64_t, const auto& mem) {
+        const double n = double(mem.size());
+        return (SumOver(us, mem) / n) * (SumOver(vs, mem) / n);
+      },
+      [](const auto&) { return 0.0; });
+}
+
+template <typename T>
+double TieSubspace<T>::DistanceToManifoldImpl(ConstView x) const {
+  const T* xs = x.data;
+  const double sq = Visit(
+      [xs](std::int64_t, const auto& mem) {
+        const double mean = SumOver(xs, mem) / double(mem.size());
+        double s = 0.0;
+        for (std::int64_t j = 0; j < mem.size(); ++j) {
+          const double d = double(xs[mem[j]]) - mean;
+          s += d * d;
+        }
+        return s;
+      },
+      [xs](const auto& mem) {
+        double s = 0.0;
+        for (std::int64_t j = 0; j < mem.size(); ++j) {
+          s += double(xs[mem[j]]) * double(xs[mem[j]]);
+        }
+        return s;
+      });
+  return std::sqrt(sq);
+}
+
+// theta_k ~ N(0, 1), expanded: every class value has unit variance.
+template <typename T>
+void TieSubspace<T>::RandomPointImpl(View x, std::uint64_t seed) const {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<T> theta(static_cast<std::size_t>(num_classes_));
+  for (T& t : theta) t = T(normal(rng));
+  Expand(theta.data(), x);
+}
+
+template <typename T>
+void TieSubspace<T>::TangentBasisMultiplyImpl(ConstView /*x*/,
+                                              const T* coeffs,
+                                              View v) const {
+  T* vs = v.data;
+  const bool embedded = metric_ == TieMetric::kEmbedded;
+  Visit(
+      [coeffs, vs, embedded](std::int64_t id, const auto& mem) {
+        const double c = double(coeffs[id]);
+        Fill(T(embedded ? c / std::sqrt(double(mem.size())) : c), vs, mem);
+        return 0.0;
+      },
+      [vs](const auto& mem) {
+        Fill(T(0), vs, mem);
+        return 0.0;
+      });
+}
+
+template <typename T>
+void TieSubspace<T>::TangentBasisTransposeMultiplyImpl(ConstView /*x*/,
+                                                       ConstView u,
+                                                       T* coeffs) const {
+  const T* us = u.data;
+  const bool embedded = metric_ == TieMetric::kEmbedded;
+  Visit(
+      [coeffs, us, embedded](std::int64_t id, const auto& mem) {
+        const double s = SumOver(us, mem), n = double(mem.size());
+        coeffs[id] = T(embedded ? s / std::sqrt(n) : s / n);
+        return 0.0;
+      },
+      [](const auto&) { return 0.0; });
+}
+
+// The fused step: one visit of every class, reading x, g (and m) at each
+// member once and writing x (and m) once. The arithmetic repeats StepComposed's
+// operation for operation (g + wd x in T; class sums in double; m = r + beta m;
+// d = beta m + r; -lr d; mean(x) + step), so the two agree bitwise for float.
+template <typename T>
+RetractReport TieSubspace<T>::StepImpl(View x,
+                                       ConstView g,
+                                       View m,
+                                       const StepOptions& o) const {
+  const T beta = T(o.momentum), wd = T(o.weight_decay), neg_lr = T(-o.lr);
+  const bool momentum = o.momentum > 0.0, nesterov = o.nesterov;
+  const bool decay = o.weight_decay != 0.0;
+  const bool shared = metric_ == TieMetric::kShared;
+  T* xs = x.data;
+  const T* gs = g.data;
+  T* ms = momentum ? m.data : nullptr;
+  Visit(
+      [=](std::int64_t, const auto& mem) {
+        const std::int64_t n = mem.size();
+        double sx = 0.0, sg = 0.0, sm = 0.0;
+        for (std::int64_t j = 0; j < n; ++j) {
+          const std::int64_t i = mem[j];
+          const T xi = xs[i];
+          sx += double(xi);
+          sg += double(decay ? T(wd * xi + gs[i]) : gs[i]);
+          if (momentum) sm += double(ms[i]);
+        }
+        const T r = shared ? T(sg) : T(sg / double(n));
+        T d = r;
+        if (momentum) {
+          const T mk = T(r + beta * T(sm / double(n)));
+          d = nesterov ? T(beta * mk + r) : mk;
+          Fill(mk, ms, mem);
+        }
+        Fill(T(T(sx / double(n)) + T(d * neg_lr)), xs, mem);
+        return 0.0;
+      },
+      [=](const auto& mem) {
+        Fill(T(0), xs, mem);
+        if (momentum) Fill(T(0), ms, mem);
+        return 0.0;
+      });
+  return {};
+}
+
+template class TieSubspace<float>;
+template class TieSubspace<double>;
+
+}  // namespace symopt

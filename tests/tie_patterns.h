@@ -1,0 +1,101 @@
+// Tie patterns for the tests of TieSubspace, TiedOblique and Product. Every
+// pattern is computed from a rule (or a fixed seed), never typed in.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "manifolds/tie_subspace.h"
+
+namespace symopt {
+namespace testing {
+
+// Renumbers the non-zero ids of p by first appearance (0, 1, ...) and sets
+// num_classes: turns any labelling into a valid pattern.
+inline TiePattern Canonical(TiePattern p) {
+  std::vector<std::int32_t> map;
+  std::int32_t next = 0;
+  for (auto& k : p.class_of) {
+    if (k == TiePattern::kZero) continue;
+    if (std::size_t(k) >= map.size()) map.resize(std::size_t(k) + 1, -1);
+    if (map[std::size_t(k)] < 0) map[std::size_t(k)] = next++;
+    k = map[std::size_t(k)];
+  }
+  p.num_classes = next;
+  return p;
+}
+
+// Mirror pairs in every row (flip invariance along the columns): entry (r, j)
+// is tied to (r, cols - 1 - j). Columns listed in zero_cols are zeroed.
+inline TiePattern MirrorPattern(std::int64_t rows,
+                                std::int64_t cols,
+                                std::vector<std::int64_t> zero_cols = {}) {
+  TiePattern p;
+  p.rows = rows;
+  p.cols = cols;
+  p.class_of.resize(std::size_t(rows * cols));
+  const std::int64_t half = (cols + 1) / 2;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const bool zero =
+          std::find(zero_cols.begin(), zero_cols.end(), j) != zero_cols.end();
+      p.class_of[std::size_t(r * cols + j)] =
+          zero ? TiePattern::kZero
+               : std::int32_t(r * half + std::min(j, cols - 1 - j));
+    }
+  }
+  return Canonical(p);
+}
+
+// Each class a run of `run` consecutive entries (row-major), the last entry of
+// every `zero_every`-th run zeroed (0: none).
+inline TiePattern RunPattern(std::int64_t rows,
+                             std::int64_t cols,
+                             std::int64_t run,
+                             std::int64_t zero_every = 0) {
+  TiePattern p;
+  p.rows = rows;
+  p.cols = cols;
+  p.class_of.resize(std::size_t(rows * cols));
+  for (std::int64_t i = 0; i < rows * cols; ++i) {
+    const std::int64_t k = i / run;
+    const bool zero = zero_every > 0 && k % zero_every == 0 &&
+                      (i % run == run - 1 || i == rows * cols - 1);
+    p.class_of[std::size_t(i)] = zero ? TiePattern::kZero : std::int32_t(k);
+  }
+  return Canonical(p);
+}
+
+// Random ids in [0, max_classes) with probability zero_fraction of a zero.
+inline TiePattern RandomPattern(std::int64_t rows,
+                                std::int64_t cols,
+                                std::int32_t max_classes,
+                                double zero_fraction,
+                                std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::int32_t> pick(0, max_classes - 1);
+  std::bernoulli_distribution zero(zero_fraction);
+  TiePattern p;
+  p.rows = rows;
+  p.cols = cols;
+  p.class_of.resize(std::size_t(rows * cols));
+  for (auto& k : p.class_of) k = zero(rng) ? TiePattern::kZero : pick(rng);
+  return Canonical(p);
+}
+
+// Relabels the classes of p by a random permutation (same partition).
+inline TiePattern PermuteIds(TiePattern p, std::uint64_t seed) {
+  std::vector<std::int32_t> perm(std::size_t(p.num_classes));
+  for (std::size_t k = 0; k < perm.size(); ++k) perm[k] = std::int32_t(k);
+  std::mt19937_64 rng(seed);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  for (auto& k : p.class_of) {
+    if (k != TiePattern::kZero) k = perm[std::size_t(k)];
+  }
+  return p;
+}
+
+}  // namespace testing
+}  // namespace symopt

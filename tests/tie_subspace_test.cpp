@@ -1,0 +1,439 @@
+#include "manifolds/tie_subspace.h"
+
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "catch.h"
+#include "manifold_checks.h"
+#include "tie_patterns.h"
+
+using namespace symopt;
+using namespace symopt::testing;
+
+namespace {
+
+struct NamedPattern {
+  std::string name;
+  TiePattern pattern;
+  TieLayout layout;  // the layout the constructor must derive
+};
+
+// Every case the invariants run on: each layout, with and without zeros, and
+// the edge cases (one class, all singletons, a zeroed row).
+std::vector<NamedPattern> Cases() {
+  std::vector<NamedPattern> cases;
+  cases.push_back({"runs of 3", RunPattern(4, 6, 3), TieLayout::kContiguous});
+  cases.push_back(
+      {"runs of 4 with zeros", RunPattern(5, 8, 4, 2), TieLayout::kContiguous});
+  cases.push_back({"one class", RunPattern(3, 5, 15), TieLayout::kContiguous});
+  cases.push_back(
+      {"all singletons", RunPattern(3, 4, 1), TieLayout::kContiguous});
+  cases.push_back(
+      {"mirror pairs", MirrorPattern(4, 7), TieLayout::kRowPeriodic});
+  cases.push_back({"mirror pairs with zero columns",
+                   MirrorPattern(5, 10, {0, 9, 4}),
+                   TieLayout::kRowPeriodic});
+  cases.push_back({"mirror pairs, permuted ids",
+                   PermuteIds(MirrorPattern(6, 9), 11),
+                   TieLayout::kRowPeriodic});
+  cases.push_back({"random, no zeros",
+                   RandomPattern(6, 7, 15, 0.0, 21),
+                   TieLayout::kGeneral});
+  cases.push_back({"random with zeros",
+                   RandomPattern(5, 9, 12, 0.2, 22),
+                   TieLayout::kGeneral});
+  {
+    TiePattern p = RandomPattern(4, 6, 9, 0.1, 23);
+    for (std::int64_t j = 0; j < 6; ++j)
+      p.class_of[std::size_t(6 + j)] = TiePattern::kZero;
+    cases.push_back(
+        {"random with a zeroed row", Canonical(p), TieLayout::kGeneral});
+  }
+  return cases;
+}
+
+// Dense reference: Pi_E as an N x N matrix, sum_k 1_k 1_k^T / n_k.
+std::vector<double> DenseProjector(const TiePattern& p) {
+  const std::size_t n = p.class_of.size();
+  std::map<std::int32_t, double> size;
+  for (auto k : p.class_of) size[k] += 1.0;
+  std::vector<double> P(n * n, 0.0);
+  for (std::size_t a = 0; a < n; ++a) {
+    for (std::size_t b = 0; b < n; ++b) {
+      const std::int32_t k = p.class_of[a];
+      if (k != TiePattern::kZero && k == p.class_of[b])
+        P[a * n + b] = 1.0 / size[k];
+    }
+  }
+  return P;
+}
+
+// Entries tied by p are bitwise equal in x and zeros are exactly +0 or -0.
+template <typename T>
+bool TiedBitwiseEqual(const TiePattern& p, const std::vector<T>& x) {
+  std::vector<T> first(static_cast<std::size_t>(p.num_classes));
+  std::vector<char> seen(static_cast<std::size_t>(p.num_classes), 0);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const std::int32_t k = p.class_of[i];
+    if (k == TiePattern::kZero) {
+      if (x[i] != T(0)) return false;
+      continue;
+    }
+    if (!seen[std::size_t(k)]) {
+      seen[std::size_t(k)] = 1;
+      first[std::size_t(k)] = x[i];
+    } else if (std::memcmp(&first[std::size_t(k)], &x[i], sizeof(T)) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("TiePattern validation names the problem",
+          "[manifold][tie][errors]") {
+  TiePattern p = RunPattern(2, 3, 2);
+  std::string error;
+  REQUIRE(p.IsValid(&error));
+  CHECK(error.empty());
+
+  TiePattern short_ids = p;
+  short_ids.class_of.pop_back();
+  CHECK_FALSE(short_ids.IsValid(&error));
+  CHECK_THAT(error, Catch::Contains("5 entries, expected rows*cols"));
+  REQUIRE_THROWS_AS(TieSubspace<float>(short_ids), InvalidArgument);
+
+  TiePattern out_of_range = p;
+  out_of_range.class_of[4] = 7;
+  CHECK_FALSE(out_of_range.IsValid(&error));
+  CHECK_THAT(error, Catch::Contains("entry (1, 1) (flat 4) has class id 7"));
+  REQUIRE_THROWS_WITH(TieSubspace<double>(out_of_range),
+                      Catch::Contains("class id 7"));
+
+  TiePattern negative = p;
+  negative.class_of[0] = -2;
+  CHECK_FALSE(negative.IsValid(&error));
+  CHECK_THAT(error, Catch::Contains("class id -2"));
+
+  TiePattern unused = p;
+  unused.num_classes = 4;
+  CHECK_FALSE(unused.IsValid(&error));
+  CHECK_THAT(error, Catch::Contains("class 3 of 4 has no member"));
+  REQUIRE_THROWS_WITH(TieSubspace<float>(unused), Catch::Contains("no member"));
+
+  TiePattern empty;
+  CHECK_FALSE(empty.IsValid(&error));
+  CHECK_THAT(error, Catch::Contains("at least 1x1"));
+  REQUIRE_THROWS_AS(TieSubspace<float>(empty), InvalidArgument);
+}
+
+TEST_CASE("TieSubspace derives its layout from the class ids",
+          "[manifold][tie]") {
+  for (const NamedPattern& c : Cases()) {
+    INFO(c.name);
+    const TieSubspace<float> m(c.pattern);
+    CHECK(m.layout() == c.layout);
+    CHECK(m.Dim() == c.pattern.num_classes);
+    CHECK(m.NumZeros() == std::count(c.pattern.class_of.begin(),
+                                     c.pattern.class_of.end(),
+                                     TiePattern::kZero));
+    const TiePattern back = m.Pattern();
+    CHECK(back.rows == c.pattern.rows);
+    CHECK(back.cols == c.pattern.cols);
+    CHECK(back.num_classes == c.pattern.num_classes);
+    CHECK(back.class_of == c.pattern.class_of);
+  }
+  // Row-periodic storage holds one row's lists, not one per row.
+  const TieSubspace<float> mirror(MirrorPattern(64, 100));
+  CHECK(mirror.layout() == TieLayout::kRowPeriodic);
+  CHECK(mirror.ClassesPerRow() == 50);
+  CHECK(mirror.IndexBytes() < 4 * 3 * 100 + 1024);
+  // A class that crosses rows breaks periodicity.
+  TiePattern crossing = MirrorPattern(3, 4);
+  crossing.class_of[4] = crossing.class_of[0];  // (1, 0) joins class of (0, 0)
+  crossing = Canonical(crossing);
+  CHECK(TieSubspace<float>(crossing).layout() == TieLayout::kGeneral);
+  // Different zeros in row 1 break periodicity too.
+  TiePattern zeros_differ = MirrorPattern(3, 6, {0});
+  zeros_differ.class_of[6 + 1] = TiePattern::kZero;
+  zeros_differ = Canonical(zeros_differ);
+  CHECK(TieSubspace<float>(zeros_differ).layout() == TieLayout::kGeneral);
+  // One row is never row periodic.
+  CHECK(TieSubspace<float>(MirrorPattern(1, 6)).layout() ==
+        TieLayout::kGeneral);
+}
+
+TEMPLATE_TEST_CASE("TieSubspace satisfies the manifold invariants",
+                   "[manifold][tie]",
+                   float,
+                   double) {
+  const double tol = std::is_same_v<TestType, float> ? 2e-5 : 1e-12;
+  for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
+    for (const NamedPattern& c : Cases()) {
+      INFO(c.name << (metric == TieMetric::kShared ? " (shared)"
+                                                   : " (embedded)"));
+      const TieSubspace<TestType> m(c.pattern, metric);
+      const std::int64_t n = m.AmbientSize();
+      std::vector<TestType> x(static_cast<std::size_t>(n));
+      m.RandomPoint(ViewOf(m, x), 3);
+      CHECK(TiedBitwiseEqual(c.pattern, x));
+      CheckManifoldInvariants(m, x, RandomVector<TestType>(n, 4), tol);
+    }
+  }
+}
+
+TEST_CASE("TieSubspace projection equals the dense projector",
+          "[manifold][tie]") {
+  for (const NamedPattern& c : Cases()) {
+    INFO(c.name);
+    const TieSubspace<double> m(c.pattern);
+    const std::int64_t n = m.AmbientSize();
+    const std::vector<double> P = DenseProjector(c.pattern);
+    const std::vector<double> u = RandomVector<double>(n, 5);
+    std::vector<double> pu = u;
+    m.ProjectInPlace(ViewOf(m, pu));
+    std::vector<double> ref(static_cast<std::size_t>(n), 0.0);
+    for (std::int64_t a = 0; a < n; ++a) {
+      for (std::int64_t b = 0; b < n; ++b) ref[a] += P[a * n + b] * u[b];
+    }
+    CHECK(MaxAbsDiff(pu, ref) <= 1e-14);
+    // Idempotent and symmetric: <P u, w> = <u, P w>.
+    std::vector<double> ppu = pu;
+    m.ProjectInPlace(ViewOf(m, ppu));
+    CHECK(MaxAbsDiff(ppu, pu) <= 1e-15);
+    const std::vector<double> w = RandomVector<double>(n, 6);
+    std::vector<double> pw = w;
+    m.ProjectInPlace(ViewOf(m, pw));
+    CHECK(std::abs(FrobeniusDot(pu, w) - FrobeniusDot(u, pw)) <= 1e-12);
+    // Distance to E is |u - P u|.
+    std::vector<double> r(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) r[i] = u[i] - pu[i];
+    CHECK(std::abs(m.DistanceToManifold(CViewOf(m, u)) -
+                   std::sqrt(FrobeniusDot(r, r))) <= 1e-12);
+  }
+}
+
+TEST_CASE("TieSubspace tangent basis is orthonormal in the metric in use",
+          "[manifold][tie]") {
+  const TiePattern p = RandomPattern(4, 5, 8, 0.15, 31);
+  for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
+    const TieSubspace<double> m(p, metric);
+    const std::int64_t k = m.Dim(), n = m.AmbientSize();
+    std::vector<double> x(static_cast<std::size_t>(n)),
+        bi(static_cast<std::size_t>(n)), bj(static_cast<std::size_t>(n));
+    m.RandomPoint(ViewOf(m, x), 1);
+    for (std::int64_t i = 0; i < k; ++i) {
+      std::vector<double> ci(static_cast<std::size_t>(k), 0.0);
+      ci[std::size_t(i)] = 1.0;
+      m.TangentBasisMultiply(CViewOf(m, x), ci.data(), ViewOf(m, bi));
+      for (std::int64_t j = 0; j < k; ++j) {
+        std::vector<double> cj(static_cast<std::size_t>(k), 0.0);
+        cj[std::size_t(j)] = 1.0;
+        m.TangentBasisMultiply(CViewOf(m, x), cj.data(), ViewOf(m, bj));
+        const double g = m.Inner(CViewOf(m, x), CViewOf(m, bi), CViewOf(m, bj));
+        CHECK(std::abs(g - (i == j ? 1.0 : 0.0)) <= 1e-14);
+      }
+    }
+  }
+}
+
+TEST_CASE("TieSubspace metrics: mean versus sum, and Riemannian gradients",
+          "[manifold][tie]") {
+  const TiePattern p = RandomPattern(5, 6, 10, 0.2, 41);
+  const std::int64_t n = 30;
+  const std::vector<double> a = RandomVector<double>(n, 42);
+  const std::vector<double> b = RandomVector<double>(n, 43);
+  // f(x) = sum_i (1 + a_i^2) (x_i - b_i)^2 / 2 + sum_i x_i^3 / 3: a gradient
+  // that is not tied, so the metrics give different directions.
+  auto f = [&](const std::vector<double>& x) {
+    double s = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      s += 0.5 * (1 + a[i] * a[i]) * (x[i] - b[i]) * (x[i] - b[i]) +
+           x[i] * x[i] * x[i] / 3;
+    }
+    return s;
+  };
+  auto egrad = [&](const std::vector<double>& x, std::vector<double>& g) {
+    for (std::int64_t i = 0; i < n; ++i)
+      g[i] = (1 + a[i] * a[i]) * (x[i] - b[i]) + x[i] * x[i];
+  };
+  const TieSubspace<double> embedded(p, TieMetric::kEmbedded);
+  const TieSubspace<double> shared(p, TieMetric::kShared);
+  std::vector<double> x(static_cast<std::size_t>(n));
+  embedded.RandomPoint(ViewOf(embedded, x), 44);
+  CheckRiemannianGradient<double>(embedded, f, egrad, x, 45);
+  CheckRiemannianGradient<double>(shared, f, egrad, x, 46);
+
+  std::vector<double> g(static_cast<std::size_t>(n)), ge, gs,
+      theta_sum(static_cast<std::size_t>(p.num_classes));
+  egrad(x, g);
+  ge = g;
+  gs = g;
+  embedded.EgradToRgrad(CViewOf(embedded, x), ViewOf(embedded, ge));
+  shared.EgradToRgrad(CViewOf(shared, x), ViewOf(shared, gs));
+  shared.FoldSum(CViewOf(shared, g), theta_sum.data());
+  std::vector<double> count(static_cast<std::size_t>(p.num_classes), 0.0);
+  for (auto k : p.class_of) {
+    if (k != TiePattern::kZero) count[std::size_t(k)] += 1;
+  }
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int32_t k = p.class_of[std::size_t(i)];
+    if (k == TiePattern::kZero) {
+      CHECK(ge[i] == 0.0);
+      CHECK(gs[i] == 0.0);
+      continue;
+    }
+    CHECK(gs[i] == Approx(theta_sum[std::size_t(k)]).epsilon(1e-14));
+    CHECK(gs[i] == Approx(ge[i] * count[std::size_t(k)]).epsilon(1e-12));
+  }
+  // FoldSum is the gradient w.r.t. theta of f(Expand(theta)).
+  std::vector<double> theta(static_cast<std::size_t>(p.num_classes));
+  shared.Fold(CViewOf(shared, x), theta.data());
+  for (std::int32_t k = 0; k < p.num_classes; ++k) {
+    const double h = 1e-6;
+    std::vector<double> tp = theta, tm = theta, xp(static_cast<std::size_t>(n)),
+                        xm(static_cast<std::size_t>(n));
+    tp[std::size_t(k)] += h;
+    tm[std::size_t(k)] -= h;
+    shared.Expand(tp.data(), ViewOf(shared, xp));
+    shared.Expand(tm.data(), ViewOf(shared, xm));
+    CHECK((f(xp) - f(xm)) / (2 * h) ==
+          Approx(theta_sum[std::size_t(k)]).epsilon(1e-7));
+  }
+}
+
+TEST_CASE("TieSubspace Expand and Fold round trip", "[manifold][tie]") {
+  for (const NamedPattern& c : Cases()) {
+    INFO(c.name);
+    const TieSubspace<float> m(c.pattern);
+    const std::int64_t n = m.AmbientSize(), k = m.Dim();
+    const std::vector<float> theta = RandomVector<float>(k, 51);
+    std::vector<float> x(static_cast<std::size_t>(n), 7.0f),
+        back(static_cast<std::size_t>(k));
+    m.Expand(theta.data(), ViewOf(m, x));
+    CHECK(TiedBitwiseEqual(c.pattern, x));
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int32_t id = c.pattern.class_of[std::size_t(i)];
+      CHECK(x[i] == (id == TiePattern::kZero ? 0.0f : theta[std::size_t(id)]));
+    }
+    m.Fold(CViewOf(m, x), back.data());
+    CHECK(back == theta);  // exact: the mean of equal floats is the float
+    // Expand(Fold(u)) = Pi_E u.
+    const std::vector<float> u = RandomVector<float>(n, 52);
+    std::vector<float> pu = u, eu(static_cast<std::size_t>(n));
+    m.ProjectInPlace(ViewOf(m, pu));
+    m.Fold(CViewOf(m, u), back.data());
+    m.Expand(back.data(), ViewOf(m, eu));
+    CHECK(eu == pu);
+  }
+  const TieSubspace<float> m(RunPattern(2, 2, 2));
+  std::vector<float> x(5), theta(2);
+  REQUIRE_THROWS_WITH(m.Expand(theta.data(), TensorView<float>(x.data(), 1, 5)),
+                      Catch::Contains("has shape 1x5, expected 2x2"));
+  REQUIRE_THROWS_WITH(m.Fold(TensorView<const float>(x.data(), 2, 2), nullptr),
+                      Catch::Contains("theta is null"));
+}
+
+TEST_CASE("TieSubspace threaded loops match a serial reference",
+          "[manifold][tie]") {
+  // Blocks of 64K entries or more run on OpenMP threads.
+  const std::vector<TiePattern> patterns = {
+      MirrorPattern(64, 1030, {3, 1026}),
+      RandomPattern(70, 1000, 30000, 0.05, 61),
+      RunPattern(300, 300, 5, 3)};
+  for (const TiePattern& p : patterns) {
+    const TieSubspace<float> m(p);
+    INFO(TieLayoutName(m.layout()));
+    const std::int64_t n = m.AmbientSize();
+    const std::vector<float> u = RandomVector<float>(n, 62);
+    std::vector<double> sum(static_cast<std::size_t>(p.num_classes), 0.0),
+        count(sum.size(), 0.0);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int32_t k = p.class_of[std::size_t(i)];
+      if (k == TiePattern::kZero) continue;
+      sum[std::size_t(k)] += u[i];
+      count[std::size_t(k)] += 1;
+    }
+    std::vector<float> pu = u;
+    m.ProjectInPlace(ViewOf(m, pu));
+    std::int64_t bad = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int32_t k = p.class_of[std::size_t(i)];
+      const float want =
+          k == TiePattern::kZero
+              ? 0.0f
+              : float(sum[std::size_t(k)] / count[std::size_t(k)]);
+      bad += pu[i] != want;
+    }
+    CHECK(bad == 0);
+    CHECK(m.Pattern().class_of == p.class_of);
+  }
+}
+
+TEST_CASE(
+    "TieSubspace keeps tied entries bitwise equal over 100,000 float steps",
+    "[manifold][tie]") {
+  const std::vector<TiePattern> patterns = {MirrorPattern(3, 7, {2}),
+                                            RandomPattern(4, 6, 8, 0.15, 71)};
+  for (const TiePattern& p : patterns) {
+    for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
+      const TieSubspace<float> m(p, metric);
+      const std::int64_t n = m.AmbientSize();
+      std::vector<float> x(static_cast<std::size_t>(n)),
+          mom(static_cast<std::size_t>(n), 0.0f),
+          g(static_cast<std::size_t>(n));
+      m.RandomPoint(ViewOf(m, x), 72);
+      const std::vector<float> target = RandomVector<float>(n, 73);
+      const std::vector<float> weight = RandomVector<float>(n, 74);
+      StepOptions o;
+      o.lr = metric == TieMetric::kShared ? 0.005 : 0.02;
+      o.momentum = 0.9;
+      o.nesterov = true;
+      o.weight_decay = 1e-4;
+      for (int step = 0; step < 100000; ++step) {
+        // An untied gradient: every entry pulled to its own target.
+        for (std::int64_t i = 0; i < n; ++i) {
+          g[i] = (1.0f + weight[i] * weight[i]) * (x[i] - target[i]);
+        }
+        m.Step(ViewOf(m, x), CViewOf(m, g), ViewOf(m, mom), o);
+      }
+      CHECK(TiedBitwiseEqual(p, x));
+      CHECK(TiedBitwiseEqual(p, mom));
+      // And it converged to the constrained minimiser: the class's weighted
+      // mean of the targets.
+      std::vector<double> num(static_cast<std::size_t>(p.num_classes), 0.0),
+          den(num.size(), 0.0);
+      for (std::int64_t i = 0; i < n; ++i) {
+        const std::int32_t k = p.class_of[std::size_t(i)];
+        if (k == TiePattern::kZero) continue;
+        const double w = 1.0 + double(weight[i]) * weight[i];
+        num[std::size_t(k)] += w * target[i];
+        den[std::size_t(k)] += w;
+      }
+      for (std::int64_t i = 0; i < n; ++i) {
+        const std::int32_t k = p.class_of[std::size_t(i)];
+        if (k == TiePattern::kZero) continue;
+        CHECK(x[i] ==
+              Approx(num[std::size_t(k)] / den[std::size_t(k)]).margin(1e-3));
+      }
+    }
+  }
+}
+
+TEST_CASE("TieSubspace rejects views of the wrong shape",
+          "[manifold][tie][errors]") {
+  const TieSubspace<double> m(MirrorPattern(3, 4));
+  std::vector<double> x(12), u(12);
+  REQUIRE_THROWS_WITH(m.Project(TensorView<const double>(x.data(), 3, 4),
+                                TensorView<double>(u.data(), 4, 3)),
+                      Catch::Contains("u has shape 4x3, expected 3x4"));
+  REQUIRE_THROWS_AS(m.ProjectInPlace(TensorView<double>(u.data(), 2, 6)),
+                    InvalidArgument);
+  REQUIRE_THROWS_AS(m.Step(TensorView<double>(x.data(), 3, 4),
+                           TensorView<const double>(u.data(), 12, 1),
+                           {},
+                           StepOptions{}),
+                    InvalidArgument);
+}
