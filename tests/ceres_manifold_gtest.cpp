@@ -23,6 +23,8 @@
 #include "gtest/gtest.h"
 #include "manifolds/euclidean.h"
 #include "manifolds/oblique.h"
+#include "manifolds/tie_subspace.h"
+#include "tie_patterns.h"
 
 namespace symopt {
 namespace ceres {
@@ -223,6 +225,69 @@ TEST(CeresManifoldAdapter, ObliqueFailuresAreValues) {
   EXPECT_EQ(in_place, out);
 }
 
+// ---- TieSubspace
+// ---------------------------------------------------------------
+
+// Tie patterns of every stored layout (contiguous runs, row-periodic mirror
+// pairs, general CSR), with zeroed entries, under both metrics. Under kShared
+// the basis is the class indicators (not Frobenius-orthonormal), so these
+// also check that the adapter uses B^+ and B^T = B^+ rgrad where it must.
+std::vector<symopt::TiePattern> TestPatterns() {
+  using namespace symopt::testing;  // NOLINT(build/namespaces)
+  return {RunPattern(4, 6, 3, 2),
+          MirrorPattern(3, 5, {2}),
+          MirrorPattern(1, 2),  // one class: TangentSize() == 1
+          RandomPattern(5, 4, 7, 0.2, 9),
+          PermuteIds(RandomPattern(2, 9, 5, 0.0, 10), 11)};
+}
+
+TEST(CeresManifoldAdapter, TieSubspaceInvariants) {
+  std::uint64_t seed = 41;
+  for (auto metric :
+       {symopt::TieMetric::kEmbedded, symopt::TieMetric::kShared}) {
+    for (const symopt::TiePattern& pattern : TestPatterns()) {
+      auto m = std::make_shared<symopt::TieSubspace<double>>(pattern, metric);
+      SCOPED_TRACE(
+          std::string(symopt::TieLayoutName(m->layout())) +
+          (metric == symopt::TieMetric::kShared ? " shared" : " embedded"));
+      ASSERT_EQ(m->Dim(), pattern.num_classes);
+      const Vector origin = Vector::Zero(m->AmbientSize());  // 0 is in E
+      CheckAdapter(m, seed++, &origin);
+    }
+  }
+}
+
+TEST(CeresManifoldAdapter, TieSubspaceSharedCoordinatesAreTheta) {
+  // Under kShared, Ceres's coordinates are the compact parameters theta:
+  // Plus(x, delta) = x + Expand(delta), Minus(y, x) = Fold(y) - Fold(x), and
+  // the gradient Ceres forms is the per-class sum of egrad (FoldSum).
+  const symopt::TiePattern pattern = symopt::testing::MirrorPattern(2, 5, {0});
+  auto m = std::make_shared<symopt::TieSubspace<double>>(
+      pattern, symopt::TieMetric::kShared);
+  ManifoldAdapter adapter(m);
+  const int n = adapter.AmbientSize(), d = adapter.TangentSize();
+  std::mt19937_64 rng(12);
+  const Vector x = RandomPoint(*m, 13), delta = Gaussian(d, rng, 1.0);
+  const Vector egrad = Gaussian(n, rng, 1.0);
+  Vector plus(n), coords(d), grad(d);
+  ASSERT_TRUE(adapter.Plus(x.data(), delta.data(), plus.data()));
+  ASSERT_TRUE(adapter.Minus(plus.data(), x.data(), coords.data()));
+  ASSERT_TRUE(adapter.RightMultiplyByPlusJacobian(
+      x.data(), 1, egrad.data(), grad.data()));
+  Vector expect_grad = Vector::Zero(d);
+  for (int i = 0; i < n; ++i) {
+    const int k = pattern.class_of[std::size_t(i)];
+    if (k == symopt::TiePattern::kZero) {
+      EXPECT_EQ(plus[i], 0.0);
+      continue;
+    }
+    EXPECT_NEAR(plus[i], x[i] + delta[k], 1e-14);
+    expect_grad[k] += egrad[i];
+  }
+  EXPECT_LE((coords - delta).lpNorm<Eigen::Infinity>(), 1e-14);
+  EXPECT_LE((grad - expect_grad).lpNorm<Eigen::Infinity>(), 1e-14);
+}
+
 // ---- RightMultiplyByPlusJacobian on many rows
 // --------------------------------
 
@@ -256,6 +321,13 @@ TEST(CeresManifoldAdapter, RightMultiplyByPlusJacobian) {
   CheckRightMultiply(std::make_shared<symopt::Euclidean<double>>(4, 6), 21);
   CheckRightMultiply(std::make_shared<symopt::Oblique<double>>(6, 20), 22);
   CheckRightMultiply(std::make_shared<symopt::Oblique<double>>(1, 2), 23);
+  for (auto metric :
+       {symopt::TieMetric::kEmbedded, symopt::TieMetric::kShared}) {
+    CheckRightMultiply(
+        std::make_shared<symopt::TieSubspace<double>>(
+            symopt::testing::RandomPattern(6, 7, 9, 0.1, 24), metric),
+        25);
+  }
 }
 
 // ---- Never throws (STYLE C4)

@@ -6,6 +6,8 @@
 //     examples/ceres_oblique.cpp, over several shapes (one with 1-dimensional
 //     rows: the DoF == 1 case) and line-search directions;
 //   - euclidean: a convex quadratic, minimiser H^{-1} b;
+//   - tie subspace (both metrics): a weighted least-squares fit, minimiser the
+//     per-class weighted mean of the targets (zeroed entries stay 0);
 //   - a loss that fails at the start leaves the parameters untouched.
 #include <algorithm>
 #include <cmath>
@@ -21,6 +23,8 @@
 #include "ceres/gradient_problem_solver.h"
 #include "manifolds/euclidean.h"
 #include "manifolds/oblique.h"
+#include "manifolds/tie_subspace.h"
+#include "tie_patterns.h"
 
 namespace {
 
@@ -42,7 +46,7 @@ ceres::GradientProblemSolver::Summary Minimise(
   ceres::GradientProblemSolver::Options options;
   options.line_search_direction_type = direction;
   options.max_num_iterations = 2000;
-  options.function_tolerance = 1e-15;
+  options.function_tolerance = 0.0;  // stop on the gradient or the step
   options.gradient_tolerance = 1e-12;
   options.parameter_tolerance = 1e-15;
   options.logging_type = ceres::SILENT;
@@ -146,6 +150,56 @@ TEST_CASE(
   REQUIRE(summary.IsSolutionUsable());
   const Eigen::VectorXd x_star = h.ldlt().solve(b);
   CHECK((x - x_star).norm() <= 1e-8 * x_star.norm());
+}
+
+TEST_CASE("GradientProblemSolver fits tied weights on a tie subspace",
+          "[ceres][tie_subspace]") {
+  // f(x) = 0.5 sum_i c_i (x_i - t_i)^2 over E: class k's common value is the
+  // weighted mean sum c_i t_i / sum c_i over its members.
+  const symopt::TiePattern pattern =
+      symopt::testing::RandomPattern(6, 5, 8, 0.15, 31);
+  const int n = int(pattern.rows * pattern.cols);
+  std::mt19937_64 rng(32);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> weight(0.5, 2.0);
+  std::vector<double> t(n), c(n);
+  for (int i = 0; i < n; ++i) t[i] = normal(rng), c[i] = weight(rng);
+  auto f = [&](const double* x, double* egrad) {
+    double value = 0.0;
+    for (int i = 0; i < n; ++i) {
+      value += 0.5 * c[i] * (x[i] - t[i]) * (x[i] - t[i]);
+      if (egrad) egrad[i] = c[i] * (x[i] - t[i]);
+    }
+    return value;
+  };
+  std::vector<double> num(pattern.num_classes, 0.0),
+      den(pattern.num_classes, 0.0);
+  for (int i = 0; i < n; ++i) {
+    const int k = pattern.class_of[std::size_t(i)];
+    if (k == symopt::TiePattern::kZero) continue;
+    num[k] += c[i] * t[i];
+    den[k] += c[i];
+  }
+  for (auto metric :
+       {symopt::TieMetric::kEmbedded, symopt::TieMetric::kShared}) {
+    CAPTURE(int(metric));
+    auto tie = std::make_shared<symopt::TieSubspace<double>>(pattern, metric);
+    std::vector<double> x(n);
+    tie->RandomPoint(
+        symopt::TensorView<double>(x.data(), pattern.rows, pattern.cols), 33);
+    const auto summary = Minimise(tie, f, x.data());
+    INFO(summary.BriefReport());
+    REQUIRE(summary.IsSolutionUsable());
+    for (int i = 0; i < n; ++i) {
+      CAPTURE(i);
+      const int k = pattern.class_of[std::size_t(i)];
+      if (k == symopt::TiePattern::kZero) {
+        CHECK(x[i] == 0.0);
+      } else {
+        CHECK(std::abs(x[i] - num[k] / den[k]) <= 1e-9);
+      }
+    }
+  }
 }
 
 TEST_CASE("A loss that fails at the start leaves the parameters untouched",

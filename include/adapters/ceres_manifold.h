@@ -5,31 +5,39 @@
 //
 // The maths. Ceres works with intrinsic tangent coordinates delta in R^d,
 // d = M.Dim(), while symopt works with ambient tangent vectors v in T_x M, a
-// subspace of R^N, N = rows * cols. The bridge is an orthonormal basis B(x) of
-// T_x M (an N x d matrix with B^T B = I_d and B B^T = P_x, the tangent
-// projector), supplied by Manifold::TangentBasisMultiply (v = B c) and
-// Manifold::TangentBasisTransposeMultiply (c = B^T u):
+// subspace of R^N, N = rows * cols. The bridge is the basis B(x) of T_x M
+// (N x d) that every symopt manifold supplies, orthonormal in the manifold's
+// metric <.,.>_x, with its metric adjoint B^+ (d x N; B^+ B = I_d and
+// B B^+ = P_x, the tangent projector):
+//   Manifold::TangentBasisMultiply           v = B c
+//   Manifold::TangentBasisTransposeMultiply  c = B^+ u
+// For the embedded (Frobenius) metric B^+ = B^T; for a TieSubspace with the
+// kShared metric B is the class indicators and B^+ the per-class mean. Then
 //
-//   Plus(x, delta)              = R_x(B(x) delta)          (R: the retraction)
-//   PlusJacobian(x)             = D_delta Plus(x, 0) = B(x)          (N x d)
-//   Minus(y, x)                 = B(x)^T R_x^{-1}(y)       (InverseRetract)
-//   MinusJacobian(x)            = D_y Minus(x, x) = B(x)^T           (d x N)
-//   RightMultiplyByPlusJacobian = A B(x), computed row by row as B(x)^T a_r
-//                                 without forming B (large weight blocks).
+//   Plus(x, delta)              = R_x(B delta)             (R: the retraction)
+//   PlusJacobian(x)             = D_delta Plus(x, 0) = B             (N x d)
+//   Minus(y, x)                 = B^+ R_x^{-1}(y)          (InverseRetract)
+//   MinusJacobian(x)            = D_y Minus(x, x) = B^+              (d x N)
+//   RightMultiplyByPlusJacobian = A B, row by row as (B^T a_r)^T with
+//                                 B^T a = B^+ rgrad_x(a): no N x d matrix.
 //
-// Why these Jacobians are right: D_v R_x(0) = I on T_x M, so D Plus = B; and
-// D_y R_x^{-1}(x) is P_x (for a sphere row, d/dy [y / <x, y>] = I - x x^T at
-// y = x), and B^T P_x = B^T. Because InverseRetract is the exact inverse of
-// Retract, Minus(Plus(x, delta), x) = delta and Plus(x, Minus(y, x)) = y for y
-// in the image of R_x: the invariants Ceres checks with
+// Why: D_v R_x(0) = I on T_x M, so D Plus = B. D_y R_x^{-1}(x) = P_x (for a
+// sphere row, d/dy [y / <x, y>] = I - x x^T at y = x) and B^+ P_x = B^+. The
+// Riemannian gradient r = rgrad_x(a) of the linear function <a, .> obeys
+// <r, b_j>_x = <a, b_j> for every basis vector b_j, and B is orthonormal in
+// <.,.>_x, so the coefficients B^+ r are (B^T a)_j: one EgradToRgrad and one
+// B^+ per row, O(N). Because InverseRetract is the exact inverse of Retract,
+// Minus(Plus(x, delta), x) = delta and Plus(x, Minus(y, x)) = y for y in the
+// image of R_x: the invariants Ceres checks with
 // EXPECT_THAT_MANIFOLD_INVARIANTS_HOLD (ceres/manifold_test_utils.h, after
 // Hertzberg et al., "Integrating generic sensor fusion algorithms with sound
 // state representations through encapsulation of manifolds", 2013).
 //
-// The gradient Ceres forms, B(x)^T egrad, holds the coordinates of the
-// Riemannian gradient P_x egrad of the embedded (Frobenius) metric. For a
-// TieSubspace that is the kEmbedded metric whichever metric the manifold was
-// built with (Ceres's tangent coordinates are orthonormal by construction).
+// The gradient Ceres forms, B^T egrad, is therefore the coordinate vector of
+// the Riemannian gradient in the manifold's own metric, and Ceres's line
+// search and L-BFGS treat delta as Euclidean coordinates: the manifold's
+// metric carries over. For a kShared TieSubspace, delta is the compact
+// coordinates theta and the gradient is the per-class sum (weight sharing).
 //
 // Layout: every point is the manifold's rows x cols block flattened row-major
 // (AmbientSize() = rows * cols doubles); every Jacobian is a row-major raw
@@ -110,25 +118,29 @@ class ManifoldAdapter final : public ::ceres::Manifold {
             const double* delta,
             double* x_plus_delta) const override;
 
-  // jacobian: row-major AmbientSize() x TangentSize(), = B(x).
+  // jacobian: row-major AmbientSize() x TangentSize(), = B(x). Forms the
+  // whole matrix: O(N d) memory and time, for small blocks only.
   bool PlusJacobian(const double* x, double* jacobian) const override;
 
   // tangent_matrix = ambient_matrix * B(x), both row-major with num_rows rows
-  // (AmbientSize() and TangentSize() columns), one B(x)^T product per row:
-  // O(num_rows * cost of B^T) time, no N x d matrix. May not alias.
+  // (AmbientSize() and TangentSize() columns), one EgradToRgrad and one B^+
+  // per row: O(num_rows * N) time, no N x d matrix. The output is written
+  // only on success. This is what GradientProblemSolver calls (num_rows = 1,
+  // the gradient) on every evaluation.
   bool RightMultiplyByPlusJacobian(const double* x,
                                    const int num_rows,
                                    const double* ambient_matrix,
                                    double* tangent_matrix) const override;
 
-  // y_minus_x = B(x)^T InverseRetract(x, y).
+  // y_minus_x = B(x)^+ InverseRetract(x, y).
   // Requires: y in the image of R_x (for a sphere row: <x_r, y_r> > 0);
-  // otherwise the result is not finite and this returns false.
+  // otherwise this returns false (output untouched).
   bool Minus(const double* y,
              const double* x,
              double* y_minus_x) const override;
 
-  // jacobian: row-major TangentSize() x AmbientSize(), = B(x)^T.
+  // jacobian: row-major TangentSize() x AmbientSize(), = B(x)^+ (B(x)^T for
+  // the embedded metric). O(N^2) time: for small blocks only.
   bool MinusJacobian(const double* x, double* jacobian) const override;
 
   const symopt::Manifold<double>& manifold() const { return *manifold_; }
@@ -141,10 +153,6 @@ class ManifoldAdapter final : public ::ceres::Manifold {
   // Runs body(); an exception becomes false plus a LastError() message.
   template <typename Body>
   bool Guard(const char* method, Body&& body) const;
-  // Calls visit(j, b_j) with b_j = B(x) e_j (AmbientSize() doubles, valid
-  // during the call) for j = 0 .. TangentSize()-1. Throws on failure.
-  template <typename Visit>
-  void ForEachBasisVector(const double* x, Visit&& visit) const;
 
   std::shared_ptr<const symopt::Manifold<double>> manifold_;
   int ambient_size_;

@@ -105,21 +105,6 @@ bool ManifoldAdapter::Guard(const char* method, Body&& body) const {
   return false;
 }
 
-template <typename Visit>
-void ManifoldAdapter::ForEachBasisVector(const double* x, Visit&& visit) const {
-  const symopt::Manifold<double>& m = *manifold_;
-  const ConstView xv(x, m.rows(), m.cols());
-  std::vector<double> e(tangent_size_, 0.0), b_j(ambient_size_);
-  const View bv(b_j.data(), m.rows(), m.cols());
-  for (int j = 0; j < tangent_size_; ++j) {
-    e[j] = 1.0;
-    m.TangentBasisMultiply(xv, e.data(), bv);
-    e[j] = 0.0;
-    RequireFinite(b_j.data(), ambient_size_, "tangent basis vector");
-    visit(j, static_cast<const double*>(b_j.data()));
-  }
-}
-
 bool ManifoldAdapter::Plus(const double* x,
                            const double* delta,
                            double* x_plus_delta) const {
@@ -150,19 +135,28 @@ bool ManifoldAdapter::Plus(const double* x,
 }
 
 // PlusJacobian = B: column j is B e_j, written with stride d into the
-// row-major N x d array. Both Jacobians come from TangentBasisMultiply while
-// Minus and RightMultiplyByPlusJacobian use TangentBasisTransposeMultiply, so
-// Ceres's invariant tests check the two directions against each other.
+// row-major N x d array. The Jacobians and the maps are computed by different
+// routes (B here; B^+ for Minus and MinusJacobian; B^+ rgrad for
+// RightMultiplyByPlusJacobian), so Ceres's invariant tests check each against
+// the others.
 bool ManifoldAdapter::PlusJacobian(const double* x, double* jacobian) const {
   return Guard("PlusJacobian", [&] {
     RequireNonNull(x, "x");
     RequireNonNull(jacobian, "jacobian");
+    const symopt::Manifold<double>& m = *manifold_;
+    const ConstView xv(x, m.rows(), m.cols());
     std::vector<double> b(ambient_size_ * std::size_t(tangent_size_));
-    ForEachBasisVector(x, [&](int j, const double* b_j) {
+    std::vector<double> e(tangent_size_, 0.0), b_j(ambient_size_);
+    for (int j = 0; j < tangent_size_; ++j) {
+      e[j] = 1.0;
+      m.TangentBasisMultiply(
+          xv, e.data(), View(b_j.data(), m.rows(), m.cols()));
+      e[j] = 0.0;
       for (int i = 0; i < ambient_size_; ++i) {
         b[std::size_t(i) * tangent_size_ + j] = b_j[i];
       }
-    });
+    }
+    RequireFinite(b.data(), b.size(), "PlusJacobian");
     cpu::Copy(b.data(), jacobian, b.size());
   });
 }
@@ -180,17 +174,22 @@ bool ManifoldAdapter::RightMultiplyByPlusJacobian(
     RequireNonNull(tangent_matrix, "tangent_matrix");
     const symopt::Manifold<double>& m = *manifold_;
     const ConstView xv(x, m.rows(), m.cols());
-    // (A B)_r = (B^T a_r)^T for each row a_r of A. Results go to scratch and
-    // are copied out once all rows succeeded.
+    // (A B)_r = (B^T a_r)^T for each row a_r of A, and B^T a = B^+ rgrad(a):
+    // the Riemannian gradient r of the linear function <a, .> satisfies
+    // <r, b_j>_x = <a, b_j> for every basis vector, and as B is orthonormal
+    // in <.,.>_x, its coefficients B^+ r are exactly those <a, b_j>. Results
+    // go to scratch and are copied out once all rows succeeded.
     const std::size_t size = std::size_t(num_rows) * tangent_size_;
     double* out = Scratch(0, size);
+    double* rgrad = Scratch(1, ambient_size_);
+    const View rv(rgrad, m.rows(), m.cols());
     for (int r = 0; r < num_rows; ++r) {
-      const ConstView a_r(
-          ambient_matrix + static_cast<std::int64_t>(r) * ambient_size_,
-          m.rows(),
-          m.cols());
+      cpu::Copy(ambient_matrix + std::int64_t(r) * ambient_size_,
+                rgrad,
+                ambient_size_);
+      m.EgradToRgrad(xv, rv);
       m.TangentBasisTransposeMultiply(
-          xv, a_r, out + static_cast<std::int64_t>(r) * tangent_size_);
+          xv, rv, out + std::int64_t(r) * tangent_size_);
     }
     RequireFinite(out, size, "tangent_matrix");
     cpu::Copy(out, tangent_matrix, size);
@@ -218,16 +217,26 @@ bool ManifoldAdapter::Minus(const double* y,
   });
 }
 
-// MinusJacobian = B^T: row j is (B e_j)^T, one contiguous row per tangent
-// coordinate.
+// MinusJacobian = B^+ (D_y InverseRetract(x, x) = P_x, and B^+ P_x = B^+):
+// column i is B^+ e_i, written with stride N into the row-major d x N array.
 bool ManifoldAdapter::MinusJacobian(const double* x, double* jacobian) const {
   return Guard("MinusJacobian", [&] {
     RequireNonNull(x, "x");
     RequireNonNull(jacobian, "jacobian");
+    const symopt::Manifold<double>& m = *manifold_;
+    const ConstView xv(x, m.rows(), m.cols());
     std::vector<double> bt(ambient_size_ * std::size_t(tangent_size_));
-    ForEachBasisVector(x, [&](int j, const double* b_j) {
-      cpu::Copy(b_j, bt.data() + std::size_t(j) * ambient_size_, ambient_size_);
-    });
+    std::vector<double> e(ambient_size_, 0.0), c(tangent_size_);
+    for (int i = 0; i < ambient_size_; ++i) {
+      e[i] = 1.0;
+      m.TangentBasisTransposeMultiply(
+          xv, ConstView(e.data(), m.rows(), m.cols()), c.data());
+      e[i] = 0.0;
+      for (int j = 0; j < tangent_size_; ++j) {
+        bt[std::size_t(j) * ambient_size_ + i] = c[j];
+      }
+    }
+    RequireFinite(bt.data(), bt.size(), "MinusJacobian");
     cpu::Copy(bt.data(), jacobian, bt.size());
   });
 }
