@@ -2,8 +2,8 @@
 //
 // A class's members are visited through a small value type with size() and
 // operator[](j) -> flat index. Classes stored as runs use RunMembers; member
-// lists use Members<S>, where S > 0 fixes the class size at compile time (so
-// the loops over pairs, triples, ... have a constant trip count and unroll)
+// lists use Members<S>; for both, S > 0 fixes the class size at compile time
+// (so the loops over pairs, triples, ... have a constant trip count and unroll)
 // and S = 0 is the general case.
 #pragma once
 
@@ -13,13 +13,31 @@
 namespace symopt {
 namespace tie_internal {
 
-// Members start, start + 1, ..., start + n - 1.
+// Members start, start + 1, ..., start + S - 1 (S = 0: n members).
+template <int S>
 struct RunMembers {
+  std::int64_t start;
+  static constexpr std::int64_t size() { return S; }
+  std::int64_t operator[](std::int64_t j) const { return start + j; }
+};
+
+template <>
+struct RunMembers<0> {
   std::int64_t start;
   std::int64_t n;
   std::int64_t size() const { return n; }
   std::int64_t operator[](std::int64_t j) const { return start + j; }
 };
+
+template <int S>
+inline RunMembers<S> MakeRun(std::int64_t start, std::int64_t n) {
+  if constexpr (S == 0) {
+    return RunMembers<0>{start, n};
+  } else {
+    (void)n;
+    return RunMembers<S>{start};
+  }
+}
 
 // Members base + m[0], ..., base + m[S - 1].
 template <int S>
@@ -50,6 +68,14 @@ inline Members<S> MakeMembers(const std::int32_t* m,
     return Members<S>{m, base};
   }
 }
+
+// Members i0 and i1 of a pair.
+struct PairMembers {
+  std::int64_t i0;
+  std::int64_t i1;
+  static constexpr std::int64_t size() { return 2; }
+  std::int64_t operator[](std::int64_t j) const { return j == 0 ? i0 : i1; }
+};
 
 // Calls fn(std::integral_constant<int, S>) with S = size for the sizes that
 // get their own loops, S = 0 otherwise; returns what fn returns.

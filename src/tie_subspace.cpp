@@ -63,12 +63,21 @@ namespace {
 
 using tie_internal::DispatchSize;
 using tie_internal::MakeMembers;
-using tie_internal::RunMembers;
+using tie_internal::MakeRun;
+using tie_internal::PairMembers;
 
 // Blocks at least this large run their loops on OpenMP threads.
 constexpr std::int64_t kParallelMin = std::int64_t(1) << 16;
 // Zero lists of the general layout are split into chunks this long.
 constexpr std::int64_t kZeroChunk = 4096;
+// Entries per block of runs in the contiguous layout.
+constexpr std::int64_t kBlockEntries = 16384;
+// Pair runs: used when they average at least kPairRunMin pairs; at most
+// kPairRunMax pairs each, so that they spread over threads.
+constexpr std::int64_t kPairRunMin = 8;
+constexpr std::int64_t kPairRunMax = 4096;
+// Member-list layouts prefetch the members of the class this many ahead.
+constexpr std::int64_t kPrefetchAhead = 16;
 
 std::int64_t CheckedRows(const TiePattern& p) {
   std::string error;
@@ -152,13 +161,24 @@ TieSubspace<T>::TieSubspace(const TiePattern& pattern, TieMetric metric)
 
   if (IsContiguous(p)) {
     layout_ = TieLayout::kContiguous;
-    for (std::int64_t i = 0; i < n; ++i) {
-      if (i == 0 || id[i] != id[i - 1]) {
-        run_start_.push_back(std::int32_t(i));
-        run_id_.push_back(id[i]);
+    // Consecutive runs of one length with consecutive ids share a block (at
+    // most kBlockEntries entries, so that blocks spread over threads).
+    std::int64_t i = 0;
+    while (i < n) {
+      std::int64_t end = i + 1;
+      while (end < n && id[end] == id[i]) ++end;
+      const std::int64_t length = end - i;
+      RunBlock* last = blocks_.empty() ? nullptr : &blocks_.back();
+      if (last != nullptr && id[i] != TiePattern::kZero &&
+          last->first_id != TiePattern::kZero && last->length == length &&
+          id[i] == last->first_id + last->count &&
+          (last->count + 1) * length <= kBlockEntries) {
+        ++last->count;
+      } else {
+        blocks_.push_back(RunBlock{i, length, 1, id[i]});
       }
+      i = end;
     }
-    run_start_.push_back(std::int32_t(n));
     return;
   }
 
@@ -166,6 +186,7 @@ TieSubspace<T>::TieSubspace(const TiePattern& pattern, TieMetric metric)
   if (IsRowPeriodic(p, &local0, &phi, &row_classes_)) {
     layout_ = TieLayout::kRowPeriodic;
     BuildGroups(local0.data(), p.cols, row_classes_);
+    BuildPairRuns();
     // class_ids_ holds local classes; turn them into ids in group order.
     const std::vector<std::int32_t> local_at = class_ids_;
     id_map_.resize(phi.size());
@@ -187,6 +208,7 @@ TieSubspace<T>::TieSubspace(const TiePattern& pattern, TieMetric metric)
 
   layout_ = TieLayout::kGeneral;
   BuildGroups(id, n, num_classes_);
+  BuildPairRuns();
 }
 
 // Groups classes by size (ascending; ascending id within a size) and fills
@@ -260,21 +282,92 @@ void TieSubspace<T>::BuildGroups(const std::int32_t* local_ids,
 }
 
 template <typename T>
-template <typename PerClass, typename PerZero>
-double TieSubspace<T>::Visit(PerClass&& per_class, PerZero&& per_zero) const {
+void TieSubspace<T>::BuildPairRuns() {
+  pair_runs_.clear();
+  for (const Group& g : groups_) {
+    if (g.size != 2) continue;
+    const std::int32_t* m = members_.data() + g.first_member;
+    for (std::int64_t c = 0; c < g.num_classes; ++c) {
+      const std::int32_t a = m[2 * c], b = m[2 * c + 1];
+      if (!pair_runs_.empty()) {
+        PairRun& run = pair_runs_.back();
+        const std::int64_t k = run.count;
+        const bool first_step =
+            k == 1 && (b == run.first1 + 1 || b == run.first1 - 1);
+        const std::int32_t step = first_step ? b - run.first1 : run.step1;
+        if (a == run.first0 + k && b == run.first1 + step * k &&
+            k < kPairRunMax) {
+          run.step1 = step;
+          ++run.count;
+          continue;
+        }
+      }
+      pair_runs_.push_back(PairRun{g.first_class + c, 1, a, b, 1});
+    }
+    // Worth it only when the runs are long.
+    if (std::int64_t(pair_runs_.size()) * kPairRunMin > g.num_classes) {
+      pair_runs_.clear();
+    }
+  }
+  pair_runs_.shrink_to_fit();
+}
+
+template <typename T>
+template <bool kReduce, typename PerClass, typename PerZero>
+double TieSubspace<T>::Visit(PerClass&& per_class,
+                             PerZero&& per_zero,
+                             std::initializer_list<const T*> prefetch) const {
   const bool parallel = this->AmbientSize() >= kParallelMin;
+  // Calls f(args...) and adds its value to acc when reducing.
+  auto call = [](double& acc, auto&& f, auto&&... args) {
+    if constexpr (kReduce) {
+      acc += f(args...);
+    } else {
+      f(args...);
+    }
+  };
+  // Visits the pairs of one pair run in rows starting at `base`; id_of maps a
+  // class position to its id.
+  auto visit_pair_run =
+      [&](double& acc, const PairRun& run, std::int64_t base, auto&& id_of) {
+        auto loop = [&](auto step_tag) {
+          constexpr int kStep = decltype(step_tag)::value;
+          const std::int64_t b0 = base + run.first0, b1 = base + run.first1;
+          for (std::int64_t c = 0; c < run.count; ++c) {
+            call(acc,
+                 per_class,
+                 id_of(run.first_class + c),
+                 PairMembers{b0 + c, b1 + kStep * c});
+          }
+        };
+        if (run.step1 == 1) {
+          loop(std::integral_constant<int, 1>());
+        } else {
+          loop(std::integral_constant<int, -1>());
+        }
+      };
+  const bool pair_runs = !pair_runs_.empty();
   double total = 0.0;
   switch (layout_) {
     case TieLayout::kContiguous: {
-      const std::int64_t runs = std::int64_t(run_id_.size());
-      const std::int32_t* start = run_start_.data();
-      const std::int32_t* id = run_id_.data();
+      const std::int64_t num_blocks = std::int64_t(blocks_.size());
+      const RunBlock* blocks = blocks_.data();
 #pragma omp parallel for reduction(+ : total) schedule(static) if (parallel)
-      for (std::int64_t s = 0; s < runs; ++s) {
-        const RunMembers mem{start[s], start[s + 1] - start[s]};
-        total += id[s] == TiePattern::kZero
-                     ? per_zero(mem)
-                     : per_class(std::int64_t(id[s]), mem);
+      for (std::int64_t b = 0; b < num_blocks; ++b) {
+        const RunBlock blk = blocks[b];
+        if (blk.first_id == TiePattern::kZero) {
+          call(total, per_zero, MakeRun<0>(blk.start, blk.length));
+          continue;
+        }
+        DispatchSize(blk.length, [&](auto tag) {
+          constexpr int kSize = decltype(tag)::value;
+          for (std::int64_t c = 0; c < blk.count; ++c) {
+            call(total,
+                 per_class,
+                 std::int64_t(blk.first_id) + c,
+                 MakeRun<kSize>(blk.start + c * blk.length, blk.length));
+          }
+        });
       }
       break;
     }
@@ -287,45 +380,79 @@ double TieSubspace<T>::Visit(PerClass&& per_class, PerZero&& per_zero) const {
 #pragma omp parallel for reduction(+ : total) schedule(static) if (parallel)
       for (std::int64_t r = 0; r < rows; ++r) {
         const std::int64_t base = r * cols;
-        double row_total = 0.0;
         for (const Group& g : groups_) {
-          row_total += DispatchSize(g.size, [&](auto tag) {
+          if (g.size == 2 && pair_runs) {
+            for (const PairRun& run : pair_runs_) {
+              visit_pair_run(total, run, base, [&](std::int64_t pos) {
+                return mapped ? std::int64_t(map[r * k_row + pos])
+                              : ids[pos] + r * k_row;
+              });
+            }
+            continue;
+          }
+          DispatchSize(g.size, [&](auto tag) {
             constexpr int kSize = decltype(tag)::value;
             const std::int32_t* mem = members_.data() + g.first_member;
-            double sum = 0.0;
             for (std::int64_t c = 0; c < g.num_classes; ++c) {
               const std::int64_t pos = g.first_class + c;
-              const std::int64_t class_id =
-                  mapped ? map[r * k_row + pos] : ids[pos] + r * k_row;
-              sum += per_class(
-                  class_id, MakeMembers<kSize>(mem + c * g.size, base, g.size));
+              call(total,
+                   per_class,
+                   mapped ? std::int64_t(map[r * k_row + pos])
+                          : ids[pos] + r * k_row,
+                   MakeMembers<kSize>(mem + c * g.size, base, g.size));
             }
-            return sum;
           });
         }
         if (!zero_members_.empty()) {
-          row_total += per_zero(MakeMembers<0>(
-              zero_members_.data(), base, std::int64_t(zero_members_.size())));
+          call(total,
+               per_zero,
+               MakeMembers<0>(zero_members_.data(),
+                              base,
+                              std::int64_t(zero_members_.size())));
         }
-        total += row_total;
       }
       break;
     }
     case TieLayout::kGeneral: {
       const std::int32_t* ids = class_ids_.data();
       for (const Group& g : groups_) {
-        total += DispatchSize(g.size, [&](auto tag) {
-          constexpr int kSize = decltype(tag)::value;
-          const std::int32_t* mem = members_.data() + g.first_member;
-          const std::int64_t first = g.first_class;
-          const std::int64_t size = g.size;
+        if (g.size == 2 && pair_runs) {
+          const std::int64_t num_runs = std::int64_t(pair_runs_.size());
+          const PairRun* runs = pair_runs_.data();
           double sum = 0.0;
 #pragma omp parallel for reduction(+ : sum) schedule(static) if (parallel)
-          for (std::int64_t c = 0; c < g.num_classes; ++c) {
-            sum += per_class(std::int64_t(ids[first + c]),
-                             MakeMembers<kSize>(mem + c * size, 0, size));
+          for (std::int64_t k = 0; k < num_runs; ++k) {
+            visit_pair_run(sum, runs[k], 0, [ids](std::int64_t pos) {
+              return std::int64_t(ids[pos]);
+            });
           }
-          return sum;
+          total += sum;
+          continue;
+        }
+        DispatchSize(g.size, [&](auto tag) {
+          constexpr int kSize = decltype(tag)::value;
+          const std::int32_t* mem = members_.data() + g.first_member;
+          const std::int64_t first = g.first_class, size = g.size;
+          const std::int64_t count = g.num_classes;
+          double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (parallel)
+          for (std::int64_t c = 0; c < count; ++c) {
+            // Random members cost a cache miss each: ask for them early.
+            if (c + kPrefetchAhead < count) {
+              const std::int32_t* ahead = mem + (c + kPrefetchAhead) * size;
+              for (const T* a : prefetch) {
+                if (a == nullptr) continue;
+                for (std::int64_t j = 0; j < size; ++j) {
+                  __builtin_prefetch(a + ahead[j], 1);
+                }
+              }
+            }
+            call(sum,
+                 per_class,
+                 std::int64_t(ids[first + c]),
+                 MakeMembers<kSize>(mem + c * size, 0, size));
+          }
+          total += sum;
         });
       }
       const std::int64_t zeros = std::int64_t(zero_members_.size());
@@ -334,8 +461,10 @@ double TieSubspace<T>::Visit(PerClass&& per_class, PerZero&& per_zero) const {
 #pragma omp parallel for reduction(+ : total) schedule(static) if (parallel)
       for (std::int64_t c = 0; c < chunks; ++c) {
         const std::int64_t begin = c * kZeroChunk;
-        total += per_zero(MakeMembers<0>(
-            zmem + begin, 0, std::min(kZeroChunk, zeros - begin)));
+        call(total,
+             per_zero,
+             MakeMembers<0>(
+                 zmem + begin, 0, std::min(kZeroChunk, zeros - begin)));
       }
       break;
     }
@@ -368,10 +497,10 @@ inline T MeanOver(const T* a, const Members& mem) {
 template <typename T>
 std::int64_t TieSubspace<T>::IndexBytes() const {
   return std::int64_t(sizeof(std::int32_t)) *
-             std::int64_t(run_start_.size() + run_id_.size() + members_.size() +
-                          class_ids_.size() + zero_members_.size() +
-                          id_map_.size()) +
-         std::int64_t(sizeof(Group) * groups_.size());
+             std::int64_t(members_.size() + class_ids_.size() +
+                          zero_members_.size() + id_map_.size()) +
+         std::int64_t(sizeof(Group) * groups_.size() +
+                      sizeof(RunBlock) * blocks_.size());
 }
 
 template <typename T>
@@ -382,12 +511,9 @@ TiePattern TieSubspace<T>::Pattern() const {
   p.num_classes = std::int32_t(num_classes_);
   p.class_of.assign(std::size_t(this->AmbientSize()), TiePattern::kZero);
   std::int32_t* out = p.class_of.data();
-  Visit(
-      [out](std::int64_t id, const auto& mem) {
-        Fill(std::int32_t(id), out, mem);
-        return 0.0;
-      },
-      [](const auto&) { return 0.0; });
+  Visit<false>([out](std::int64_t id,
+                     const auto& mem) { Fill(std::int32_t(id), out, mem); },
+               [](const auto&) {});
   return p;
 }
 
@@ -397,15 +523,9 @@ void TieSubspace<T>::Expand(const T* theta, View x) const {
   SYMOPT_CHECK(theta != nullptr || num_classes_ == 0,
                this->Describe() << ": theta is null");
   T* xs = x.data;
-  Visit(
-      [theta, xs](std::int64_t id, const auto& mem) {
-        Fill(theta[id], xs, mem);
-        return 0.0;
-      },
-      [xs](const auto& mem) {
-        Fill(T(0), xs, mem);
-        return 0.0;
-      });
+  Visit<false>([theta, xs](std::int64_t id,
+                           const auto& mem) { Fill(theta[id], xs, mem); },
+               [xs](const auto& mem) { Fill(T(0), xs, mem); });
 }
 
 template <typename T>
@@ -414,12 +534,9 @@ void TieSubspace<T>::Fold(ConstView x, T* theta) const {
   SYMOPT_CHECK(theta != nullptr || num_classes_ == 0,
                this->Describe() << ": theta is null");
   const T* xs = x.data;
-  Visit(
-      [theta, xs](std::int64_t id, const auto& mem) {
-        theta[id] = MeanOver(xs, mem);
-        return 0.0;
-      },
-      [](const auto&) { return 0.0; });
+  Visit<false>([theta, xs](std::int64_t id,
+                           const auto& mem) { theta[id] = MeanOver(xs, mem); },
+               [](const auto&) {});
 }
 
 template <typename T>
@@ -428,12 +545,11 @@ void TieSubspace<T>::FoldSum(ConstView g, T* theta) const {
   SYMOPT_CHECK(theta != nullptr || num_classes_ == 0,
                this->Describe() << ": theta is null");
   const T* gs = g.data;
-  Visit(
+  Visit<false>(
       [theta, gs](std::int64_t id, const auto& mem) {
         theta[id] = T(SumOver(gs, mem));
-        return 0.0;
       },
-      [](const auto&) { return 0.0; });
+      [](const auto&) {});
 }
 
 template <typename T>
@@ -446,15 +562,10 @@ void TieSubspace<T>::ProjectInPlace(View u) const {
 template <typename T>
 void TieSubspace<T>::ProjectPointImpl(View x) const {
   T* xs = x.data;
-  Visit(
-      [xs](std::int64_t, const auto& mem) {
-        Fill(MeanOver(xs, mem), xs, mem);
-        return 0.0;
-      },
-      [xs](const auto& mem) {
-        Fill(T(0), xs, mem);
-        return 0.0;
-      });
+  Visit<false>(
+      [xs](std::int64_t, const auto& mem) { Fill(MeanOver(xs, mem), xs, mem); },
+      [xs](const auto& mem) { Fill(T(0), xs, mem); },
+      {xs});
 }
 
 template <typename T>
@@ -469,15 +580,10 @@ void TieSubspace<T>::EgradToRgradImpl(ConstView /*x*/, View g) const {
     return;
   }
   T* gs = g.data;
-  Visit(
-      [gs](std::int64_t, const auto& mem) {
-        Fill(T(SumOver(gs, mem)), gs, mem);
-        return 0.0;
-      },
-      [gs](const auto& mem) {
-        Fill(T(0), gs, mem);
-        return 0.0;
-      });
+  Visit<false>([gs](std::int64_t,
+                    const auto& mem) { Fill(T(SumOver(gs, mem)), gs, mem); },
+               [gs](const auto& mem) { Fill(T(0), gs, mem); },
+               {gs});
 }
 
 // x + v, computed as mean(x) + mean(v) per class so that the result is in E
@@ -486,15 +592,12 @@ template <typename T>
 RetractReport TieSubspace<T>::RetractImpl(View x, ConstView v) const {
   T* xs = x.data;
   const T* vs = v.data;
-  Visit(
+  Visit<false>(
       [xs, vs](std::int64_t, const auto& mem) {
         Fill(T(MeanOver(xs, mem) + MeanOver(vs, mem)), xs, mem);
-        return 0.0;
       },
-      [xs](const auto& mem) {
-        Fill(T(0), xs, mem);
-        return 0.0;
-      });
+      [xs](const auto& mem) { Fill(T(0), xs, mem); },
+      {xs, vs});
   return {};
 }
 
@@ -505,15 +608,11 @@ void TieSubspace<T>::InverseRetractImpl(ConstView x,
   const T* xs = x.data;
   const T* ys = y.data;
   T* vs = v.data;
-  Visit(
+  Visit<false>(
       [xs, ys, vs](std::int64_t, const auto& mem) {
         Fill(T(MeanOver(ys, mem) - MeanOver(xs, mem)), vs, mem);
-        return 0.0;
       },
-      [vs](const auto& mem) {
-        Fill(T(0), vs, mem);
-        return 0.0;
-      });
+      [vs](const auto& mem) { Fill(T(0), vs, mem); });
 }
 
 template <typename T>
@@ -524,7 +623,7 @@ double TieSubspace<T>::InnerImpl(ConstView x, ConstView u, ConstView v) const {
   if (metric_ == TieMetric::kEmbedded) return Manifold<T>::InnerImpl(x, u, v);
   const T* us = u.data;
   const T* vs = v.data;
-  return Visit(
+  return Visit<true>(
       [us, vs](std::int64_t, const auto& mem) {
         const double n = double(mem.size());
         return (SumOver(us, mem) / n) * (SumOver(vs, mem) / n);
@@ -535,7 +634,7 @@ double TieSubspace<T>::InnerImpl(ConstView x, ConstView u, ConstView v) const {
 template <typename T>
 double TieSubspace<T>::DistanceToManifoldImpl(ConstView x) const {
   const T* xs = x.data;
-  const double sq = Visit(
+  const double sq = Visit<true>(
       [xs](std::int64_t, const auto& mem) {
         const double mean = SumOver(xs, mem) / double(mem.size());
         double s = 0.0;
@@ -571,16 +670,12 @@ void TieSubspace<T>::TangentBasisMultiplyImpl(ConstView /*x*/,
                                               View v) const {
   T* vs = v.data;
   const bool embedded = metric_ == TieMetric::kEmbedded;
-  Visit(
+  Visit<false>(
       [coeffs, vs, embedded](std::int64_t id, const auto& mem) {
         const double c = double(coeffs[id]);
         Fill(T(embedded ? c / std::sqrt(double(mem.size())) : c), vs, mem);
-        return 0.0;
       },
-      [vs](const auto& mem) {
-        Fill(T(0), vs, mem);
-        return 0.0;
-      });
+      [vs](const auto& mem) { Fill(T(0), vs, mem); });
 }
 
 template <typename T>
@@ -589,13 +684,12 @@ void TieSubspace<T>::TangentBasisTransposeMultiplyImpl(ConstView /*x*/,
                                                        T* coeffs) const {
   const T* us = u.data;
   const bool embedded = metric_ == TieMetric::kEmbedded;
-  Visit(
+  Visit<false>(
       [coeffs, us, embedded](std::int64_t id, const auto& mem) {
         const double s = SumOver(us, mem), n = double(mem.size());
         coeffs[id] = T(embedded ? s / std::sqrt(n) : s / n);
-        return 0.0;
       },
-      [](const auto&) { return 0.0; });
+      [](const auto&) {});
 }
 
 // The fused step: one visit of every class, reading x, g (and m) at each
@@ -614,7 +708,7 @@ RetractReport TieSubspace<T>::StepImpl(View x,
   T* xs = x.data;
   const T* gs = g.data;
   T* ms = momentum ? m.data : nullptr;
-  Visit(
+  Visit<false>(
       [=](std::int64_t, const auto& mem) {
         const std::int64_t n = mem.size();
         double sx = 0.0, sg = 0.0, sm = 0.0;
@@ -633,13 +727,12 @@ RetractReport TieSubspace<T>::StepImpl(View x,
           Fill(mk, ms, mem);
         }
         Fill(T(T(sx / double(n)) + T(d * neg_lr)), xs, mem);
-        return 0.0;
       },
       [=](const auto& mem) {
         Fill(T(0), xs, mem);
         if (momentum) Fill(T(0), ms, mem);
-        return 0.0;
-      });
+      },
+      {xs, gs, ms});
   return {};
 }
 

@@ -49,6 +49,21 @@ inline TiePattern MirrorPattern(std::int64_t rows,
   return Canonical(p);
 }
 
+// Pairs at a fixed distance in every row: (r, j) ~ (r, j + cols / 2).
+inline TiePattern ShiftPairPattern(std::int64_t rows, std::int64_t cols) {
+  TiePattern p;
+  p.rows = rows;
+  p.cols = cols;
+  p.class_of.resize(std::size_t(rows * cols));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t j = 0; j < cols; ++j) {
+      p.class_of[std::size_t(r * cols + j)] =
+          std::int32_t(r * cols + j % (cols / 2));
+    }
+  }
+  return Canonical(p);
+}
+
 // Each class a run of `run` consecutive entries (row-major), the last entry of
 // every `zero_every`-th run zeroed (0: none).
 inline TiePattern RunPattern(std::int64_t rows,

@@ -37,6 +37,13 @@ std::vector<NamedPattern> Cases() {
   cases.push_back({"mirror pairs, permuted ids",
                    PermuteIds(MirrorPattern(6, 9), 11),
                    TieLayout::kRowPeriodic});
+  cases.push_back({"mirror pair runs",
+                   MirrorPattern(3, 40, {5, 34}),
+                   TieLayout::kRowPeriodic});
+  cases.push_back(
+      {"shifted pair runs", ShiftPairPattern(3, 40), TieLayout::kRowPeriodic});
+  cases.push_back(
+      {"mirror pair runs, one row", MirrorPattern(1, 41), TieLayout::kGeneral});
   cases.push_back({"random, no zeros",
                    RandomPattern(6, 7, 15, 0.0, 21),
                    TieLayout::kGeneral});
@@ -341,6 +348,8 @@ TEST_CASE("TieSubspace threaded loops match a serial reference",
   // Blocks of 64K entries or more run on OpenMP threads.
   const std::vector<TiePattern> patterns = {
       MirrorPattern(64, 1030, {3, 1026}),
+      MirrorPattern(1, 70000, {7, 69992}),
+      ShiftPairPattern(100, 1000),
       RandomPattern(70, 1000, 30000, 0.05, 61),
       RunPattern(300, 300, 5, 3)};
   for (const TiePattern& p : patterns) {

@@ -56,14 +56,16 @@
 //                 simply row 0's shifted by r * classes_per_row);
 //   kGeneral      member lists of every class (CSR).
 // Member lists are grouped by class size, so pairs, triples, ... run loops of a
-// fixed trip count. Loops run on OpenMP threads over classes/rows for blocks of
-// 64K entries or more. Random class ids cost random cache lines;
-// see bench/tie_bench.cpp.
+// fixed trip count; pairs whose members advance together (mirror pairs) are
+// stored as runs of such pairs, whose loops vectorise. Loops run on OpenMP
+// threads over classes/rows for blocks of 64K entries or more. Random class ids
+// cost random cache lines; see bench/tie_bench.cpp.
 //
 // Requires of every pattern: rows * cols < 2^31.
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -173,20 +175,30 @@ class TieSubspace final : public Manifold<T> {
                    std::int64_t num_local);
   // Visits every class: per_class(id, members) with members.size() and
   // members[j] (flat indices, ascending within a class), then every group of
-  // zeroed entries: per_zero(members). Both return a double; the sum of all
-  // returns is returned. Runs on OpenMP threads for large blocks, so the
-  // callbacks may only write entries of the class or group they are given.
-  template <typename PerClass, typename PerZero>
-  double Visit(PerClass&& per_class, PerZero&& per_zero) const;
+  // zeroed entries: per_zero(members). With kReduce both return a double and
+  // the sum of all returns is returned; otherwise they return nothing. Runs on
+  // OpenMP threads for large blocks, so the callbacks may only write entries
+  // of the class or group they are given. Member-list layouts prefetch the
+  // members of classes ahead in the arrays listed in `prefetch`.
+  template <bool kReduce, typename PerClass, typename PerZero>
+  double Visit(PerClass&& per_class,
+               PerZero&& per_zero,
+               std::initializer_list<const T*> prefetch = {}) const;
 
   TieMetric metric_;
   TieLayout layout_;
   std::int64_t num_classes_ = 0;
   std::int64_t num_zeros_ = 0;
-  // kContiguous: runs [run_start_[s], run_start_[s + 1]) of class run_id_[s]
-  // (kZero for a run of zeros); they cover all entries in order.
-  std::vector<std::int32_t> run_start_;
-  std::vector<std::int32_t> run_id_;
+  // kContiguous: blocks of `count` consecutive runs of `length` entries, the
+  // i-th of class first_id + i (or `count` = 1 run of zeros when first_id is
+  // kZero); they cover all entries in order.
+  struct RunBlock {
+    std::int64_t start;
+    std::int64_t length;
+    std::int64_t count;
+    std::int32_t first_id;
+  };
+  std::vector<RunBlock> blocks_;
   // kRowPeriodic (indices are columns of row 0) and kGeneral (flat indices):
   // grouped member lists, the class id at each class position, and zeros.
   std::vector<Group> groups_;
@@ -197,6 +209,19 @@ class TieSubspace final : public Manifold<T> {
   // class position c in row r, empty when it is class_ids_[c] + r*row_classes_.
   std::int64_t row_classes_ = 0;
   std::vector<std::int32_t> id_map_;
+  // Pairs whose members advance in lock step (class position first_class + c
+  // has members first0 + c and first1 + step1 * c, step1 = +1 or -1: mirror
+  // pairs, pairs at a fixed distance). When the size-2 group splits into long
+  // such runs they replace its lists in the loops, which then vectorise.
+  struct PairRun {
+    std::int64_t first_class;
+    std::int64_t count;
+    std::int32_t first0;
+    std::int32_t first1;
+    std::int32_t step1;
+  };
+  void BuildPairRuns();
+  std::vector<PairRun> pair_runs_;
 };
 
 extern template class TieSubspace<float>;
