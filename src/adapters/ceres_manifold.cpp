@@ -50,6 +50,28 @@ double* Scratch(int slot, std::size_t n) {
   return b.data();
 }
 
+// Writes the row-major out_size x in_size matrix of the linear map `apply`
+// (apply(in, out) with in_size and out_size doubles) to `matrix`, column j
+// being apply(e_j). Built in scratch, copied out only when finite.
+template <typename Apply>
+void MatrixOf(int in_size,
+              int out_size,
+              Apply&& apply,
+              double* matrix,
+              const char* what) {
+  std::vector<double> m(std::size_t(out_size) * in_size);
+  std::vector<double> e(in_size, 0.0), column(out_size);
+  for (int j = 0; j < in_size; ++j) {
+    e[j] = 1.0;
+    apply(static_cast<const double*>(e.data()), column.data());
+    e[j] = 0.0;
+    for (int i = 0; i < out_size; ++i)
+      m[std::size_t(i) * in_size + j] = column[i];
+  }
+  RequireFinite(m.data(), std::int64_t(m.size()), what);
+  cpu::Copy(m.data(), matrix, std::int64_t(m.size()));
+}
+
 void RequireNonNull(const void* p, const char* what) {
   if (p == nullptr) throw AdapterFailure(std::string(what) + " is null");
 }
@@ -134,8 +156,7 @@ bool ManifoldAdapter::Plus(const double* x,
   });
 }
 
-// PlusJacobian = B: column j is B e_j, written with stride d into the
-// row-major N x d array. The Jacobians and the maps are computed by different
+// PlusJacobian = B. The Jacobians and the maps are computed by different
 // routes (B here; B^+ for Minus and MinusJacobian; B^+ rgrad for
 // RightMultiplyByPlusJacobian), so Ceres's invariant tests check each against
 // the others.
@@ -145,19 +166,14 @@ bool ManifoldAdapter::PlusJacobian(const double* x, double* jacobian) const {
     RequireNonNull(jacobian, "jacobian");
     const symopt::Manifold<double>& m = *manifold_;
     const ConstView xv(x, m.rows(), m.cols());
-    std::vector<double> b(ambient_size_ * std::size_t(tangent_size_));
-    std::vector<double> e(tangent_size_, 0.0), b_j(ambient_size_);
-    for (int j = 0; j < tangent_size_; ++j) {
-      e[j] = 1.0;
-      m.TangentBasisMultiply(
-          xv, e.data(), View(b_j.data(), m.rows(), m.cols()));
-      e[j] = 0.0;
-      for (int i = 0; i < ambient_size_; ++i) {
-        b[std::size_t(i) * tangent_size_ + j] = b_j[i];
-      }
-    }
-    RequireFinite(b.data(), b.size(), "PlusJacobian");
-    cpu::Copy(b.data(), jacobian, b.size());
+    MatrixOf(
+        tangent_size_,
+        ambient_size_,
+        [&](const double* e, double* b_e) {
+          m.TangentBasisMultiply(xv, e, View(b_e, m.rows(), m.cols()));
+        },
+        jacobian,
+        "PlusJacobian");
   });
 }
 
@@ -217,27 +233,22 @@ bool ManifoldAdapter::Minus(const double* y,
   });
 }
 
-// MinusJacobian = B^+ (D_y InverseRetract(x, x) = P_x, and B^+ P_x = B^+):
-// column i is B^+ e_i, written with stride N into the row-major d x N array.
+// MinusJacobian = B^+ (D_y InverseRetract(x, x) = P_x, and B^+ P_x = B^+).
 bool ManifoldAdapter::MinusJacobian(const double* x, double* jacobian) const {
   return Guard("MinusJacobian", [&] {
     RequireNonNull(x, "x");
     RequireNonNull(jacobian, "jacobian");
     const symopt::Manifold<double>& m = *manifold_;
     const ConstView xv(x, m.rows(), m.cols());
-    std::vector<double> bt(ambient_size_ * std::size_t(tangent_size_));
-    std::vector<double> e(ambient_size_, 0.0), c(tangent_size_);
-    for (int i = 0; i < ambient_size_; ++i) {
-      e[i] = 1.0;
-      m.TangentBasisTransposeMultiply(
-          xv, ConstView(e.data(), m.rows(), m.cols()), c.data());
-      e[i] = 0.0;
-      for (int j = 0; j < tangent_size_; ++j) {
-        bt[std::size_t(j) * ambient_size_ + i] = c[j];
-      }
-    }
-    RequireFinite(bt.data(), bt.size(), "MinusJacobian");
-    cpu::Copy(bt.data(), jacobian, bt.size());
+    MatrixOf(
+        ambient_size_,
+        tangent_size_,
+        [&](const double* e, double* b_plus_e) {
+          m.TangentBasisTransposeMultiply(
+              xv, ConstView(e, m.rows(), m.cols()), b_plus_e);
+        },
+        jacobian,
+        "MinusJacobian");
   });
 }
 
