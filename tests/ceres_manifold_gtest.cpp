@@ -24,6 +24,7 @@
 #include "manifolds/euclidean.h"
 #include "manifolds/oblique.h"
 #include "manifolds/tie_subspace.h"
+#include "manifolds/tied_oblique.h"
 #include "tie_patterns.h"
 
 namespace symopt {
@@ -254,6 +255,23 @@ TEST(CeresManifoldAdapter, TieSubspaceInvariants) {
       const Vector origin = Vector::Zero(m->AmbientSize());  // 0 is in E
       CheckAdapter(m, seed++, &origin);
     }
+  }
+}
+
+TEST(CeresManifoldAdapter, TiedObliqueInvariants) {
+  // Unit rows inside a tie subspace: every class within one row.
+  using namespace symopt::testing;  // NOLINT(build/namespaces)
+  std::uint64_t seed = 51;
+  for (const symopt::TiePattern& pattern :
+       {MirrorPattern(3, 5, {2}),
+        MirrorPattern(2, 4),  // two classes per row: TangentSize() == rows
+        RunPattern(4, 6, 3, 2),
+        PermuteIds(MirrorPattern(2, 7, {0, 6}), 52)}) {
+    auto m = std::make_shared<symopt::TiedOblique<double>>(pattern);
+    ASSERT_EQ(m->Dim(), pattern.num_classes - pattern.rows);
+    CheckAdapter(m, seed++, nullptr, [&](const Vector& x, Vector& y) {
+      IntoObliqueImage(*m, x, y);
+    });
   }
 }
 

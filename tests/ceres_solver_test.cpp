@@ -5,6 +5,8 @@
 //     rows = +-eigenvectors (Eigen::SelfAdjointEigenSolver), as in
 //     examples/ceres_oblique.cpp, over several shapes (one with 1-dimensional
 //     rows: the DoF == 1 case) and line-search directions;
+//   - tied oblique: the same over unit rows that are also tied: the minimum
+//     of the Rayleigh quotient reduced to each row's class indicators;
 //   - euclidean: a convex quadratic, minimiser H^{-1} b;
 //   - tie subspace (both metrics): a weighted least-squares fit, minimiser the
 //     per-class weighted mean of the targets (zeroed entries stay 0);
@@ -24,6 +26,7 @@
 #include "manifolds/euclidean.h"
 #include "manifolds/oblique.h"
 #include "manifolds/tie_subspace.h"
+#include "manifolds/tied_oblique.h"
 #include "tie_patterns.h"
 
 namespace {
@@ -68,6 +71,56 @@ Eigen::MatrixXd RandomSymmetric(int n, std::mt19937_64& rng) {
   return q * lambda.asDiagonal() * q.transpose();
 }
 
+// min f(W) = sum_r w_r^T A_r w_r over `manifold`, whose rows are unit vectors
+// in the column spaces of the orthonormal bases s[r] (cols x p_r): identity
+// for Oblique, normalised class indicators for TiedOblique. With w_r = s_r a,
+// |a| = 1, the minimum is lambda_min(s_r^T A_r s_r), at a = its eigenvector.
+void CheckRowRayleigh(const ManifoldPtr& manifold,
+                      const std::vector<Eigen::MatrixXd>& s,
+                      ceres::LineSearchDirectionType direction,
+                      std::uint64_t seed) {
+  const int rows = int(manifold->rows()), cols = int(manifold->cols());
+  CAPTURE(manifold->Describe(), int(direction), seed);
+  std::mt19937_64 rng(seed);
+  std::vector<Eigen::MatrixXd> a;
+  for (int r = 0; r < rows; ++r) a.push_back(RandomSymmetric(cols, rng));
+  auto f = [&](const double* w, double* egrad) {
+    double value = 0.0;
+    for (int r = 0; r < rows; ++r) {
+      const Eigen::Map<const Eigen::VectorXd> w_r(w + r * cols, cols);
+      const Eigen::VectorXd a_w = a[r] * w_r;
+      value += w_r.dot(a_w);
+      if (egrad) Eigen::Map<Eigen::VectorXd>(egrad + r * cols, cols) = 2 * a_w;
+    }
+    return value;
+  };
+  RowMatrix w(rows, cols);
+  // (A different seed from A's: with the same stream the start would be
+  // the first column of A's eigenbasis, i.e. already optimal for 1 row.)
+  manifold->RandomPoint(symopt::TensorView<double>(w.data(), rows, cols),
+                        seed + 1000);
+  const double f_start = f(w.data(), nullptr);
+
+  const auto summary = Minimise(manifold, f, w.data(), direction);
+  INFO(summary.BriefReport());
+  REQUIRE(summary.IsSolutionUsable());
+
+  double f_star = 0.0;
+  for (int r = 0; r < rows; ++r) {
+    const Eigen::MatrixXd reduced = s[r].transpose() * a[r] * s[r];
+    const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(reduced);
+    f_star += eig.eigenvalues()[0];  // ascending
+    const Eigen::VectorXd w_star = s[r] * eig.eigenvectors().col(0);
+    CAPTURE(r);
+    CHECK(std::abs(w.row(r).norm() - 1.0) <= 1e-12);
+    CHECK(std::abs(w.row(r).dot(w_star)) >= 1.0 - 1e-8);
+  }
+  const double f_final = f(w.data(), nullptr);
+  CHECK(f_final < f_start);
+  CHECK(std::abs(f_final - f_star) <= 1e-9 * std::abs(f_star));
+  CHECK(std::abs(summary.final_cost - f_star) <= 1e-9 * std::abs(f_star));
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -84,46 +137,50 @@ TEST_CASE(
                         {1, 25, ceres::LBFGS}};
   std::uint64_t seed = 100;
   for (const Case& c : cases) {
-    ++seed;
-    CAPTURE(c.rows, c.cols, int(c.direction), seed);
-    std::mt19937_64 rng(seed);
-    std::vector<Eigen::MatrixXd> a;
-    for (int i = 0; i < c.rows; ++i) a.push_back(RandomSymmetric(c.cols, rng));
-    auto f = [&](const double* w, double* egrad) {
-      double value = 0.0;
-      for (int i = 0; i < c.rows; ++i) {
-        const Eigen::Map<const Eigen::VectorXd> w_i(w + i * c.cols, c.cols);
-        const Eigen::VectorXd a_w = a[i] * w_i;
-        value += w_i.dot(a_w);
-        if (egrad)
-          Eigen::Map<Eigen::VectorXd>(egrad + i * c.cols, c.cols) = 2 * a_w;
+    const std::vector<Eigen::MatrixXd> identity(
+        c.rows, Eigen::MatrixXd::Identity(c.cols, c.cols));
+    CheckRowRayleigh(std::make_shared<symopt::Oblique<double>>(c.rows, c.cols),
+                     identity,
+                     c.direction,
+                     ++seed);
+  }
+}
+
+TEST_CASE(
+    "GradientProblemSolver finds the smallest tied eigenvectors on the tied "
+    "oblique manifold",
+    "[ceres][tied_oblique]") {
+  using namespace symopt::testing;  // NOLINT(build/namespaces)
+  std::uint64_t seed = 200;
+  for (const symopt::TiePattern& pattern :
+       {MirrorPattern(4, 9, {4}), PermuteIds(RunPattern(3, 8, 2, 3), 7)}) {
+    // Row r's subspace: one column 1_{class k} / sqrt(n_k) per class in it,
+    // derived from the class ids alone.
+    const int rows = int(pattern.rows), cols = int(pattern.cols);
+    std::vector<Eigen::MatrixXd> s(rows);
+    for (int r = 0; r < rows; ++r) {
+      std::vector<int> ids;
+      for (int j = 0; j < cols; ++j) {
+        const int k = pattern.class_of[std::size_t(r * cols + j)];
+        if (k != symopt::TiePattern::kZero &&
+            std::find(ids.begin(), ids.end(), k) == ids.end()) {
+          ids.push_back(k);
+        }
       }
-      return value;
-    };
-    auto oblique = std::make_shared<symopt::Oblique<double>>(c.rows, c.cols);
-    RowMatrix w(c.rows, c.cols);
-    // (A different seed from A's: with the same stream the start would be
-    // the first column of A's eigenbasis, i.e. already optimal for 1 row.)
-    oblique->RandomPoint(symopt::TensorView<double>(w.data(), c.rows, c.cols),
-                         seed + 1000);
-    const double f_start = f(w.data(), nullptr);
-
-    const auto summary = Minimise(oblique, f, w.data(), c.direction);
-    INFO(summary.BriefReport());
-    REQUIRE(summary.IsSolutionUsable());
-
-    double f_star = 0.0;
-    for (int i = 0; i < c.rows; ++i) {
-      const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(a[i]);
-      f_star += eig.eigenvalues()[0];
-      CAPTURE(i);
-      CHECK(std::abs(w.row(i).norm() - 1.0) <= 1e-12);
-      CHECK(std::abs(w.row(i).dot(eig.eigenvectors().col(0))) >= 1.0 - 1e-8);
+      s[r] = Eigen::MatrixXd::Zero(cols, Eigen::Index(ids.size()));
+      for (std::size_t c = 0; c < ids.size(); ++c) {
+        for (int j = 0; j < cols; ++j) {
+          if (pattern.class_of[std::size_t(r * cols + j)] == ids[c]) {
+            s[r](j, Eigen::Index(c)) = 1.0;
+          }
+        }
+        s[r].col(Eigen::Index(c)).normalize();
+      }
     }
-    const double f_final = f(w.data(), nullptr);
-    CHECK(f_final < f_start);
-    CHECK(std::abs(f_final - f_star) <= 1e-9 * std::abs(f_star));
-    CHECK(std::abs(summary.final_cost - f_star) <= 1e-9 * std::abs(f_star));
+    CheckRowRayleigh(std::make_shared<symopt::TiedOblique<double>>(pattern),
+                     s,
+                     ceres::LBFGS,
+                     ++seed);
   }
 }
 
