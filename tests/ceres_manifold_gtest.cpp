@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "adapters/ceres_manifold.h"
@@ -22,7 +23,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "manifolds/euclidean.h"
+#include "manifolds/linear_subspace.h"
 #include "manifolds/oblique.h"
+#include "manifolds/product.h"
 #include "manifolds/tie_subspace.h"
 #include "manifolds/tied_oblique.h"
 #include "tie_patterns.h"
@@ -272,6 +275,101 @@ TEST(CeresManifoldAdapter, TiedObliqueInvariants) {
     CheckAdapter(m, seed++, nullptr, [&](const Vector& x, Vector& y) {
       IntoObliqueImage(*m, x, y);
     });
+  }
+}
+
+// ---- LinearSubspace
+// ---------------------------------------------------------------
+
+// The span of `num_vectors` random vectors, the last `dependent` of them
+// combinations of the others (so FromSpanningSet must drop them).
+std::shared_ptr<symopt::LinearSubspace<double>> RandomLinearSubspace(
+    int rows, int cols, int num_vectors, int dependent, std::uint64_t seed) {
+  const int n = rows * cols;
+  std::mt19937_64 rng(seed);
+  Matrix v(n, num_vectors);  // row-major, as FromSpanningSet reads it
+  for (int k = 0; k < num_vectors; ++k) {
+    v.col(k) = k < num_vectors - dependent
+                   ? Gaussian(n, rng, 1.0)
+                   : Vector(v.leftCols(num_vectors - dependent) *
+                            Gaussian(num_vectors - dependent, rng, 1.0));
+  }
+  return symopt::LinearSubspace<double>::FromSpanningSet(
+      rows,
+      cols,
+      num_vectors,
+      std::vector<double>(v.data(), v.data() + v.size()));
+}
+
+TEST(CeresManifoldAdapter, LinearSubspaceInvariants) {
+  std::uint64_t seed = 61;
+  for (auto [rows, cols, num, dependent] :
+       {std::tuple{3, 4, 5, 1}, {2, 5, 1, 0}, {4, 4, 9, 3}, {1, 6, 6, 0}}) {
+    std::shared_ptr<symopt::LinearSubspace<double>> m =
+        RandomLinearSubspace(rows, cols, num, dependent, seed);
+    ASSERT_EQ(m->Dim(), num - dependent);
+    const Vector origin = Vector::Zero(m->AmbientSize());
+    CheckAdapter(m, seed++, &origin);
+  }
+}
+
+// ---- Product
+// ------------------------------------------------------------------------
+
+// A model's parameter set: one block of every kind, as one flat vector.
+std::shared_ptr<symopt::Product<double>> MixedProduct() {
+  using namespace symopt::testing;  // NOLINT(build/namespaces)
+  std::vector<symopt::Product<double>::Part> parts = {
+      std::make_shared<symopt::Oblique<double>>(3, 4),
+      std::make_shared<symopt::Euclidean<double>>(1, 3),
+      std::make_shared<symopt::TieSubspace<double>>(
+          RandomPattern(2, 5, 4, 0.2, 71), symopt::TieMetric::kShared),
+      std::make_shared<symopt::TiedOblique<double>>(MirrorPattern(2, 5, {2})),
+      RandomLinearSubspace(2, 3, 4, 1, 72),
+      std::make_shared<symopt::TieSubspace<double>>(MirrorPattern(2, 4))};
+  parts.push_back(parts[0]);  // a part may appear twice
+  return std::make_shared<symopt::Product<double>>(parts);
+}
+
+TEST(CeresManifoldAdapter, ProductInvariants) {
+  auto m = MixedProduct();
+  std::int64_t dim = 0;
+  for (const auto& part : m->parts()) dim += part->Dim();
+  ASSERT_EQ(m->Dim(), dim);
+  CheckAdapter(m, 81, nullptr, [&](const Vector& x, Vector& y) {
+    // Flip the rows of the sphere-type parts that point away from x's.
+    for (std::int64_t i = 0; i < m->NumParts(); ++i) {
+      const symopt::Manifold<double>& part = m->part(i);
+      if (part.Name() != "oblique" && part.Name() != "tied_oblique") continue;
+      Vector x_i = x.segment(m->Offset(i), part.AmbientSize());
+      Vector y_i = y.segment(m->Offset(i), part.AmbientSize());
+      IntoObliqueImage(part, x_i, y_i);
+      y.segment(m->Offset(i), part.AmbientSize()) = y_i;
+    }
+  });
+}
+
+TEST(CeresManifoldAdapter, ProductCoordinatesAreThePartsCoordinates) {
+  // Plus on the product = Plus of each part's adapter on its own block with
+  // its own slice of delta (the parts' coefficients concatenated).
+  auto m = MixedProduct();
+  ManifoldAdapter whole(m);
+  std::mt19937_64 rng(91);
+  const Vector x = RandomPoint(*m, 92);
+  const Vector delta = Gaussian(whole.TangentSize(), rng, 0.3);
+  Vector plus(whole.AmbientSize());
+  ASSERT_TRUE(whole.Plus(x.data(), delta.data(), plus.data()))
+      << whole.LastError();
+  for (std::int64_t i = 0; i < m->NumParts(); ++i) {
+    ManifoldAdapter part(m->parts()[std::size_t(i)]);
+    SCOPED_TRACE(part.manifold().Describe());
+    Vector part_plus(part.AmbientSize());
+    ASSERT_TRUE(part.Plus(x.data() + m->Offset(i),
+                          delta.data() + m->CoeffOffset(i),
+                          part_plus.data()));
+    EXPECT_LE((plus.segment(m->Offset(i), part.AmbientSize()) - part_plus)
+                  .lpNorm<Eigen::Infinity>(),
+              1e-15);
   }
 }
 
