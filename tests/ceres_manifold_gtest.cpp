@@ -107,7 +107,7 @@ void CheckAdapter(const ManifoldPtr& m,
   }
 }
 
-// ---- Euclidean -------------------------------------------------------------
+// ---- Euclidean --------------------------------------------------------------
 
 TEST(CeresManifoldAdapter, EuclideanInvariants) {
   std::uint64_t seed = 11;
@@ -131,8 +131,7 @@ TEST(CeresManifoldAdapter, EuclideanPlusMinusAreVectorArithmetic) {
   EXPECT_LE((diff - delta).lpNorm<Eigen::Infinity>(), 1e-15);
 }
 
-// ---- Oblique
-// ------------------------------------------------------------------
+// ---- Oblique ----------------------------------------------------------------
 
 // Flips the rows of y that point away from x's rows: R_x reaches exactly the
 // open hemispheres <x_r, y_r> > 0.
@@ -229,8 +228,7 @@ TEST(CeresManifoldAdapter, ObliqueFailuresAreValues) {
   EXPECT_EQ(in_place, out);
 }
 
-// ---- TieSubspace
-// ---------------------------------------------------------------
+// ---- TieSubspace ------------------------------------------------------------
 
 // Tie patterns of every stored layout (contiguous runs, row-periodic mirror
 // pairs, general CSR), with zeroed entries, under both metrics. Under kShared
@@ -278,8 +276,7 @@ TEST(CeresManifoldAdapter, TiedObliqueInvariants) {
   }
 }
 
-// ---- LinearSubspace
-// ---------------------------------------------------------------
+// ---- LinearSubspace ---------------------------------------------------------
 
 // The span of `num_vectors` random vectors, the last `dependent` of them
 // combinations of the others (so FromSpanningSet must drop them).
@@ -313,8 +310,7 @@ TEST(CeresManifoldAdapter, LinearSubspaceInvariants) {
   }
 }
 
-// ---- Product
-// ------------------------------------------------------------------------
+// ---- Product ----------------------------------------------------------------
 
 // A model's parameter set: one block of every kind, as one flat vector.
 std::shared_ptr<symopt::Product<double>> MixedProduct() {
@@ -404,8 +400,7 @@ TEST(CeresManifoldAdapter, TieSubspaceSharedCoordinatesAreTheta) {
   EXPECT_LE((grad - expect_grad).lpNorm<Eigen::Infinity>(), 1e-14);
 }
 
-// ---- RightMultiplyByPlusJacobian on many rows
-// --------------------------------
+// ---- RightMultiplyByPlusJacobian on many rows -------------------------------
 
 // tangent_matrix = ambient_matrix * PlusJacobian for num_rows up to 9 (Ceres's
 // matcher stops at 3), computed row by row without forming the Jacobian.
@@ -446,8 +441,7 @@ TEST(CeresManifoldAdapter, RightMultiplyByPlusJacobian) {
   }
 }
 
-// ---- Never throws (STYLE C4)
-// -------------------------------------------------
+// ---- Never throws (STYLE C4) ------------------------------------------------
 
 // A manifold whose every operation throws: the adapter must turn each into
 // false, leave its output untouched and say why.
@@ -549,8 +543,7 @@ TEST(CeresManifoldAdapter, ConstructorRejectsNull) {
   EXPECT_THROW(ManifoldAdapter(nullptr), symopt::InvalidArgument);
 }
 
-// ---- FirstOrderLoss
-// ------------------------------------------------------------
+// ---- FirstOrderLoss ---------------------------------------------------------
 
 TEST(CeresFirstOrderLoss, EvaluatesValueAndGradient) {
   // f(x) = 0.5 |x - a|^2, gradient x - a.

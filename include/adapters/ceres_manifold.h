@@ -52,6 +52,7 @@
 // adapter (target symopt::ceres).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -77,18 +78,32 @@ namespace symopt {
 namespace ceres {
 
 // Thread-safe record of the last failure of an adapter (Ceres may call a
-// manifold from several threads; only the failure path takes the lock).
+// manifold from several threads; only failures take the lock).
 class ErrorLog {
  public:
-  void Record(std::string message) const;
+  // Counts a failure and stores make_message() as the last error. Never
+  // throws: if the message cannot be built or stored (out of memory), the
+  // failure is still counted.
+  template <typename MakeMessage>
+  void Record(MakeMessage&& make_message) const noexcept {
+    num_failures_.fetch_add(1, std::memory_order_relaxed);
+    try {
+      std::string message = make_message();
+      std::lock_guard<std::mutex> lock(mutex_);
+      last_error_.swap(message);
+    } catch (...) {
+    }
+  }
   // The message of the last failure ("" when none) and the failure count.
   std::string LastError() const;
-  std::int64_t NumFailures() const;
+  std::int64_t NumFailures() const {
+    return num_failures_.load(std::memory_order_relaxed);
+  }
 
  private:
   mutable std::mutex mutex_;
   mutable std::string last_error_;
-  mutable std::int64_t num_failures_ = 0;
+  mutable std::atomic<std::int64_t> num_failures_{0};
 };
 
 // A symopt Manifold<double> seen by Ceres. Shares ownership of the manifold,

@@ -78,24 +78,12 @@ void RequireNonNull(const void* p, const char* what) {
 
 }  // namespace
 
-void ErrorLog::Record(std::string message) const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  last_error_ = std::move(message);
-  ++num_failures_;
-}
-
 std::string ErrorLog::LastError() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return last_error_;
 }
 
-std::int64_t ErrorLog::NumFailures() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return num_failures_;
-}
-
-// ---- ManifoldAdapter
-// ---------------------------------------------------------
+// ---- ManifoldAdapter --------------------------------------------------------
 
 ManifoldAdapter::ManifoldAdapter(
     std::shared_ptr<const symopt::Manifold<double>> manifold)
@@ -118,11 +106,15 @@ bool ManifoldAdapter::Guard(const char* method, Body&& body) const {
     body();
     return true;
   } catch (const std::exception& e) {
-    errors_.Record(std::string(method) + " on " + manifold_->Describe() + ": " +
-                   e.what());
+    errors_.Record([&] {
+      return std::string(method) + " on " + manifold_->Describe() + ": " +
+             e.what();
+    });
   } catch (...) {
-    errors_.Record(std::string(method) + " on " + manifold_->Describe() +
-                   ": unknown exception");
+    errors_.Record([&] {
+      return std::string(method) + " on " + manifold_->Describe() +
+             ": unknown exception";
+    });
   }
   return false;
 }
@@ -252,8 +244,7 @@ bool ManifoldAdapter::MinusJacobian(const double* x, double* jacobian) const {
   });
 }
 
-// ---- FirstOrderLoss
-// ----------------------------------------------------------
+// ---- FirstOrderLoss ---------------------------------------------------------
 
 FirstOrderLoss::FirstOrderLoss(int num_parameters, Callback callback)
     : num_parameters_(num_parameters), callback_(std::move(callback)) {
@@ -281,9 +272,12 @@ bool FirstOrderLoss::Evaluate(const double* parameters,
     *cost = value;
     return true;
   } catch (const std::exception& e) {
-    errors_.Record(std::string("FirstOrderLoss::Evaluate: ") + e.what());
+    errors_.Record(
+        [&] { return std::string("FirstOrderLoss::Evaluate: ") + e.what(); });
   } catch (...) {
-    errors_.Record("FirstOrderLoss::Evaluate: unknown exception");
+    errors_.Record([] {
+      return std::string("FirstOrderLoss::Evaluate: unknown exception");
+    });
   }
   return false;
 }
