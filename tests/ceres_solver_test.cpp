@@ -11,6 +11,8 @@
 //   - tie subspace (both metrics): a weighted least-squares fit, minimiser the
 //     per-class weighted mean of the targets (zeroed entries stay 0);
 //   - product: the three above as blocks of one flat vector;
+//   - ceres::Problem (least squares, Levenberg-Marquardt through PlusJacobian):
+//     the unit rows nearest to targets t are t_r / |t_r|;
 //   - a loss that fails at the start leaves the parameters untouched.
 #include <algorithm>
 #include <cmath>
@@ -23,8 +25,11 @@
 #include "Eigen/Dense"
 #include "adapters/ceres_manifold.h"
 #include "catch.h"
+#include "ceres/cost_function.h"
 #include "ceres/gradient_problem.h"
 #include "ceres/gradient_problem_solver.h"
+#include "ceres/problem.h"
+#include "ceres/solver.h"
 #include "manifolds/euclidean.h"
 #include "manifolds/oblique.h"
 #include "manifolds/product.h"
@@ -340,6 +345,66 @@ TEST_CASE("GradientProblemSolver on a Product reaches every block's minimiser",
   oblique_term.CheckMinimiser(x.data());
   tie_term.CheckMinimiser(x.data() + o1);
   tied_term.CheckMinimiser(x.data() + o2);
+}
+
+// Residuals w - t over one block of n values (Jacobian: the identity).
+class DifferenceCost final : public ceres::CostFunction {
+ public:
+  explicit DifferenceCost(std::vector<double> t) : t_(std::move(t)) {
+    set_num_residuals(int(t_.size()));
+    mutable_parameter_block_sizes()->push_back(int(t_.size()));
+  }
+  bool Evaluate(double const* const* parameters,
+                double* residuals,
+                double** jacobians) const override {
+    const int n = int(t_.size());
+    for (int i = 0; i < n; ++i) residuals[i] = parameters[0][i] - t_[i];
+    if (jacobians != nullptr && jacobians[0] != nullptr) {
+      for (int i = 0; i < n * n; ++i) jacobians[0][i] = 0.0;
+      for (int i = 0; i < n; ++i) jacobians[0][i * n + i] = 1.0;
+    }
+    return true;
+  }
+
+ private:
+  std::vector<double> t_;
+};
+
+TEST_CASE("ceres::Problem with the adapter finds the nearest unit rows",
+          "[ceres][oblique]") {
+  // min |W - T|_F^2 over unit rows: w_r = t_r / |t_r|. Levenberg-Marquardt
+  // uses PlusJacobian (the N x d basis) rather than RightMultiply.
+  constexpr int kRows = 4, kCols = 5;
+  std::mt19937_64 rng(41);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> t(kRows * kCols);
+  for (double& v : t) v = normal(rng);
+  auto oblique = std::make_shared<symopt::Oblique<double>>(kRows, kCols);
+  RowMatrix w(kRows, kCols);
+  oblique->RandomPoint(symopt::TensorView<double>(w.data(), kRows, kCols), 42);
+  // Start in the hemisphere of the answer (the problem's basin there).
+  for (int r = 0; r < kRows; ++r) {
+    const Eigen::Map<const Eigen::VectorXd> t_r(t.data() + r * kCols, kCols);
+    if (w.row(r).dot(t_r) < 0) w.row(r) *= -1.0;
+  }
+  ceres::Problem problem;
+  problem.AddResidualBlock(new DifferenceCost(t), nullptr, w.data());
+  problem.SetManifold(w.data(), new symopt::ceres::ManifoldAdapter(oblique));
+  ceres::Solver::Options options;
+  options.function_tolerance = 1e-15;
+  options.gradient_tolerance = 1e-15;
+  options.parameter_tolerance = 1e-15;
+  ceres::Solver::Summary summary;
+  ceres::Solve(options, &problem, &summary);
+  INFO(summary.BriefReport());
+  REQUIRE(summary.IsSolutionUsable());
+  for (int r = 0; r < kRows; ++r) {
+    const Eigen::Map<const Eigen::VectorXd> t_r(t.data() + r * kCols, kCols);
+    CAPTURE(r);
+    // (Gauss-Newton converges linearly here, the residual at the answer is
+    // not zero, and stops when the cost stops changing: ~sqrt(eps) in w.)
+    CHECK((w.row(r).transpose() - t_r.normalized()).norm() <= 1e-6);
+  }
 }
 
 TEST_CASE("A loss that fails at the start leaves the parameters untouched",
