@@ -52,6 +52,24 @@ std::vector<T> EdgePoint(const Oblique<T>& m, std::uint64_t seed) {
   return x;
 }
 
+// A random point x and a tangent momentum buffer m at it (entries ~ scale).
+template <typename T>
+struct StepStart {
+  std::vector<T> x, m;
+};
+
+template <typename T>
+StepStart<T> RandomStart(const Oblique<T>& man,
+                         std::uint64_t seed,
+                         double scale) {
+  StepStart<T> s;
+  s.x.resize(man.AmbientSize());
+  man.RandomPoint(ViewOf(man, s.x), seed);
+  s.m =
+      Projected(man, s.x, RandomVector<T>(man.AmbientSize(), seed + 1, scale));
+  return s;
+}
+
 }  // namespace
 
 TEMPLATE_TEST_CASE("Oblique satisfies the manifold invariants",
@@ -62,9 +80,9 @@ TEMPLATE_TEST_CASE("Oblique satisfies the manifold invariants",
   struct Shape {
     std::int64_t rows, cols;
   };
-  // cols == 1 (Dim 0), a single row, small blocks, a conv weight, and a block
-  // large enough for the threaded loops.
-  const Shape shapes[] = {{3, 1}, {1, 5}, {4, 7}, {5, 2}, {64, 600}};
+  // cols == 1 (Dim 0), a single row, small blocks and rows longer than one
+  // kernel block (256). The conv weight follows below.
+  const Shape shapes[] = {{3, 1}, {1, 5}, {4, 7}, {5, 2}, {16, 784}};
   for (const Shape& shape : shapes) {
     Oblique<T> m(shape.rows, shape.cols);
     REQUIRE(m.Dim() == shape.rows * (shape.cols - 1));
@@ -240,13 +258,15 @@ TEMPLATE_TEST_CASE("Oblique fused step equals the composition",
                    float,
                    double) {
   using T = TestType;
-  // 96 x 700 runs the OpenMP path; 3 x 9 the serial one.
-  for (auto shape : {std::pair<std::int64_t, std::int64_t>{96, 700}, {3, 9}}) {
+  // 300 x 900 runs the OpenMP path; 3 x 9 the serial one.
+  for (auto shape : {std::pair<std::int64_t, std::int64_t>{300, 900}, {3, 9}}) {
     Oblique<T> man(shape.first, shape.second);
     const std::int64_t n = man.AmbientSize();
-    std::vector<T> x0(n);
-    man.RandomPoint(ViewOf(man, x0), 31);
-    const std::vector<T> m0 = Projected(man, x0, RandomVector<T>(n, 32, 0.3));
+    const StepStart<T> start = RandomStart(man, 31, 0.3);
+    const std::vector<T>& x0 = start.x;
+    const std::vector<T>& m0 = start.m;
+    std::vector<std::vector<T>> grads;
+    for (int it = 0; it < 4; ++it) grads.push_back(RandomVector<T>(n, 40 + it));
     struct Variant {
       double lr, momentum, wd;
       bool nesterov;
@@ -266,9 +286,7 @@ TEMPLATE_TEST_CASE("Oblique fused step equals the composition",
                           << o.weight_decay);
       std::vector<T> x1 = x0, x2 = x0, m1 = m0, m2 = m0;
       std::vector<T> scratch(2 * n);
-      for (int it = 0; it < 10; ++it) {
-        // A different gradient every step.
-        const std::vector<T> g = RandomVector<T>(n, 40 + it);
+      for (const std::vector<T>& g : grads) {  // a new gradient every step
         CHECK(man.Step(ViewOf(man, x1),
                        CViewOf(man, g),
                        o.momentum > 0 ? ViewOf(man, m1) : TensorView<T>(),
@@ -293,6 +311,45 @@ TEMPLATE_TEST_CASE("Oblique fused step equals the composition",
   }
 }
 
+namespace symopt {
+namespace internal {
+bool SetObliqueWideSimd(bool enabled);  // src/oblique.cpp, a test hook
+}  // namespace internal
+}  // namespace symopt
+
+TEMPLATE_TEST_CASE("Oblique baseline and wide-SIMD kernels agree",
+                   "[manifold][oblique]",
+                   float,
+                   double) {
+  using T = TestType;
+  // Rows of several kernel blocks plus a ragged tail.
+  Oblique<T> man(7, 1000);
+  const std::int64_t n = man.AmbientSize();
+  const StepStart<T> start = RandomStart(man, 81, 0.3);
+  const std::vector<T>& x0 = start.x;
+  const std::vector<T>& m0 = start.m;
+  const std::vector<T> g = RandomVector<T>(n, 83);
+  for (double momentum : {0.0, 0.9}) {
+    for (bool nesterov : {false, true}) {
+      if (nesterov && momentum == 0) continue;
+      StepOptions o;
+      o.lr = 0.1;
+      o.momentum = momentum;
+      o.nesterov = nesterov;
+      std::vector<T> x1 = x0, x2 = x0, m1 = m0, m2 = m0;
+      const bool wide = internal::SetObliqueWideSimd(true);
+      INFO("wide SIMD kernel available: " << wide);
+      man.Step(ViewOf(man, x1), CViewOf(man, g), ViewOf(man, m1), o);
+      REQUIRE_FALSE(internal::SetObliqueWideSimd(false));
+      man.Step(ViewOf(man, x2), CViewOf(man, g), ViewOf(man, m2), o);
+      internal::SetObliqueWideSimd(true);
+      CHECK(MaxAbsDiff(x1, x0) > 1e-3);
+      CHECK(MaxAbsDiff(x1, x2) <= Tol<T>());
+      CHECK(MaxAbsDiff(m1, m2) <= Tol<T>() * (1 + MaxAbs(m1)));
+    }
+  }
+}
+
 TEMPLATE_TEST_CASE("Oblique weight decay has no effect",
                    "[manifold][oblique]",
                    float,
@@ -300,9 +357,9 @@ TEMPLATE_TEST_CASE("Oblique weight decay has no effect",
   using T = TestType;
   Oblique<T> man(6, 50);
   const std::int64_t n = man.AmbientSize();
-  std::vector<T> x0(n);
-  man.RandomPoint(ViewOf(man, x0), 61);
-  const std::vector<T> m0 = Projected(man, x0, RandomVector<T>(n, 62));
+  const StepStart<T> start = RandomStart(man, 61, 1.0);
+  const std::vector<T>& x0 = start.x;
+  const std::vector<T>& m0 = start.m;
   std::vector<T> x1 = x0, x2 = x0, m1 = m0, m2 = m0;
   StepOptions plain;
   plain.lr = 0.1;
@@ -359,6 +416,31 @@ TEST_CASE("Oblique float rows stay unit-norm over 100,000 momentum steps",
   // The buffer is still tangent.
   const std::vector<float> pm = Projected(man, x, mom);
   CHECK(MaxAbsDiff(pm, mom) <= 1e-5 * (1 + MaxAbs(mom)));
+}
+
+TEST_CASE("Oblique float rows of 9216 entries stay unit-norm to 1e-7",
+          "[manifold][oblique]") {
+  // The longest rows of the benchmarks (a 1024 x 3 x 3 conv filter): the
+  // sums are accumulated in double, so length does not erode the norm.
+  const std::int64_t rows = 4, cols = 9216, n = rows * cols;
+  Oblique<float> man(rows, cols);
+  std::vector<float> x(n), mom(n, 0.0f);
+  man.RandomPoint(ViewOf(man, x), 7);
+  StepOptions o;
+  o.lr = 0.05;
+  o.momentum = 0.9;
+  o.nesterov = true;
+  double worst = 0;
+  for (int it = 0; it < 200; ++it) {
+    const std::vector<float> g = RandomVector<float>(n, 1000 + it % 7);
+    REQUIRE(
+        man.Step(ViewOf(man, x), CViewOf(man, g), ViewOf(man, mom), o).ok());
+    for (std::int64_t r = 0; r < rows; ++r) {
+      worst = std::max(worst, std::abs(RowNorm(x, cols, r) - 1.0));
+    }
+  }
+  INFO("worst |row norm - 1|: " << worst);
+  CHECK(worst <= 1e-7);
 }
 
 TEST_CASE("ObliqueOps stages compose over strided partial sums",

@@ -46,15 +46,24 @@
 // filter is fixed at 1, which is exactly the symmetry weight decay fights.)
 //
 // The fused Step (Manifold<T>::Step) runs one pass over memory per row: with
-// the 6 row dot products of x, g and m (their Gram matrix, in double), the new
-// point and the transported momentum are linear combinations
+// the 6 row dot products of x, g and m (their Gram matrix, accumulated in
+// double), the new point and the transported momentum are linear combinations
 //   x'_r = a_x x_r + a_g g_r + a_m m_r,   m'_r = b_x x_r + b_g g_r + b_m m_r,
-// whose coefficients follow in closed form (ObliqueOps::StepCandidate/
+// whose coefficients follow in closed form (ObliqueOps::StepCandidate,
 // StepUpdate). So a row is read once to accumulate the sums and once more
-// (from cache) to write x and m. Where the candidate shrinks (||y_r||^2 <
-// kDirectFraction <w_r, w_r>, only when m is not tangent or x not unit), its
-// norm is recomputed directly instead of from the Gram sums, which could
-// cancel.
+// (from cache) to write x and m. Per row, the stages are:
+//   1. s = AccumulateGram(x, g, m)                       (a reduction)
+//   2. c = StepCandidate(s.xx, s.xg); yy = GramInner(s, c.y, c.y),
+//      ymp = GramInner(s, c.y, c.mp); if NeedsDirect(yy, s.xx) recompute
+//      both with AccumulateDirect (a reduction; only when the candidate
+//      shrank, i.e. m is not tangent or x not unit, where the Gram form
+//      could cancel)
+//   3. u = StepUpdate(c, yy, ymp, collapse_tol); nothing more if collapsed
+//   4. ApplyStep (increments in T: the cheap form) if IncrementIsAccurate(s,
+//      u), else ApplyStepExact (double)
+// The result equals StepComposed to rounding; float rows stay unit-norm to
+// ~1e-8 at any row length. The CPU kernel (src/oblique.cpp) overlaps stage 4
+// of one row with stage 1 of the next.
 //
 // ObliqueOps is that maths once for the CPU loops and the CUDA kernels
 // (STYLE M1): no Eigen/CUDA includes, raw pointers, and every reduction split
@@ -106,6 +115,13 @@ struct ObliqueRowUpdate {
   ObliqueCombination x_new;
   ObliqueCombination m_new;
   bool collapsed = false;
+};
+
+// A row update as increments in T (ObliqueOps::Increment): x' = x + (ax1 x +
+// ag g + am m), m' = m + (bx x + bg g + bm1 m).
+template <typename T>
+struct ObliqueIncrement {
+  T ax1, ag, am, bx, bg, bm1;
 };
 
 // The step's scalars (StepOptions without the host-only parts).
@@ -281,10 +297,63 @@ struct ObliqueOps {
 
   // ---- apply stages: elementwise over i = begin, begin + stride, ... < end -
 
-  // x_i <- ax x_i + ag g_i + am m_i;  m_i <- bx x_i + bg g_i + bm m_i (old
-  // values on the right). Computed in double, rounded once to T. m may be
-  // null (then u.m_new is ignored and u.x_new.cm must be 0). x, g, m must
-  // not alias.
+  // The update of one element, in increment form and in T:
+  //   x_i <- x_i + ((ax - 1) x_i + ag g_i + am m_i)
+  //   m_i <- m_i + (bx x_i + bg g_i + (bm - 1) m_i)      (old values on the
+  // right). The increment is small next to x_i, so rounding the coefficients
+  // and the arithmetic to T costs only the final rounding of each element:
+  // float rows stay unit-norm to ~1e-7 at any length, at the price of float
+  // arithmetic (half that of double on SIMD hardware).
+  template <typename T>
+  static SYMOPT_HD ObliqueIncrement<T> Increment(const ObliqueRowUpdate& u) {
+    ObliqueIncrement<T> k;
+    k.ax1 = T(u.x_new.cx - 1);
+    k.ag = T(u.x_new.cg);
+    k.am = T(u.x_new.cm);
+    k.bx = T(u.m_new.cx);
+    k.bg = T(u.m_new.cg);
+    k.bm1 = T(u.m_new.cm - 1);
+    return k;
+  }
+
+  template <typename T>
+  static SYMOPT_HD void ApplyElement(
+      T* x, const T* g, T* m, const ObliqueIncrement<T>& k, std::int64_t i) {
+    const T xi = x[i], gi = g[i], mi = m[i];
+    x[i] = xi + (k.ax1 * xi + k.ag * gi + k.am * mi);
+    m[i] = mi + (k.bx * xi + k.bg * gi + k.bm1 * mi);
+  }
+
+  // The same without a momentum buffer (am == 0).
+  template <typename T>
+  static SYMOPT_HD void ApplyElement(T* x,
+                                     const T* g,
+                                     const ObliqueIncrement<T>& k,
+                                     std::int64_t i) {
+    const T xi = x[i];
+    x[i] = xi + (k.ax1 * xi + k.ag * g[i]);
+  }
+
+  // Whether the increment form is accurate for this row: the terms of x's
+  // increment are at most kIncrementBound times ||x|| in size,
+  //   |ax - 1| ||x|| + |ag| ||g|| + |am| ||m|| <= kIncrementBound ||x||,
+  // so rounding them to T costs no more than rounding x itself. This holds
+  // for ordinary steps (lr ||d|| small); it fails when g has a large normal
+  // component times lr, or the candidate nearly cancelled. Such rows use
+  // ApplyStepExact.
+  static constexpr double kIncrementBound = 1.0;
+  static SYMOPT_HD bool IncrementIsAccurate(const ObliqueGram& s,
+                                            const ObliqueRowUpdate& u) {
+    const double a = u.x_new.cx - 1, b = u.x_new.cg, c = u.x_new.cm;
+    const double terms = (a < 0 ? -a : a) * std::sqrt(s.xx) +
+                         (b < 0 ? -b : b) * std::sqrt(s.gg) +
+                         (c < 0 ? -c : c) * std::sqrt(s.mm);
+    return terms <= kIncrementBound * std::sqrt(s.xx);
+  }
+
+  // ApplyElement over i = begin, begin + stride, ... < end. m may be null
+  // (then u.m_new is ignored and u.x_new.cm must be 0). x, g, m must not
+  // alias. Requires: IncrementIsAccurate (else use ApplyStepExact).
   template <typename T>
   static SYMOPT_HD void ApplyStep(T* x,
                                   const T* g,
@@ -293,6 +362,30 @@ struct ObliqueOps {
                                   std::int64_t begin,
                                   std::int64_t end,
                                   std::int64_t stride) {
+    const ObliqueIncrement<T> k = Increment<T>(u);
+    if (m == nullptr) {
+      for (std::int64_t i = begin; i < end; i += stride) {
+        ApplyElement(x, g, k, i);
+      }
+      return;
+    }
+    for (std::int64_t i = begin; i < end; i += stride) {
+      ApplyElement(x, g, m, k, i);
+    }
+  }
+
+  // x_i <- ax x_i + ag g_i + am m_i;  m_i <- bx x_i + bg g_i + bm m_i (old
+  // values on the right), computed in double and rounded once to T: accurate
+  // whatever the coefficients. m may be null (then u.m_new is ignored and
+  // u.x_new.cm must be 0). x, g, m must not alias.
+  template <typename T>
+  static SYMOPT_HD void ApplyStepExact(T* x,
+                                       const T* g,
+                                       T* m,
+                                       const ObliqueRowUpdate& u,
+                                       std::int64_t begin,
+                                       std::int64_t end,
+                                       std::int64_t stride) {
     const double ax = u.x_new.cx, ag = u.x_new.cg, am = u.x_new.cm;
     const double bx = u.m_new.cx, bg = u.m_new.cg, bm = u.m_new.cm;
     if (m == nullptr) {

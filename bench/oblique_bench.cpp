@@ -1,0 +1,331 @@
+// The fused oblique SGD + momentum step (float) next to the unfused
+// composition and a memory-bandwidth floor, all measured in this binary
+// (issue 2):
+//
+//   BM_Floor/rows/cols/threads     m = beta m + g; x -= lr m   (read 3, write
+//   2) BM_Fused/rows/cols/threads     Oblique<float>::Step (one pass per row)
+//   BM_Composed/rows/cols/threads  Oblique<float>::StepComposed, preallocated
+//                                  scratch (project, axpby, copy, retract,
+//                                  transport: one BLAS-1 pass after another)
+//
+// Every benchmark moves the same 5 arrays' worth of bytes per step (x, g, m
+// read; x, m written) and reports it with SetBytesProcessed, so
+// bytes_per_second compare directly. Data are not in cache: each shape gets
+// enough independent copies of (x, g, m) that they fill kLlcMultiple times the
+// last-level cache (read from sysfs, like lscpu; SYMOPT_BENCH_LLC_BYTES
+// overrides), and every iteration steps the next copy. After the timed loop
+// every row of every copy is checked to have unit norm.
+//
+// At exit a table gives, per shape and thread count, the best time of each
+// kind and the ratios fused/floor (target <= 1.15) and composed/fused (target
+// >= 3). Use --benchmark_repetitions=N to take the best of N.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "manifolds/oblique.h"
+#include "manifolds/parallel.h"
+
+namespace {
+
+using symopt::Oblique;
+using symopt::StepOptions;
+using symopt::TensorView;
+
+constexpr double kLlcMultiple = 4;
+constexpr float kLr = 0.01f;
+constexpr float kBeta = 0.9f;
+
+// Last-level cache size in bytes, as lscpu reports it.
+std::int64_t LastLevelCacheBytes() {
+  if (const char* env = std::getenv("SYMOPT_BENCH_LLC_BYTES")) {
+    return std::atoll(env);
+  }
+  std::int64_t best = 0;
+  for (int index = 0; index < 8; ++index) {
+    std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index" +
+                     std::to_string(index) + "/size");
+    std::string text;
+    if (!(in >> text)) continue;
+    std::int64_t value = std::atoll(text.c_str());
+    if (text.back() == 'K') value <<= 10;
+    if (text.back() == 'M') value <<= 20;
+    best = std::max(best, value);
+  }
+  return best > 0 ? best : std::int64_t(32) << 20;
+}
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<float[], FreeDeleter>;
+
+Buffer Allocate(std::int64_t n) {
+  const std::size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+  return Buffer(static_cast<float*>(std::aligned_alloc(64, bytes)));
+}
+
+struct Copy {
+  Buffer x, g, m;
+};
+
+// The data of one shape, kept while consecutive benchmarks use it.
+struct DataSet {
+  std::int64_t rows = 0, cols = 0;
+  std::vector<Copy> copies;
+  Buffer scratch;  // 2 * rows * cols, shared by the copies (StepComposed)
+
+  std::int64_t size() const { return rows * cols; }
+};
+
+DataSet& Data(std::int64_t rows, std::int64_t cols) {
+  static DataSet data;
+  if (data.rows == rows && data.cols == cols) return data;
+  data = DataSet();  // free the previous shape first
+  data.rows = rows;
+  data.cols = cols;
+  const std::int64_t n = rows * cols;
+  const double set_bytes = 3.0 * n * sizeof(float);
+  const auto copies = std::max<std::int64_t>(
+      1,
+      std::int64_t(
+          std::ceil(kLlcMultiple * LastLevelCacheBytes() / set_bytes)));
+  Oblique<float> man(rows, cols);
+  std::mt19937_64 rng(42);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Copy first{Allocate(n), Allocate(n), Allocate(n)};
+  man.RandomPoint(TensorView<float>(first.x.get(), rows, cols), 7);
+  for (std::int64_t i = 0; i < n; ++i) first.g[i] = 0.1f * normal(rng);
+  for (std::int64_t i = 0; i < n; ++i) first.m[i] = 0.1f * normal(rng);
+  man.Project(TensorView<const float>(first.x.get(), rows, cols),
+              TensorView<float>(first.m.get(), rows, cols));
+  for (std::int64_t c = 1; c < copies; ++c) {
+    Copy copy{Allocate(n), Allocate(n), Allocate(n)};
+    std::copy(first.x.get(), first.x.get() + n, copy.x.get());
+    std::copy(first.g.get(), first.g.get() + n, copy.g.get());
+    std::copy(first.m.get(), first.m.get() + n, copy.m.get());
+    data.copies.push_back(std::move(copy));
+  }
+  data.copies.push_back(std::move(first));
+  data.scratch = Allocate(2 * n);
+  std::fill(data.scratch.get(), data.scratch.get() + 2 * n, 0.0f);
+  return data;
+}
+
+StepOptions Options() {
+  StepOptions o;
+  o.lr = kLr;
+  o.momentum = kBeta;
+  return o;
+}
+
+// The floor: the same traffic as the fused step (read x, g, m; write x, m)
+// with the least arithmetic, vectorised, OpenMP static over the array.
+void FloorStep(float* __restrict x,
+               const float* __restrict g,
+               float* __restrict m,
+               std::int64_t n) {
+  const float lr = kLr, beta = kBeta;
+#pragma omp parallel for schedule(static) if (n >= (1 << 18))
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float mi = beta * m[i] + g[i];
+    m[i] = mi;
+    x[i] -= lr * mi;
+  }
+}
+
+// Largest |row norm - 1| over every copy (in double), or a negative value
+// when something is not finite.
+double WorstRowError(const DataSet& data) {
+  double worst = 0;
+  for (const Copy& c : data.copies) {
+    for (std::int64_t r = 0; r < data.rows; ++r) {
+      double s = 0;
+      for (std::int64_t i = 0; i < data.cols; ++i) {
+        const double e = c.x[r * data.cols + i];
+        s += e * e;
+      }
+      if (!std::isfinite(s)) return -1;
+      worst = std::max(worst, std::abs(std::sqrt(s) - 1.0));
+    }
+  }
+  return worst;
+}
+
+void Finish(benchmark::State& state, const DataSet& data) {
+  state.SetBytesProcessed(state.iterations() * 5 * data.size() *
+                          std::int64_t(sizeof(float)));
+  state.counters["copies"] = double(data.copies.size());
+  state.counters["threads"] = double(symopt::NumThreads());
+}
+
+void ValidateUnitRows(benchmark::State& state, const DataSet& data) {
+  const double worst = WorstRowError(data);
+  state.counters["max_norm_err"] = worst;
+  if (!(worst >= 0 && worst <= 1e-5)) {
+    state.SkipWithError("a row left the oblique manifold");
+  }
+}
+
+void BM_Floor(benchmark::State& state) {
+  DataSet& data = Data(state.range(0), state.range(1));
+  symopt::SetNumThreads(int(state.range(2)));
+  std::size_t k = 0;
+  for (auto _ : state) {
+    Copy& c = data.copies[k++ % data.copies.size()];
+    FloorStep(c.x.get(), c.g.get(), c.m.get(), data.size());
+    benchmark::ClobberMemory();
+  }
+  Finish(state, data);
+  // The floor's "x" leaves the manifold; only finiteness is meaningful.
+  for (const Copy& c : data.copies) {
+    for (std::int64_t i = 0; i < data.size(); ++i) {
+      if (!std::isfinite(c.x[i]) || !std::isfinite(c.m[i])) {
+        state.SkipWithError("floor produced a non-finite value");
+        return;
+      }
+    }
+  }
+  // Put the copies back on the manifold (and their buffers in the tangent
+  // space) for the benchmarks that follow.
+  Oblique<float> man(data.rows, data.cols);
+  for (Copy& c : data.copies) {
+    man.ProjectPoint(TensorView<float>(c.x.get(), data.rows, data.cols));
+    man.Project(TensorView<const float>(c.x.get(), data.rows, data.cols),
+                TensorView<float>(c.m.get(), data.rows, data.cols));
+  }
+}
+
+void BM_Fused(benchmark::State& state) {
+  DataSet& data = Data(state.range(0), state.range(1));
+  symopt::SetNumThreads(int(state.range(2)));
+  const Oblique<float> man(data.rows, data.cols);
+  const StepOptions o = Options();
+  std::size_t k = 0;
+  std::int64_t collapsed = 0;
+  for (auto _ : state) {
+    Copy& c = data.copies[k++ % data.copies.size()];
+    collapsed +=
+        man.Step(TensorView<float>(c.x.get(), data.rows, data.cols),
+                 TensorView<const float>(c.g.get(), data.rows, data.cols),
+                 TensorView<float>(c.m.get(), data.rows, data.cols),
+                 o)
+            .collapsed_rows;
+    benchmark::ClobberMemory();
+  }
+  Finish(state, data);
+  if (collapsed != 0) state.SkipWithError("rows collapsed");
+  ValidateUnitRows(state, data);
+}
+
+void BM_Composed(benchmark::State& state) {
+  DataSet& data = Data(state.range(0), state.range(1));
+  symopt::SetNumThreads(int(state.range(2)));
+  const Oblique<float> man(data.rows, data.cols);
+  const StepOptions o = Options();
+  const TensorView<float> scratch(data.scratch.get(), 2 * data.rows, data.cols);
+  std::size_t k = 0;
+  std::int64_t collapsed = 0;
+  for (auto _ : state) {
+    Copy& c = data.copies[k++ % data.copies.size()];
+    collapsed +=
+        man.StepComposed(
+               TensorView<float>(c.x.get(), data.rows, data.cols),
+               TensorView<const float>(c.g.get(), data.rows, data.cols),
+               TensorView<float>(c.m.get(), data.rows, data.cols),
+               o,
+               scratch)
+            .collapsed_rows;
+    benchmark::ClobberMemory();
+  }
+  Finish(state, data);
+  if (collapsed != 0) state.SkipWithError("rows collapsed");
+  ValidateUnitRows(state, data);
+}
+
+// Shapes in the order they run, so each data set is built once: floor, fused
+// and composed of one shape run back to back.
+void Register() {
+  const std::int64_t shapes[][2] = {{512, 784}, {4096, 4096}, {678, 9216}};
+  for (const auto& s : shapes) {
+    for (int threads : {1, 2}) {
+      for (auto [name, fn] : {std::pair{"BM_Floor", &BM_Floor},
+                              std::pair{"BM_Fused", &BM_Fused},
+                              std::pair{"BM_Composed", &BM_Composed}}) {
+        benchmark::RegisterBenchmark(name, fn)
+            ->Args({s[0], s[1], threads})
+            ->ArgNames({"rows", "cols", "threads"})
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
+}
+
+// Console output plus the ratio table at the end.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
+      const std::string name = run.benchmark_name();
+      const std::string kind = name.substr(0, name.find('/'));
+      const std::string key = name.substr(name.find('/'));
+      double& best = best_[key][kind];
+      const double t = run.GetAdjustedRealTime();
+      best = best == 0 ? t : std::min(best, t);
+    }
+  }
+
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::printf("\n%-36s %12s %12s %12s %11s %14s\n",
+                "shape/threads (best real time, us)",
+                "floor",
+                "fused",
+                "composed",
+                "fused/floor",
+                "composed/fused");
+    for (auto& [key, kinds] : best_) {
+      const double floor = kinds["BM_Floor"], fused = kinds["BM_Fused"],
+                   composed = kinds["BM_Composed"];
+      std::printf("%-36s %12.1f %12.1f %12.1f %11.3f %14.2f\n",
+                  key.c_str(),
+                  floor,
+                  fused,
+                  composed,
+                  floor > 0 ? fused / floor : 0.0,
+                  fused > 0 ? composed / fused : 0.0);
+    }
+  }
+
+ private:
+  std::map<std::string, std::map<std::string, double>> best_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  Register();
+  std::printf("last-level cache: %lld bytes; working set >= %.0fx that\n",
+              static_cast<long long>(LastLevelCacheBytes()),
+              kLlcMultiple);
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
