@@ -236,6 +236,23 @@ void BM_CsrGather(benchmark::State& state, int which) {
   state.SetLabel(kPatternNames[which]);
 }
 
+// Building the manifold from the class ids (layout detection and index
+// lists); serial.
+void BM_TieBuild(benchmark::State& state, int which) {
+  const TiePattern& p = GetPattern(which);
+  std::int64_t index_bytes = 0;
+  for (auto _ : state) {
+    const TieSubspace<float> m(p);
+    index_bytes = m.IndexBytes();
+    benchmark::DoNotOptimize(index_bytes);
+  }
+  const TieSubspace<float> m(p);
+  if (m.Pattern().class_of != p.class_of) Fail(state, "pattern did not round-trip");
+  state.counters["index_bytes"] = double(index_bytes);
+  state.SetItemsProcessed(state.iterations() * p.rows * p.cols);
+  state.SetLabel(std::string(kPatternNames[which]) + " " + symopt::TieLayoutName(m.layout()));
+}
+
 void Threads(benchmark::internal::Benchmark* b) {
   b->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 }
@@ -254,5 +271,8 @@ BENCHMARK_CAPTURE(BM_TieProject, scattered_pairs, 3)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_Floor, scattered_1to8, 4)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_CsrGather, scattered_1to8, 4)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_TieProject, scattered_1to8, 4)->Apply(Threads);
+
+BENCHMARK_CAPTURE(BM_TieBuild, fian_4068x9216, 2)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_TieBuild, scattered_pairs, 3)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

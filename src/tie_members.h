@@ -77,6 +77,16 @@ struct PairMembers {
   std::int64_t operator[](std::int64_t j) const { return j == 0 ? i0 : i1; }
 };
 
+// The compile-time class size of a member type (0: known only at run time).
+template <typename M>
+struct FixedSize : std::integral_constant<int, 0> {};
+template <int S>
+struct FixedSize<RunMembers<S>> : std::integral_constant<int, S> {};
+template <int S>
+struct FixedSize<Members<S>> : std::integral_constant<int, S> {};
+template <>
+struct FixedSize<PairMembers> : std::integral_constant<int, 2> {};
+
 // Calls fn(std::integral_constant<int, S>) with S = size for the sizes that
 // get their own loops, S = 0 otherwise; returns what fn returns.
 template <typename Fn>

@@ -7,6 +7,7 @@
 #include <random>
 #include <sstream>
 #include <type_traits>
+#include <unordered_map>
 
 #include "tie_members.h"
 
@@ -24,27 +25,33 @@ bool TiePattern::IsValid(std::string* error) const {
        << " entries, expected rows*cols = " << rows << "*" << cols << " = "
        << n;
   } else {
-    std::vector<char> used(std::size_t(num_classes), 0);
-    for (std::int64_t i = 0; i < n && os.tellp() == 0; ++i) {
-      const std::int32_t k = class_of[std::size_t(i)];
+    std::vector<bool> used(std::size_t(num_classes), false);
+    const std::int32_t* id = class_of.data();
+    std::int64_t bad = -1;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int32_t k = id[i];
       if (k == kZero) continue;
       if (k < 0 || k >= num_classes) {
-        os << "tie pattern entry (" << i / cols << ", " << i % cols
-           << ") (flat " << i << ") has class id " << k << ", outside [0, "
-           << num_classes << ") and not kZero (-1)";
-      } else {
-        used[std::size_t(k)] = 1;
+        bad = i;
+        break;
       }
+      used[std::size_t(k)] = true;
     }
-    for (std::int32_t k = 0; k < num_classes && os.tellp() == 0; ++k) {
-      if (!used[std::size_t(k)]) {
-        os << "tie pattern class " << k << " of " << num_classes
-           << " has no member (ids must be 0..K-1, all used)";
+    if (bad >= 0) {
+      os << "tie pattern entry (" << bad / cols << ", " << bad % cols
+         << ") (flat " << bad << ") has class id " << id[bad]
+         << ", outside [0, " << num_classes << ") and not kZero (-1)";
+    } else {
+      const auto unused = std::find(used.begin(), used.end(), false);
+      if (unused != used.end()) {
+        os << "tie pattern class " << (unused - used.begin()) << " of "
+           << num_classes << " has no member (ids must be 0..K-1, all used)";
       }
     }
   }
-  if (error) *error = os.str();
-  return os.tellp() == 0;
+  const std::string message = os.str();
+  if (error) *error = message;
+  return message.empty();
 }
 
 const char* TieLayoutName(TieLayout layout) {
@@ -113,18 +120,21 @@ bool IsRowPeriodic(const TiePattern& p,
   const std::int64_t rows = p.rows, cols = p.cols;
   if (rows < 2) return false;
   const std::int32_t* id = p.class_of.data();
-  std::vector<std::int32_t> local_of(std::size_t(p.num_classes), -1);
+  // Row 0's classes, renumbered by first appearance (a map: row 0 is short).
+  std::unordered_map<std::int32_t, std::int32_t> local_of;
   local0->assign(std::size_t(cols), TiePattern::kZero);
-  std::int64_t k_row = 0;
+  std::int32_t k_row = 0;
   for (std::int64_t j = 0; j < cols; ++j) {
     const std::int32_t k = id[j];
     if (k == TiePattern::kZero) continue;
-    if (local_of[std::size_t(k)] < 0) local_of[std::size_t(k)] = k_row++;
-    (*local0)[std::size_t(j)] = local_of[std::size_t(k)];
+    const auto it = local_of.emplace(k, k_row).first;
+    if (it->second == k_row) ++k_row;
+    (*local0)[std::size_t(j)] = it->second;
   }
   if (std::int64_t(p.num_classes) != rows * k_row) return false;
-  // Each class may be claimed by exactly one (row, local class).
-  std::vector<char> claimed(std::size_t(p.num_classes), 0);
+  // Each class may be claimed by exactly one (row, local class). Transient
+  // memory: phi (one int per class) and one bit per class.
+  std::vector<bool> claimed(std::size_t(p.num_classes), false);
   phi->assign(std::size_t(rows * k_row), -1);
   for (std::int64_t r = 0; r < rows; ++r) {
     std::int32_t* phi_r = phi->data() + r * k_row;
@@ -136,7 +146,7 @@ bool IsRowPeriodic(const TiePattern& p,
       if (k == TiePattern::kZero) continue;
       if (phi_r[c] < 0) {
         if (claimed[std::size_t(k)]) return false;
-        claimed[std::size_t(k)] = 1;
+        claimed[std::size_t(k)] = true;
         phi_r[c] = k;
       } else if (phi_r[c] != k) {
         return false;
@@ -187,22 +197,22 @@ TieSubspace<T>::TieSubspace(const TiePattern& pattern, TieMetric metric)
     layout_ = TieLayout::kRowPeriodic;
     BuildGroups(local0.data(), p.cols, row_classes_);
     BuildPairRuns();
-    // class_ids_ holds local classes; turn them into ids in group order.
+    // class_ids_ holds local classes; turn phi into ids in group order, in
+    // place row by row, and drop it when the ids are row 0's shifted.
     const std::vector<std::int32_t> local_at = class_ids_;
-    id_map_.resize(phi.size());
+    const std::int64_t k_row = row_classes_;
     bool shifted = true;
+    std::vector<std::int32_t> row(static_cast<std::size_t>(k_row));
     for (std::int64_t r = 0; r < p.rows; ++r) {
-      for (std::int64_t c = 0; c < row_classes_; ++c) {
-        const std::int32_t k = phi[std::size_t(r * row_classes_ + local_at[c])];
-        id_map_[std::size_t(r * row_classes_ + c)] = k;
-        shifted = shifted && k == id_map_[std::size_t(c)] + r * row_classes_;
+      std::int32_t* phi_r = phi.data() + r * k_row;
+      std::copy(phi_r, phi_r + k_row, row.begin());
+      for (std::int64_t c = 0; c < k_row; ++c) {
+        phi_r[c] = row[std::size_t(local_at[std::size_t(c)])];
+        shifted = shifted && phi_r[c] == phi[std::size_t(c)] + r * k_row;
       }
     }
-    class_ids_.assign(id_map_.begin(), id_map_.begin() + row_classes_);
-    if (shifted) {
-      id_map_.clear();
-      id_map_.shrink_to_fit();
-    }
+    class_ids_.assign(phi.begin(), phi.begin() + k_row);
+    if (!shifted) id_map_ = std::move(phi);
     return;
   }
 
@@ -487,9 +497,17 @@ inline void Fill(T value, T* a, const Members& mem) {
   for (std::int64_t j = 0; j < mem.size(); ++j) a[mem[j]] = value;
 }
 
+// The class mean, rounded once to T. Pairs use a/2 + b/2 in T: every term is
+// exact and the sum is rounded once, so this is the correctly rounded mean
+// (as the double sum is), but it needs no conversions and vectorises; only
+// subnormal members (|a| < 2^-125 in float) round differently.
 template <typename T, typename Members>
 inline T MeanOver(const T* a, const Members& mem) {
-  return T(SumOver(a, mem) / double(mem.size()));
+  if constexpr (tie_internal::FixedSize<Members>::value == 2) {
+    return T(a[mem[0]] * T(0.5) + a[mem[1]] * T(0.5));
+  } else {
+    return T(SumOver(a, mem) / double(mem.size()));
+  }
 }
 
 }  // namespace

@@ -19,8 +19,8 @@ std::int64_t CheckedRows(const TiePattern& p, double collapse_tolerance) {
   SYMOPT_CHECK(p.rows * p.cols <= std::numeric_limits<std::int32_t>::max(),
                "tied_oblique: pattern " << p.rows << "x" << p.cols
                                         << " has more than 2^31 - 1 entries");
-  SYMOPT_CHECK(collapse_tolerance >= 0.0,
-               "tied_oblique: collapse tolerance must be >= 0, got "
+  SYMOPT_CHECK(collapse_tolerance >= 0.0 && std::isfinite(collapse_tolerance),
+               "tied_oblique: collapse tolerance must be finite and >= 0, got "
                    << collapse_tolerance);
   return p.rows;
 }
@@ -36,6 +36,11 @@ inline double WeightedDot(const double* a,
 }
 
 }  // namespace
+
+template <typename T>
+double TiedOblique<T>::DefaultCollapseTolerance() {
+  return std::sqrt(double(std::numeric_limits<T>::epsilon()));
+}
 
 template <typename T>
 TiedOblique<T>::TiedOblique(const TiePattern& p, double collapse_tolerance)
@@ -137,7 +142,8 @@ RetractReport TiedOblique<T>::ForEachRow(F&& f) const {
   std::int64_t first = std::numeric_limits<std::int64_t>::max();
 #pragma omp parallel if (parallel) reduction(+ : collapsed) reduction(min : first)
   {
-    std::vector<double> scratch(static_cast<std::size_t>(5 * max_row_classes_ + 1));
+    std::vector<double> scratch(
+        static_cast<std::size_t>(5 * max_row_classes_ + 1));
 #pragma omp for schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
       if (f(r, row_start_[r], row_start_[r + 1], scratch.data())) {
@@ -158,7 +164,8 @@ TiePattern TiedOblique<T>::Pattern() const {
   p.rows = this->rows();
   p.cols = this->cols();
   p.num_classes = std::int32_t(num_classes_);
-  p.class_of.assign(static_cast<std::size_t>(this->AmbientSize()), TiePattern::kZero);
+  p.class_of.assign(static_cast<std::size_t>(this->AmbientSize()),
+                    TiePattern::kZero);
   for (std::int64_t pos = 0; pos < num_classes_; ++pos) {
     for (std::int64_t j = member_start_[pos]; j < member_start_[pos + 1]; ++j) {
       p.class_of[std::size_t(members_[j])] = class_ids_[std::size_t(pos)];
@@ -171,6 +178,11 @@ TiePattern TiedOblique<T>::Pattern() const {
 template <typename T>
 void TiedOblique<T>::ProjectPointImpl(View x) const {
   T* xs = x.data;
+  for (std::int64_t i = 0; i < x.size(); ++i) {
+    SYMOPT_CHECK(std::isfinite(xs[i]),
+                 this->Describe() << ": ProjectPoint: entry (" << i / x.cols
+                                  << ", " << i % x.cols << ") is not finite");
+  }
   ForEachRow([&](std::int64_t, std::int64_t b, std::int64_t e, double* s) {
     const std::int64_t p = e - b;
     double* xt = s;
@@ -226,7 +238,8 @@ RetractReport TiedOblique<T>::RetractImpl(View x, ConstView v) const {
           ct[k] = double(T(MeanOf(xs, b + k))) + double(T(MeanOf(vs, b + k)));
         }
         const double norm = std::sqrt(WeightedDot(ct, ct, n, p));
-        if (!(norm > tol)) return true;  // collapsed: the row stays as it was
+        // Collapsed (also when not finite): the row stays as it was.
+        if (!(norm > tol) || !std::isfinite(norm)) return true;
         for (std::int64_t k = 0; k < p; ++k) Write(T(ct[k] / norm), xs, b + k);
         return false;
       });
@@ -420,7 +433,8 @@ RetractReport TiedOblique<T>::StepImpl(View x,
           ct[k] = double(T(xt[k])) + double(T(d * neg_lr));
         }
         const double norm = std::sqrt(WeightedDot(ct, ct, n, p));
-        if (!(norm > tol)) return true;  // collapsed: x and m rows unchanged
+        // Collapsed (also when not finite): x and m rows unchanged.
+        if (!(norm > tol) || !std::isfinite(norm)) return true;
         for (std::int64_t k = 0; k < p; ++k) {
           xt[k] = double(T(ct[k] / norm));
           Write(T(xt[k]), xs, b + k);

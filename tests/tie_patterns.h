@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -110,6 +111,26 @@ inline TiePattern PermuteIds(TiePattern p, std::uint64_t seed) {
     if (k != TiePattern::kZero) k = perm[std::size_t(k)];
   }
   return p;
+}
+
+// True if the entries tied by p are bitwise equal in x and its zeroed
+// entries are 0.
+template <typename T>
+bool TiedBitwiseEqual(const TiePattern& p, const std::vector<T>& x) {
+  std::vector<T> first(static_cast<std::size_t>(p.num_classes));
+  std::vector<char> seen(static_cast<std::size_t>(p.num_classes), 0);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const std::int32_t k = p.class_of[i];
+    if (k == TiePattern::kZero) {
+      if (x[i] != T(0)) return false;
+    } else if (!seen[std::size_t(k)]) {
+      seen[std::size_t(k)] = 1;
+      first[std::size_t(k)] = x[i];
+    } else if (std::memcmp(&first[std::size_t(k)], &x[i], sizeof(T)) != 0) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace testing

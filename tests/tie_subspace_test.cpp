@@ -76,27 +76,6 @@ std::vector<double> DenseProjector(const TiePattern& p) {
   return P;
 }
 
-// Entries tied by p are bitwise equal in x and zeros are exactly +0 or -0.
-template <typename T>
-bool TiedBitwiseEqual(const TiePattern& p, const std::vector<T>& x) {
-  std::vector<T> first(static_cast<std::size_t>(p.num_classes));
-  std::vector<char> seen(static_cast<std::size_t>(p.num_classes), 0);
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const std::int32_t k = p.class_of[i];
-    if (k == TiePattern::kZero) {
-      if (x[i] != T(0)) return false;
-      continue;
-    }
-    if (!seen[std::size_t(k)]) {
-      seen[std::size_t(k)] = 1;
-      first[std::size_t(k)] = x[i];
-    } else if (std::memcmp(&first[std::size_t(k)], &x[i], sizeof(T)) != 0) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("TiePattern validation names the problem",
@@ -445,4 +424,37 @@ TEST_CASE("TieSubspace rejects views of the wrong shape",
                            {},
                            StepOptions{}),
                     InvalidArgument);
+}
+
+TEST_CASE("TieSubspace fused step equals the composition bitwise in float",
+          "[manifold][tie]") {
+  for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
+    for (const NamedPattern& c : Cases()) {
+      INFO(c.name);
+      const TieSubspace<float> m(c.pattern, metric);
+      const std::int64_t n = m.AmbientSize();
+      std::vector<float> x1(static_cast<std::size_t>(n)),
+          m1(static_cast<std::size_t>(n), 0.0f);
+      std::vector<float> scratch(static_cast<std::size_t>(2 * n));
+      m.RandomPoint(ViewOf(m, x1), 131);
+      std::vector<float> x2 = x1, m2 = m1;
+      StepOptions o;
+      o.lr = 0.03;
+      o.momentum = 0.8;
+      o.nesterov = true;
+      o.weight_decay = 0.01;
+      for (int step = 0; step < 5; ++step) {
+        const std::vector<float> g = RandomVector<float>(n, 132 + step);
+        m.Step(ViewOf(m, x1), CViewOf(m, g), ViewOf(m, m1), o);
+        m.StepComposed(
+            ViewOf(m, x2),
+            CViewOf(m, g),
+            ViewOf(m, m2),
+            o,
+            TensorView<float>(scratch.data(), 2 * m.rows(), m.cols()));
+      }
+      CHECK(std::memcmp(x1.data(), x2.data(), sizeof(float) * x1.size()) == 0);
+      CHECK(std::memcmp(m1.data(), m2.data(), sizeof(float) * m1.size()) == 0);
+    }
+  }
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "catch.h"
@@ -60,24 +61,6 @@ double MaxRowNormError(const std::vector<T>& x,
   return worst;
 }
 
-template <typename T>
-bool TiedBitwiseEqual(const TiePattern& p, const std::vector<T>& x) {
-  std::vector<T> first(static_cast<std::size_t>(p.num_classes));
-  std::vector<char> seen(static_cast<std::size_t>(p.num_classes), 0);
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const std::int32_t k = p.class_of[i];
-    if (k == TiePattern::kZero) {
-      if (x[i] != T(0)) return false;
-    } else if (!seen[std::size_t(k)]) {
-      seen[std::size_t(k)] = 1;
-      first[std::size_t(k)] = x[i];
-    } else if (std::memcmp(&first[std::size_t(k)], &x[i], sizeof(T)) != 0) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 TEMPLATE_TEST_CASE("TiedOblique satisfies the manifold invariants",
@@ -109,7 +92,8 @@ TEST_CASE(
   m.RandomPoint(ViewOf(m, x), 92);
   std::vector<std::vector<double>> basis;
   for (std::int64_t i = 0; i < k; ++i) {
-    std::vector<double> c(static_cast<std::size_t>(k), 0.0), b(static_cast<std::size_t>(n));
+    std::vector<double> c(static_cast<std::size_t>(k), 0.0),
+        b(static_cast<std::size_t>(n));
     c[std::size_t(i)] = 1.0;
     m.TangentBasisMultiply(CViewOf(m, x), c.data(), ViewOf(m, b));
     basis.push_back(b);
@@ -122,7 +106,8 @@ TEST_CASE(
   }
   // B B^T u = P_x u for a random u.
   const std::vector<double> u = RandomVector<double>(n, 93);
-  std::vector<double> c(static_cast<std::size_t>(k)), bbu(static_cast<std::size_t>(n));
+  std::vector<double> c(static_cast<std::size_t>(k)),
+      bbu(static_cast<std::size_t>(n));
   m.TangentBasisTransposeMultiply(CViewOf(m, x), CViewOf(m, u), c.data());
   m.TangentBasisMultiply(CViewOf(m, x), c.data(), ViewOf(m, bbu));
   CHECK(MaxAbsDiff(bbu, Projected(m, x, u)) <= 1e-13);
@@ -150,7 +135,8 @@ TEST_CASE("TiedOblique Riemannian gradient and a known minimiser",
 
   // A linear cost <c, x> is minimised by x_r = -Pi_E c_r / |Pi_E c_r|.
   const TieSubspace<double> e(p);
-  std::vector<double> want = c, g(static_cast<std::size_t>(n)), mom(static_cast<std::size_t>(n), 0.0);
+  std::vector<double> want = c, g(static_cast<std::size_t>(n)),
+                      mom(static_cast<std::size_t>(n), 0.0);
   e.ProjectInPlace(ViewOf(e, want));
   for (std::int64_t r = 0; r < 3; ++r) {
     double s = 0.0;
@@ -171,8 +157,8 @@ TEST_CASE("TiedOblique long float runs stay tied and unit-norm",
   const TiePattern p = RowLocalPattern(4, 12, 5, 0.15, 111);
   const TiedOblique<float> m(p);
   const std::int64_t n = m.AmbientSize();
-  std::vector<float> x(static_cast<std::size_t>(n)), mom(static_cast<std::size_t>(n), 0.0f),
-      g(static_cast<std::size_t>(n));
+  std::vector<float> x(static_cast<std::size_t>(n)),
+      mom(static_cast<std::size_t>(n), 0.0f), g(static_cast<std::size_t>(n));
   m.RandomPoint(ViewOf(m, x), 112);
   const std::vector<float> a = RandomVector<float>(n, 113);
   const std::vector<float> c = RandomVector<float>(n, 114);
@@ -211,6 +197,22 @@ TEST_CASE("TiedOblique collapse and repair are defined events",
   CHECK(report.collapsed_rows == 1);
   CHECK(report.first_collapsed_row == 1);
   CHECK(y == x);  // rows 0 and 2 moved by 0, row 1 kept
+  // A non-finite candidate row collapses too.
+  std::vector<double> w(18, 0.0);
+  w[2 * 6 + 1] = std::numeric_limits<double>::infinity();
+  y = x;
+  const RetractReport inf_report = m.Retract(ViewOf(m, y), CViewOf(m, w));
+  CHECK(inf_report.collapsed_rows == 1);
+  CHECK(inf_report.first_collapsed_row == 2);
+  for (int j = 0; j < 6; ++j) CHECK(y[12 + j] == x[12 + j]);
+  // ProjectPoint rejects a non-finite entry and leaves x as it was.
+  std::vector<double> bad = x;
+  bad[7] = std::nan("");
+  const std::vector<double> bad_copy = bad;
+  REQUIRE_THROWS_WITH(m.ProjectPoint(ViewOf(m, bad)),
+                      Catch::Contains("entry (1, 1) is not finite"));
+  CHECK(std::memcmp(bad.data(), bad_copy.data(), sizeof(double) * 18) == 0);
+  CHECK(m.collapse_tolerance() == Approx(std::sqrt(2.220446049250313e-16)));
   // ProjectPoint of a row whose projection onto E is 0: mirror pairs (1, -1).
   std::vector<double> z(18);
   for (int i = 0; i < 18; ++i) z[i] = (i % 6) < 3 ? 1.0 : -1.0;

@@ -23,11 +23,14 @@
 //                   coefficients are ordered row by row, p_r - 1 per row
 //   dim             K - rows (K classes)
 //
-// Collapse (the Oblique convention, manifold.h): a row whose candidate x + v
-// has norm <= collapse_tolerance() is left unchanged (in a fused step its
-// momentum row too) and counted in the RetractReport, never divided by ~0.
-// ProjectPoint maps a row whose projection onto E is ~0 to the constant
-// unit row in E (every class value 1/sqrt(row's nonzero entries)).
+// Collapse (the Oblique convention, manifold.h, oblique.h): a row whose
+// candidate x + v has norm <= collapse_tolerance() (default sqrt(eps of T)) or
+// is not finite is left unchanged (in a fused step its momentum row too) and
+// counted in the RetractReport, never divided by ~0. ProjectPoint maps a row
+// whose projection onto E has norm <= collapse_tolerance() to the constant
+// unit row in E (every class value 1/sqrt(row's nonzero entries); Oblique's
+// e_0 is not in E in general); a non-finite entry there is an
+// InvalidArgument naming it, and x is left untouched.
 //
 // Tied entries are written one value per class, so they stay bitwise equal
 // through any number of steps; rows are renormalised from scratch (in double)
@@ -52,14 +55,16 @@ class TiedOblique final : public Manifold<T> {
   using typename Manifold<T>::View;
   using typename Manifold<T>::ConstView;
 
-  static constexpr double kDefaultCollapseTolerance = 1e-12;
+  // sqrt(machine epsilon of T), as Oblique: 3.5e-4 for float, 1.5e-8 for
+  // double.
+  static double DefaultCollapseTolerance();
 
   // Requires: pattern.IsValid(); every class within one row (else
   // InvalidArgument naming the class and two of its rows); every row has a
   // nonzero entry (else InvalidArgument naming the row);
   // collapse_tolerance >= 0.
   explicit TiedOblique(const TiePattern& pattern,
-                       double collapse_tolerance = kDefaultCollapseTolerance);
+                       double collapse_tolerance = DefaultCollapseTolerance());
 
   std::int64_t Dim() const override { return num_classes_ - this->rows(); }
   std::string Name() const override { return "tied_oblique"; }
