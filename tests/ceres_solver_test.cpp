@@ -11,6 +11,8 @@
 //   - tie subspace (both metrics): a weighted least-squares fit, minimiser the
 //     per-class weighted mean of the targets (zeroed entries stay 0);
 //   - product: the three above as blocks of one flat vector;
+//   - ModelParameters: a "model" whose weights live in its own buffers,
+//     polished in place, every buffer ending at its block's closed form;
 //   - ceres::Problem (least squares, Levenberg-Marquardt through PlusJacobian):
 //     the unit rows nearest to targets t are t_r / |t_r|;
 //   - a loss that fails at the start leaves the parameters untouched.
@@ -35,6 +37,7 @@
 #include "manifolds/product.h"
 #include "manifolds/tie_subspace.h"
 #include "manifolds/tied_oblique.h"
+#include "optim/parameter.h"
 #include "tie_patterns.h"
 
 namespace {
@@ -345,6 +348,77 @@ TEST_CASE("GradientProblemSolver on a Product reaches every block's minimiser",
   oblique_term.CheckMinimiser(x.data());
   tie_term.CheckMinimiser(x.data() + o1);
   tied_term.CheckMinimiser(x.data() + o2);
+}
+
+TEST_CASE("ModelParameters polishes a model's own buffers in place",
+          "[ceres][product]") {
+  // A "model" with three parameters in its own memory: unit-norm filters W
+  // (Rayleigh loss), a bias b (0.5 |b - c|^2) and tied weights T (weighted
+  // fit, shared metric). forward_backward reads the buffers and writes the
+  // gradient buffers, as a layer would.
+  using symopt::MakeParameter;
+  const RowRayleigh w_term(RowRayleigh::Identity(3, 5), 5, 501);
+  const WeightedTieFit t_term(symopt::testing::MirrorPattern(2, 4), 502);
+  const std::vector<double> c = {0.5, -1.25, 2.0};
+  std::vector<double> w(15), w_grad(15), b(3, 0.0), b_grad(3), t(8, 0.0),
+      t_grad(8);
+  auto oblique = std::make_shared<symopt::Oblique<double>>(3, 5);
+  oblique->RandomPoint(symopt::TensorView<double>(w.data(), 3, 5), 503);
+  const symopt::ceres::ModelParameters model(
+      {MakeParameter<double>("w", w.data(), w_grad.data(), 3, 5, oblique),
+       MakeParameter<double>("b",
+                             b.data(),
+                             b_grad.data(),
+                             1,
+                             3,
+                             std::make_shared<symopt::Euclidean<double>>(1, 3)),
+       MakeParameter<double>("t",
+                             t.data(),
+                             t_grad.data(),
+                             2,
+                             4,
+                             std::make_shared<symopt::TieSubspace<double>>(
+                                 t_term.pattern, symopt::TieMetric::kShared))});
+  REQUIRE(model.Size() == 15 + 3 + 8);
+  int gradient_calls = 0;
+  auto forward_backward = [&](bool need_gradient) {
+    gradient_calls += need_gradient;
+    double value =
+        w_term.Evaluate(w.data(), need_gradient ? w_grad.data() : nullptr) +
+        t_term.Evaluate(t.data(), need_gradient ? t_grad.data() : nullptr);
+    for (int i = 0; i < 3; ++i) {
+      value += 0.5 * (b[i] - c[i]) * (b[i] - c[i]);
+      if (need_gradient) b_grad[i] = b[i] - c[i];
+    }
+    return value;
+  };
+  std::vector<double> x(model.Size());
+  model.Gather(x.data());
+  CHECK(std::equal(w.begin(), w.end(), x.begin()));
+  const auto summary =
+      Minimise(model.manifold(), model.Loss(forward_backward), x.data());
+  INFO(summary.BriefReport());
+  REQUIRE(summary.IsSolutionUsable());
+  CHECK(gradient_calls > 0);
+  model.Scatter(x.data());
+  w_term.CheckMinimiser(w.data());
+  t_term.CheckMinimiser(t.data());
+  for (int i = 0; i < 3; ++i) CHECK(std::abs(b[i] - c[i]) <= 1e-6);
+}
+
+TEST_CASE("ModelParameters rejects parameters it cannot flatten",
+          "[ceres][errors]") {
+  std::vector<double> v(6), g(6);
+  auto m = std::make_shared<symopt::Euclidean<double>>(2, 3);
+  CHECK_THROWS_AS(symopt::ceres::ModelParameters({}), symopt::InvalidArgument);
+  symopt::Parameter<double> p = symopt::MakeParameter<double>(
+      "layer1.weight", v.data(), g.data(), 2, 3, m);
+  p.grad = symopt::TensorView<double>(g.data(), 3, 2);
+  CHECK_THROWS_WITH(symopt::ceres::ModelParameters({p}),
+                    Catch::Contains("'layer1.weight' gradient has shape 3x2"));
+  p.grad = symopt::TensorView<double>(nullptr, 2, 3);
+  CHECK_THROWS_WITH(symopt::ceres::ModelParameters({p}),
+                    Catch::Contains("'layer1.weight' gradient is null"));
 }
 
 // Residuals w - t over one block of n values (Jacobian: the identity).

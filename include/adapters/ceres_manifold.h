@@ -68,6 +68,8 @@
 #include "ceres/manifold.h"
 #include "ceres/version.h"
 #include "manifolds/manifold.h"
+#include "manifolds/product.h"
+#include "optim/parameter.h"
 
 // STYLE C5: one arithmetic gate, robust to a future 3.0.
 #if CERES_VERSION_MAJOR * 100 + CERES_VERSION_MINOR < 201
@@ -208,6 +210,58 @@ class FirstOrderLoss final : public ::ceres::FirstOrderFunction {
   int num_parameters_;
   Callback callback_;
   ErrorLog errors_;
+};
+
+// A model's parameters (each a view of the model's own buffers plus its
+// manifold) as the one flat vector Ceres optimises (DESIGN.md s.9), so that
+// GradientProblemSolver can polish a trained model in place:
+//
+//   ModelParameters model(params);
+//   std::vector<double> x(model.Size());
+//   model.Gather(x.data());
+//   ceres::GradientProblem problem(
+//       new FirstOrderLoss(model.Size(), model.Loss(forward_backward)),
+//       new ManifoldAdapter(model.manifold()));
+//   ceres::Solve(options, problem, x.data(), &summary);
+//   if (summary.IsSolutionUsable()) model.Scatter(x.data());
+//
+// Layout: parameter i occupies entries [Offset(i), Offset(i) + rows_i cols_i)
+// of the flat vector, its block row-major: the layout of manifold(), the
+// Product of the parameters' manifolds in order.
+class ModelParameters {
+ public:
+  // Requires: at least one parameter; each with a manifold, and value and
+  // grad views of the manifold's shape, non-null, on the host; total size
+  // fits in an int. Throws InvalidArgument naming the parameter otherwise.
+  explicit ModelParameters(std::vector<Parameter<double>> parameters);
+
+  int Size() const { return int(manifold_->AmbientSize()); }
+  std::int64_t Offset(std::int64_t i) const { return manifold_->Offset(i); }
+  const std::shared_ptr<const Product<double>>& manifold() const {
+    return manifold_;
+  }
+  const std::vector<Parameter<double>>& parameters() const {
+    return parameters_;
+  }
+
+  // x (Size() doubles) <- the parameters' values. x must not overlap them.
+  void Gather(double* x) const;
+  // The parameters' values <- x (Size() doubles).
+  void Scatter(const double* x) const;
+
+  // A FirstOrderLoss callback: Scatter(x); value = forward_backward(), which
+  // reads the parameters' values and, when asked (its argument true), writes
+  // each parameter's Euclidean gradient into its grad view; then the grads
+  // are gathered into egrad. While Ceres runs, the parameters hold the point
+  // being evaluated; Scatter the solution afterwards (Ceres's result is the
+  // best point, not necessarily the last one evaluated). The callback keeps
+  // its own copy of the views: the parameters' buffers must outlive it.
+  FirstOrderLoss::Callback Loss(
+      std::function<double(bool need_gradient)> forward_backward) const;
+
+ private:
+  std::vector<Parameter<double>> parameters_;
+  std::shared_ptr<const Product<double>> manifold_;
 };
 
 }  // namespace ceres

@@ -282,5 +282,90 @@ bool FirstOrderLoss::Evaluate(const double* parameters,
   return false;
 }
 
+// ---- ModelParameters
+// ----------------------------------------------------------
+
+namespace {
+
+std::vector<Product<double>::Part> PartsOf(
+    const std::vector<Parameter<double>>& parameters) {
+  SYMOPT_CHECK(!parameters.empty(), "ModelParameters: no parameters");
+  std::vector<Product<double>::Part> parts;
+  std::int64_t total = 0;
+  for (const Parameter<double>& p : parameters) {
+    SYMOPT_CHECK(
+        p.manifold != nullptr,
+        "ModelParameters: parameter '" << p.name << "' has no manifold");
+    const std::int64_t rows = p.manifold->rows(), cols = p.manifold->cols();
+    for (const TensorView<double>* v : {&p.value, &p.grad}) {
+      const char* what = v == &p.value ? "value" : "gradient";
+      SYMOPT_CHECK(v->data != nullptr,
+                   "ModelParameters: parameter '" << p.name << "' " << what
+                                                  << " is null");
+      SYMOPT_CHECK(v->rows == rows && v->cols == cols,
+                   "ModelParameters: parameter '"
+                       << p.name << "' " << what << " has shape " << v->rows
+                       << "x" << v->cols << " but its manifold is "
+                       << p.manifold->Describe());
+      SYMOPT_CHECK(v->device == Device::kCpu,
+                   "ModelParameters: parameter '"
+                       << p.name << "' " << what
+                       << " is on the GPU; Ceres needs host memory");
+    }
+    total += rows * cols;
+    parts.push_back(p.manifold);
+  }
+  SYMOPT_CHECK(
+      total <= std::numeric_limits<int>::max(),
+      "ModelParameters: " << total << " values are too many for Ceres (int)");
+  return parts;
+}
+
+// flat[Offset(i) ...] <- the `member` view (value or grad) of parameter i.
+void CopyBlocks(const std::vector<Parameter<double>>& parameters,
+                const Product<double>& product,
+                TensorView<double> Parameter<double>::*member,
+                double* flat) {
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    const TensorView<double>& v = parameters[i].*member;
+    cpu::Copy(v.data, flat + product.Offset(std::int64_t(i)), v.size());
+  }
+}
+
+}  // namespace
+
+ModelParameters::ModelParameters(std::vector<Parameter<double>> parameters)
+    : parameters_(std::move(parameters)),
+      manifold_(std::make_shared<Product<double>>(PartsOf(parameters_))) {}
+
+void ModelParameters::Gather(double* x) const {
+  CopyBlocks(parameters_, *manifold_, &Parameter<double>::value, x);
+}
+
+void ModelParameters::Scatter(const double* x) const {
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    const TensorView<double>& v = parameters_[i].value;
+    cpu::Copy(x + manifold_->Offset(std::int64_t(i)), v.data, v.size());
+  }
+}
+
+FirstOrderLoss::Callback ModelParameters::Loss(
+    std::function<double(bool need_gradient)> forward_backward) const {
+  SYMOPT_CHECK(static_cast<bool>(forward_backward),
+               "ModelParameters::Loss: no forward_backward function");
+  // The callback holds its own copies (views and shared manifolds), so it
+  // stays valid whatever becomes of this object.
+  return [model = *this, fb = std::move(forward_backward)](const double* x,
+                                                           double* egrad) {
+    model.Scatter(x);
+    const double value = fb(egrad != nullptr);
+    if (egrad != nullptr) {
+      CopyBlocks(
+          model.parameters_, *model.manifold_, &Parameter<double>::grad, egrad);
+    }
+    return value;
+  };
+}
+
 }  // namespace ceres
 }  // namespace symopt
