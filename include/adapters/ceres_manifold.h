@@ -1,7 +1,9 @@
-// Ceres Solver adapters: a symopt manifold as a ceres::Manifold, and a
-// model's loss as a ceres::FirstOrderFunction, so that Ceres's
-// GradientProblemSolver (L-BFGS, BFGS, nonlinear CG on a manifold) can run on
-// symopt's constraint manifolds (DESIGN.md section 9; STYLE C1-C6).
+// Ceres Solver adapters: a symopt manifold as a ceres::Manifold
+// (ManifoldAdapter), a loss as a ceres::FirstOrderFunction (FirstOrderLoss),
+// and a model's parameters, living in its own buffers, as the one flat vector
+// Ceres optimises (ModelParameters). So Ceres's GradientProblemSolver (L-BFGS,
+// BFGS, nonlinear CG on a manifold) can run on symopt's constraint manifolds
+// and polish a model in place (DESIGN.md section 9; STYLE C1-C6).
 //
 // The maths. Ceres works with intrinsic tangent coordinates delta in R^d,
 // d = M.Dim(), while symopt works with ambient tangent vectors v in T_x M, a
