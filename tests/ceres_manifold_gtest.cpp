@@ -78,9 +78,10 @@ void ExpectCeresInvariants(const ManifoldAdapter& manifold,
 //          Ceres's relative tolerance 1e-9 on Minus(Plus(x, d), x) = d cannot
 //          hold for |d| ~ 1e-8, where x + d - x alone loses 1e-8 relatively),
 //   y:     Plus(x, random coordinates) -- a far point in the image of R_x --
-//          and, where the manifold allows it, an independent random point.
+//          and an independent random point, moved into the image of R_x by
+//          into_image(x, y) where the manifold needs it (sphere rows: the
+//          open hemisphere around x's row).
 // Trial 0 of a manifold given `edge_x` starts from that point instead.
-// into_image(x, y), where given, moves the random y into the image of R_x.
 using IntoImage = std::function<void(const Vector& x, Vector& y)>;
 void CheckAdapter(const ManifoldPtr& m,
                   std::uint64_t seed,
