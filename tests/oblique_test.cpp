@@ -227,6 +227,27 @@ TEMPLATE_TEST_CASE("Oblique collapse is a reported event, never a NaN",
     }
   }
 
+  SECTION("fused step: a NaN gradient row is kept, not written") {
+    StepOptions o;
+    o.lr = 0.1;
+    o.momentum = 0.9;
+    std::vector<T> g = RandomVector<T>(rows * cols, 12);
+    g[3 * cols + 5] = std::numeric_limits<T>::quiet_NaN();
+    const std::vector<T> mom =
+        Projected(m, x, RandomVector<T>(rows * cols, 13, 0.1));
+    std::vector<T> x1 = x, m1 = mom;
+    const RetractReport report =
+        m.Step(ViewOf(m, x1), CViewOf(m, g), ViewOf(m, m1), o);
+    CHECK(report.collapsed_rows == 1);
+    CHECK(report.first_collapsed_row == 3);
+    CHECK(AllFinite(x1));
+    CHECK(AllFinite(m1));
+    for (std::int64_t i = 0; i < cols; ++i) {
+      CHECK(x1[3 * cols + i] == x[3 * cols + i]);
+      CHECK(m1[3 * cols + i] == mom[3 * cols + i]);
+    }
+  }
+
   SECTION("a candidate that nearly cancels is normalised exactly") {
     // y = x - (1 - 1e-3) x: ||y|| = 1e-3 > tol. The Gram sums would cancel;
     // the step recomputes the norm directly.
@@ -313,11 +334,11 @@ TEMPLATE_TEST_CASE("Oblique fused step equals the composition",
 
 namespace symopt {
 namespace internal {
-bool SetObliqueWideSimd(bool enabled);  // src/oblique.cpp, a test hook
+int SetObliqueSimdLevel(int level);  // src/oblique.cpp, a test hook
 }  // namespace internal
 }  // namespace symopt
 
-TEMPLATE_TEST_CASE("Oblique baseline and wide-SIMD kernels agree",
+TEMPLATE_TEST_CASE("Oblique kernels for each instruction set agree",
                    "[manifold][oblique]",
                    float,
                    double) {
@@ -329,6 +350,8 @@ TEMPLATE_TEST_CASE("Oblique baseline and wide-SIMD kernels agree",
   const std::vector<T>& x0 = start.x;
   const std::vector<T>& m0 = start.m;
   const std::vector<T> g = RandomVector<T>(n, 83);
+  const int best = internal::SetObliqueSimdLevel(1);
+  INFO("best kernel on this CPU: " << best);
   for (double momentum : {0.0, 0.9}) {
     for (bool nesterov : {false, true}) {
       if (nesterov && momentum == 0) continue;
@@ -336,18 +359,22 @@ TEMPLATE_TEST_CASE("Oblique baseline and wide-SIMD kernels agree",
       o.lr = 0.1;
       o.momentum = momentum;
       o.nesterov = nesterov;
-      std::vector<T> x1 = x0, x2 = x0, m1 = m0, m2 = m0;
-      const bool wide = internal::SetObliqueWideSimd(true);
-      INFO("wide SIMD kernel available: " << wide);
-      man.Step(ViewOf(man, x1), CViewOf(man, g), ViewOf(man, m1), o);
-      REQUIRE_FALSE(internal::SetObliqueWideSimd(false));
-      man.Step(ViewOf(man, x2), CViewOf(man, g), ViewOf(man, m2), o);
-      internal::SetObliqueWideSimd(true);
-      CHECK(MaxAbsDiff(x1, x0) > 1e-3);
-      CHECK(MaxAbsDiff(x1, x2) <= Tol<T>());
-      CHECK(MaxAbsDiff(m1, m2) <= Tol<T>() * (1 + MaxAbs(m1)));
+      REQUIRE(internal::SetObliqueSimdLevel(0) == 0);
+      std::vector<T> x_ref = x0, m_ref = m0;
+      man.Step(ViewOf(man, x_ref), CViewOf(man, g), ViewOf(man, m_ref), o);
+      CHECK(MaxAbsDiff(x_ref, x0) > 1e-3);
+      for (int level = 1; level <= best; ++level) {
+        INFO("kernel " << level << " momentum " << momentum << " nesterov "
+                       << nesterov);
+        REQUIRE(internal::SetObliqueSimdLevel(level) == level);
+        std::vector<T> x1 = x0, m1 = m0;
+        man.Step(ViewOf(man, x1), CViewOf(man, g), ViewOf(man, m1), o);
+        CHECK(MaxAbsDiff(x1, x_ref) <= Tol<T>());
+        CHECK(MaxAbsDiff(m1, m_ref) <= Tol<T>() * (1 + MaxAbs(m_ref)));
+      }
     }
   }
+  internal::SetObliqueSimdLevel(1);
 }
 
 TEMPLATE_TEST_CASE("Oblique weight decay has no effect",
