@@ -357,6 +357,20 @@ TEST_CASE("TieSubspace threaded loops match a serial reference",
     }
     CHECK(bad == 0);
     CHECK(m.Pattern().class_of == p.class_of);
+    // Threaded reductions: distance to E and the shared metric.
+    double dist2 = 0.0, shared = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double d = double(u[i]) - double(pu[i]);
+      dist2 += d * d;
+    }
+    for (std::size_t k = 0; k < sum.size(); ++k) {
+      shared += (sum[k] / count[k]) * (sum[k] / count[k]);
+    }
+    CHECK(m.DistanceToManifold(CViewOf(m, u)) ==
+          Approx(std::sqrt(dist2)).epsilon(1e-6));
+    const TieSubspace<float> ms(p, TieMetric::kShared);
+    CHECK(ms.Inner(CViewOf(ms, pu), CViewOf(ms, u), CViewOf(ms, u)) ==
+          Approx(shared).epsilon(1e-9));
   }
 }
 
