@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the CPU benchmarks behind bench/RESULTS.md, one after the other, and
+# writes each program's output to OUT_DIR (default bench-results/). Run on a
+# quiet machine after `bash scripts/build.sh`:
+#
+#   bash bench/run_cpu.sh [OUT_DIR]
+#
+# The PyTorch comparison needs Debian's python3-torch (apt-get install -y
+# python3-torch); it is skipped when that is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-bench-results}
+mkdir -p "$out"
+b=build/bench
+strip() { sed 's/\x1b\[[0-9;]*m//g'; }
+{ date -u; uname -srm; lscpu | grep -E 'Model name|^CPU\(s\)|L2|L3'; } > "$out/machine.txt"
+
+$b/oblique_bench --benchmark_repetitions=3 | strip > "$out/oblique.txt"
+$b/tie_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/tie.txt"
+$b/constraint_bench --benchmark_counters_tabular=true | strip > "$out/constraint.txt"
+$b/optim_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/optim.txt"
+$b/group_nn_bench --benchmark_counters_tabular=true --benchmark_repetitions=3 \
+  --benchmark_report_aggregates_only=true | strip > "$out/group_nn_2threads.txt"
+OMP_NUM_THREADS=1 $b/group_nn_bench --benchmark_filter='Flip|Dense' --benchmark_counters_tabular=true \
+  --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/group_nn_1thread.txt"
+$b/nn_bench --threads=1 --benchmark_filter='Linear|Conv2d' | strip > "$out/nn_layers.txt"
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  for t in 1 2; do
+    /usr/bin/python3 bench/pytorch_mlp_epoch.py --threads $t --bench $b/nn_bench > "$out/mlp_epoch_vs_pytorch_${t}thread.txt"
+  done
+fi
+echo "results in $out/"
