@@ -4,7 +4,10 @@
 //   contiguous  classes are runs of consecutive entries (pairs here);
 //   orbit       mirror pairs (j, W-1-j) in every row of 4096 entries: the
 //               flip-invariant pattern, stored row-periodically; and the FIAN
-//               layer itself (4068 x 9216, 37.5M entries) with its floor;
+//               layer itself (4068 x 9216, 37.5M entries) with its floor,
+//               both as whole-row mirror pairs and as the constraint engine
+//               derives it (input [256, 6, 6] flipped along the width: mirror
+//               pairs (w, 5-w) inside every 6-wide segment of a row);
 //   scattered   random pairs (a random permutation cut into pairs), and
 //               random classes of 1..8 members.
 //
@@ -66,6 +69,24 @@ TiePattern MirrorPairs(std::int64_t rows, std::int64_t cols) {
   return p;
 }
 
+// Flip invariance inside every seg-wide segment of a row: (r, s*seg + w) ~
+// (r, s*seg + seg-1-w), ids by first appearance (as the engine numbers them).
+TiePattern MirrorSegments(std::int64_t rows, std::int64_t cols,
+                          std::int64_t seg) {
+  const std::int64_t half = seg / 2;  // seg even
+  const std::int64_t per_row = cols / seg * half;
+  TiePattern p{rows, cols, std::int32_t(rows * per_row), {}};
+  p.class_of.resize(static_cast<std::size_t>(rows * cols));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const std::int64_t s = j / seg, w = j % seg;
+      p.class_of[r * cols + j] = std::int32_t(
+          r * per_row + s * half + std::min(w, seg - 1 - w));
+    }
+  }
+  return p;
+}
+
 // A random permutation of the entries cut into classes of random size in
 // [min_size, max_size].
 TiePattern Scattered(std::int64_t rows,
@@ -94,7 +115,7 @@ TiePattern Scattered(std::int64_t rows,
 
 // Patterns are built once (the scattered ones take a second).
 const TiePattern& GetPattern(int which) {
-  static std::vector<std::unique_ptr<TiePattern>> cache(5);
+  static std::vector<std::unique_ptr<TiePattern>> cache(6);
   if (!cache[which]) {
     switch (which) {
       case 0:
@@ -112,9 +133,13 @@ const TiePattern& GetPattern(int which) {
         cache[which] = std::make_unique<TiePattern>(
             Scattered(kRows16M, kCols16M, 2, 2, 7));
         break;
-      default:
+      case 4:
         cache[which] = std::make_unique<TiePattern>(
             Scattered(kRows16M, kCols16M, 1, 8, 8));
+        break;
+      default:
+        cache[which] =
+            std::make_unique<TiePattern>(MirrorSegments(4068, 9216, 6));
         break;
     }
   }
@@ -125,7 +150,8 @@ const char* kPatternNames[] = {"contiguous_pairs",
                                "mirror_rows4096",
                                "fian_4068x9216",
                                "scattered_pairs",
-                               "scattered_1to8"};
+                               "scattered_1to8",
+                               "fian_seg6_4068x9216"};
 
 std::vector<float> RandomValues(std::int64_t n) {
   std::vector<float> x(static_cast<std::size_t>(n));
@@ -346,6 +372,8 @@ BENCHMARK_CAPTURE(BM_Floor, mirror_rows4096, 1)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_TieProject, mirror_rows4096, 1)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_Floor, fian_4068x9216, 2)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_TieProject, fian_4068x9216, 2)->Apply(Threads);
+BENCHMARK_CAPTURE(BM_Floor, fian_seg6_4068x9216, 5)->Apply(Threads);
+BENCHMARK_CAPTURE(BM_TieProject, fian_seg6_4068x9216, 5)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_Floor, scattered_pairs, 3)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_CsrGather, scattered_pairs, 3)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_TieProject, scattered_pairs, 3)->Apply(Threads);
@@ -356,6 +384,11 @@ BENCHMARK_CAPTURE(BM_TieProject, scattered_1to8, 4)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_StepFloor, mirror_rows4096, 1)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_TieStep, fused_mirror_rows4096, 1, true)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_TieStep, composed_mirror_rows4096, 1, false)
+    ->Apply(Threads);
+BENCHMARK_CAPTURE(BM_StepFloor, fian_seg6_4068x9216, 5)->Apply(Threads);
+BENCHMARK_CAPTURE(BM_TieStep, fused_fian_seg6_4068x9216, 5, true)
+    ->Apply(Threads);
+BENCHMARK_CAPTURE(BM_TieStep, composed_fian_seg6_4068x9216, 5, false)
     ->Apply(Threads);
 BENCHMARK_CAPTURE(BM_TieStep, fused_scattered_pairs, 3, true)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_TieStep, composed_scattered_pairs, 3, false)

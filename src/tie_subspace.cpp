@@ -83,6 +83,10 @@ constexpr std::int64_t kBlockEntries = 16384;
 // kPairRunMax pairs each, so that they spread over threads.
 constexpr std::int64_t kPairRunMin = 8;
 constexpr std::int64_t kPairRunMax = 4096;
+// Pair blocks: at most this many pairs per repeated block, and at least
+// kPairBlockMinRepeats repeats of it per row.
+constexpr std::int64_t kPairBlockMaxK = 8;
+constexpr std::int64_t kPairBlockMinRepeats = 4;
 // Member-list layouts prefetch the members of the class this many ahead.
 constexpr std::int64_t kPrefetchAhead = 16;
 
@@ -197,6 +201,7 @@ TieSubspace<T>::TieSubspace(const TiePattern& pattern, TieMetric metric)
     layout_ = TieLayout::kRowPeriodic;
     BuildGroups(local0.data(), p.cols, row_classes_);
     BuildPairRuns();
+    BuildPairBlocks();
     // class_ids_ holds local classes; turn phi into ids in group order, in
     // place row by row, and drop it when the ids are row 0's shifted.
     const std::vector<std::int32_t> local_at = class_ids_;
@@ -322,6 +327,36 @@ void TieSubspace<T>::BuildPairRuns() {
   pair_runs_.shrink_to_fit();
 }
 
+// Finds the smallest k <= kPairBlockMaxK such that the size-2 group is its
+// first k pairs repeated with a fixed column period (row-periodic layout only,
+// and only when the pair runs were not long enough to be used).
+template <typename T>
+void TieSubspace<T>::BuildPairBlocks() {
+  pair_block_k_ = 0;
+  pair_block_period_ = 0;
+  if (layout_ != TieLayout::kRowPeriodic || !pair_runs_.empty()) return;
+  for (const Group& g : groups_) {
+    if (g.size != 2) continue;
+    const std::int32_t* m = members_.data() + g.first_member;
+    const std::int64_t n = g.num_classes;
+    for (std::int64_t k = 1; k <= kPairBlockMaxK; ++k) {
+      if (n % k != 0 || n / k < kPairBlockMinRepeats) continue;
+      const std::int64_t period = std::int64_t(m[2 * k]) - m[0];
+      if (period <= 0) continue;
+      bool ok = true;
+      for (std::int64_t c = k; c < n && ok; ++c) {
+        ok = std::int64_t(m[2 * c]) == m[2 * (c - k)] + period &&
+             std::int64_t(m[2 * c + 1]) == m[2 * (c - k) + 1] + period;
+      }
+      if (ok) {
+        pair_block_k_ = std::int32_t(k);
+        pair_block_period_ = std::int32_t(period);
+        return;
+      }
+    }
+  }
+}
+
 template <typename T>
 template <bool kReduce, typename PerClass, typename PerZero>
 double TieSubspace<T>::Visit(PerClass&& per_class,
@@ -363,6 +398,51 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
           loop(std::integral_constant<int, -1>());
         }
       };
+  // Visits the size-2 group g of one row (starting at `base`) as repeated
+  // blocks of kK pairs (BuildPairBlocks): the 2 kK member offsets are read
+  // once, the loop over blocks has a constant inner trip count.
+  auto visit_pair_blocks = [&](double& acc,
+                               const Group& g,
+                               std::int64_t base,
+                               auto&& id_of) {
+    auto loop = [&](auto k_tag) {
+      constexpr int kK = decltype(k_tag)::value;
+      const std::int32_t* m = members_.data() + g.first_member;
+      std::int64_t a[kK], b[kK];
+      for (int q = 0; q < kK; ++q) {
+        a[q] = base + m[2 * q];
+        b[q] = base + m[2 * q + 1];
+      }
+      const std::int64_t period = pair_block_period_;
+      const std::int64_t blocks = g.num_classes / kK;
+      const auto f = per_class;
+      for (std::int64_t s = 0; s < blocks; ++s) {
+        const std::int64_t off = s * period;
+        const std::int64_t pos = g.first_class + s * kK;
+        for (int q = 0; q < kK; ++q) {
+          call(acc, f, id_of(pos + q), PairMembers{a[q] + off, b[q] + off});
+        }
+      }
+    };
+    switch (pair_block_k_) {
+      case 1:
+        return loop(std::integral_constant<int, 1>());
+      case 2:
+        return loop(std::integral_constant<int, 2>());
+      case 3:
+        return loop(std::integral_constant<int, 3>());
+      case 4:
+        return loop(std::integral_constant<int, 4>());
+      case 5:
+        return loop(std::integral_constant<int, 5>());
+      case 6:
+        return loop(std::integral_constant<int, 6>());
+      case 7:
+        return loop(std::integral_constant<int, 7>());
+      default:
+        return loop(std::integral_constant<int, 8>());
+    }
+  };
   const bool pair_runs = !pair_runs_.empty();
   double total = 0.0;
   switch (layout_) {
@@ -406,6 +486,13 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
                               : ids[pos] + r * k_row;
               });
             }
+            continue;
+          }
+          if (g.size == 2 && pair_block_k_ > 0) {
+            visit_pair_blocks(total, g, base, [&](std::int64_t pos) {
+              return mapped ? std::int64_t(map[r * k_row + pos])
+                            : ids[pos] + r * k_row;
+            });
             continue;
           }
           DispatchSize(g.size, [&](auto tag) {

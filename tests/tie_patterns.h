@@ -50,6 +50,31 @@ inline TiePattern MirrorPattern(std::int64_t rows,
   return Canonical(p);
 }
 
+// Mirror pairs inside every seg-wide segment of a row (what the constraint
+// engine derives for a layer invariant to flipping the width of a
+// [channels, height, seg] input): (r, s*seg + w) ~ (r, s*seg + seg-1-w).
+// Columns j with j % seg in zero_ws are zeroed.
+inline TiePattern MirrorSegmentPattern(std::int64_t rows,
+                                       std::int64_t cols,
+                                       std::int64_t seg,
+                                       std::vector<std::int64_t> zero_ws = {}) {
+  TiePattern p;
+  p.rows = rows;
+  p.cols = cols;
+  p.class_of.resize(std::size_t(rows * cols));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const std::int64_t s = j / seg, w = j % seg;
+      const bool zero =
+          std::find(zero_ws.begin(), zero_ws.end(), w) != zero_ws.end();
+      p.class_of[std::size_t(r * cols + j)] =
+          zero ? TiePattern::kZero
+               : std::int32_t((r * cols + s * seg) + std::min(w, seg - 1 - w));
+    }
+  }
+  return Canonical(p);
+}
+
 // Pairs at a fixed distance in every row: (r, j) ~ (r, j + cols / 2).
 inline TiePattern ShiftPairPattern(std::int64_t rows, std::int64_t cols) {
   TiePattern p;

@@ -48,6 +48,16 @@ std::vector<NamedPattern> Cases() {
       {"shifted pair runs", ShiftPairPattern(3, 40), TieLayout::kRowPeriodic});
   cases.push_back(
       {"mirror pair runs, one row", MirrorPattern(1, 41), TieLayout::kGeneral});
+  // Short mirror segments: the pair-block loops.
+  cases.push_back({"mirror segments of 6",
+                   MirrorSegmentPattern(4, 36, 6),
+                   TieLayout::kRowPeriodic});
+  cases.push_back({"mirror segments of 7 with a zero column, permuted ids",
+                   PermuteIds(MirrorSegmentPattern(5, 35, 7, {1}), 12),
+                   TieLayout::kRowPeriodic});
+  cases.push_back({"mirror segments of 6 and a tail pair",
+                   MirrorSegmentPattern(3, 28, 6),
+                   TieLayout::kRowPeriodic});
   cases.push_back({"random, no zeros",
                    RandomPattern(6, 7, 15, 0.0, 21),
                    TieLayout::kGeneral});
@@ -140,6 +150,16 @@ TEST_CASE("TieSubspace derives its layout from the class ids",
   CHECK(mirror.layout() == TieLayout::kRowPeriodic);
   CHECK(mirror.ClassesPerRow() == 50);
   CHECK(mirror.IndexBytes() < 4 * 3 * 100 + 1024);
+  // Short mirror segments repeat a block of pairs along the row.
+  CHECK(TieSubspace<float>(MirrorSegmentPattern(3, 36, 6)).PairBlockPairs() ==
+        3);
+  CHECK(TieSubspace<float>(MirrorSegmentPattern(3, 35, 7, {1}))
+            .PairBlockPairs() == 2);
+  CHECK(TieSubspace<float>(PermuteIds(MirrorSegmentPattern(3, 36, 6), 5))
+            .PairBlockPairs() == 3);
+  CHECK(TieSubspace<float>(MirrorSegmentPattern(3, 28, 6)).PairBlockPairs() ==
+        0);  // the tail pair breaks the repetition
+  CHECK(mirror.PairBlockPairs() == 0);  // long pair runs instead
   // A class that crosses rows breaks periodicity.
   TiePattern crossing = MirrorPattern(3, 4);
   crossing.class_of[4] = crossing.class_of[0];  // (1, 0) joins class of (0, 0)
@@ -331,6 +351,8 @@ TEST_CASE("TieSubspace threaded loops match a serial reference",
   // Blocks of 64K entries or more run on OpenMP threads.
   const std::vector<TiePattern> patterns = {
       MirrorPattern(64, 1030, {3, 1026}),
+      MirrorSegmentPattern(40, 1800, 6),
+      PermuteIds(MirrorSegmentPattern(32, 2100, 7, {2}), 63),
       MirrorPattern(1, 70000, {7, 69992}),
       ShiftPairPattern(100, 1000),
       RandomPattern(70, 1000, 30000, 0.05, 61),
@@ -405,6 +427,7 @@ TEST_CASE(
     "TieSubspace keeps tied entries bitwise equal over 100,000 float steps",
     "[manifold][tie]") {
   const std::vector<TiePattern> patterns = {MirrorPattern(3, 7, {2}),
+                                            MirrorSegmentPattern(3, 24, 6),
                                             RandomPattern(4, 6, 8, 0.15, 71)};
   for (const TiePattern& p : patterns) {
     for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {

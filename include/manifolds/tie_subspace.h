@@ -56,7 +56,10 @@
 //   kGeneral      member lists of every class (CSR).
 // Member lists are grouped by class size, so pairs, triples, ... run loops of a
 // fixed trip count; pairs whose members advance together (mirror pairs) are
-// stored as runs of such pairs, whose loops vectorise. Loops run on OpenMP
+// stored as runs of such pairs, whose loops vectorise; in kRowPeriodic, pairs
+// forming a short block repeated along the row (mirror pairs inside every
+// 6-wide segment) run as pair blocks, whose loops read no member list per
+// class. Loops run on OpenMP
 // threads over classes/rows for blocks of 64K entries or more. Random class ids
 // cost random cache lines; see bench/tie_bench.cpp.
 //
@@ -120,6 +123,10 @@ class TieSubspace final : public Manifold<T> {
   std::int64_t ClassesPerRow() const {
     return layout_ == TieLayout::kRowPeriodic ? row_classes_ : 0;
   }
+  // Pairs per block of the pair-block loops (kRowPeriodic rows that repeat a
+  // short block of pairs, e.g. mirror pairs inside 6-wide segments); 0 when
+  // they are not used.
+  std::int64_t PairBlockPairs() const { return pair_block_k_; }
   // Bytes of index storage held (offsets, member lists, id maps).
   std::int64_t IndexBytes() const;
   // The class ids again (reconstructed from the stored layout).
@@ -221,6 +228,15 @@ class TieSubspace final : public Manifold<T> {
   };
   void BuildPairRuns();
   std::vector<PairRun> pair_runs_;
+  // kRowPeriodic, when the size-2 group does not form long pair runs but is a
+  // short block of pair_block_k_ pairs repeated every pair_block_period_
+  // columns (class position first_class + s * k + q has the members of
+  // position first_class + q shifted by s * period; e.g. mirror pairs (w, 5-w)
+  // inside every 6-wide segment of a row): the loops then read the 2k member
+  // offsets once and run with a compile-time pair count. 0 when unused.
+  void BuildPairBlocks();
+  std::int32_t pair_block_k_ = 0;
+  std::int32_t pair_block_period_ = 0;
 };
 
 extern template class TieSubspace<float>;
