@@ -1,6 +1,7 @@
 // CPU backend of Oblique<T>: row loops driving ObliqueOps (oblique.h), OpenMP
-// over rows. Row reductions accumulate in double with `omp simd` (or AVX2
-// intrinsics in the fused step's kernel, described below).
+// over rows. Row reductions accumulate in double with `omp simd` (the fused
+// step's AVX2 kernel accumulates short blocks in float, with a proven bound
+// and a fallback to double; see GramLoop below).
 #include "manifolds/oblique.h"
 
 #include <omp.h>
@@ -104,27 +105,64 @@ SYMOPT_ALWAYS_INLINE void Prefetch(const T* p,
 #endif
 }
 
-// How a block's six Gram sums are accumulated (all in double; the variants
-// differ only in the order of the additions):
-//   kSplit  two `omp simd` loops of three sums (the block is in L1 for the
-//           second). Six sums of two vectors each plus the inputs need ~18
-//           vector registers; with 16 one loop spills, and spilled
-//           accumulators serialise it.
-//   kAvx2   float data: AVX2+FMA intrinsics, 12 accumulators of 4 doubles
-//           fed in two half-steps of three inputs, which fit 16 registers
-//           (GCC's `omp simd` code spilled even with AVX-512's 32; this loop
-//           made the whole step 1.4x faster). The FMA is exact here: a
-//           product of two floats is exact in double. Double data use kSplit.
+// How a block's six Gram sums are accumulated:
+//   kSplit  all in double: two `omp simd` loops of three sums (the block is
+//           in L1 for the second). Six sums of two vectors each plus the
+//           inputs need ~18 vector registers; with 16 one loop spills, and
+//           spilled accumulators serialise it. Double data always use it.
+//   kAvx2   float data, AVX2+FMA intrinsics, blocked: the products are
+//           accumulated in float over short sub-blocks and each sub-block's
+//           lanes are added into double accumulators. Per 16 entries this is
+//           6 float FMAs of 8 lanes, against 12 double FMAs of 4 lanes and 6
+//           float->double conversions for an all-double loop (at one thread
+//           that arithmetic cost as much as the memory traffic).
+//
+// Accuracy of kAvx2 (u = 2^-24, the unit roundoff of float; gamma_k =
+// k u / (1 - k u)). A sub-block is kSub = 64 entries: two sets of 6 float
+// accumulators of 8 lanes take alternate groups of 8 entries, so each lane of
+// each set sums 4 products (the first rounded, then 3 FMAs: 4 roundings), and
+// the two sets are added in float (1 more): every product passes through at
+// most 5 roundings, so a sub-block's lane sum s_hat of products p_i obeys
+// |s_hat - s| <= gamma_5 sum |p_i| (Higham, Accuracy and Stability, 3.1;
+// gamma_5 < 3.0e-7). The lanes are converted to double exactly and summed in
+// double over the row (relative error ~ (n / 64) 2^-53, negligible). So for a
+// row, every Gram entry G_ab = <a, b> (a, b in {x, g, m}) obeys
+//   |G_hat_ab - G_ab| <= gamma_5 ||a|| ||b|| + n 2^-149,
+// the last term for products in float's subnormal range (each rounding there
+// is off by at most 2^-150 absolute; at most 2n roundings). A product that
+// overflows float gives an Inf sum. Hence xx, gg, mm are accurate to 3e-7
+// relative, and a combination's squared norm from the Gram sums,
+//   yy_hat = sum_ab c_a c_b G_hat_ab, obeys
+//   |yy_hat - yy| <= gamma_5 A^2 + (sum |c_a|)^2 n 2^-149,  A = sum |c_a| ||a||.
+// SolveRow checks that bound against yy (BlockedGramIsAccurate: the bound must
+// be <= 4 gamma_5 yy, i.e. no more than 2x cancellation in ||y||, so the new
+// row's norm is within 2 gamma_5 = 6e-7 of 1 in the worst case and ~1e-9 in
+// practice, where the rounding errors are random and average out), and
+// recomputes the row's sums in double (kSplit's loop) when it fails: a
+// non-finite sum (overflow, or NaN/Inf data), tiny rows, or steps whose
+// Gram form cancels (a huge normal gradient component times lr). The
+// transported momentum's error from <y, mp> is at most ~2 gamma_5 A_mp,
+// A_mp = sum |c_mp_a| ||a||: a few times the rounding of mp = beta m + r to
+// float that StepComposed itself performs.
 enum class GramLoop { kSplit, kAvx2 };
 
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
-// The sum of the 8 lanes of a and b.
+// The sum of the 8 float lanes of a, in double (exact conversion), as 4
+// double lanes.
+__attribute__((target("avx2,fma"), always_inline)) inline __m256d WidenSum(
+    __m256 a) {
+  return _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
+                       _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
+}
+
 __attribute__((target("avx2,fma"), always_inline)) inline double SumLanes(
-    __m256d a, __m256d b) {
+    __m256d a) {
   alignas(32) double lanes[4];
-  _mm256_store_pd(lanes, _mm256_add_pd(a, b));
+  _mm256_store_pd(lanes, a);
   return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
 }
+
+constexpr std::int64_t kSub = 64;  // entries per float sub-block (see above)
 
 template <bool kMomentum>
 __attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(
@@ -133,49 +171,62 @@ __attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(
     const float* m,
     std::int64_t begin,
     std::int64_t end) {
-  __m256d xx0 = _mm256_setzero_pd(), xx1 = xx0, xg0 = xx0, xg1 = xx0, gg0 = xx0,
-          gg1 = xx0, xm0 = xx0, xm1 = xx0, gm0 = xx0, gm1 = xx0, mm0 = xx0,
-          mm1 = xx0;
+  __m256d dxx = _mm256_setzero_pd(), dxg = dxx, dgg = dxx, dxm = dxx,
+          dgm = dxx, dmm = dxx;
   std::int64_t i = begin;
-  // Two independent sets of six accumulators (a dependent chain of FMAs
-  // would wait on its latency); each half-step needs only its three inputs,
-  // so 12 accumulators + 3 inputs fit the 16 AVX2 registers.
-  for (; i + 8 <= end; i += 8) {
-    {
-      const __m256d xv = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
-      const __m256d gv = _mm256_cvtps_pd(_mm_loadu_ps(g + i));
-      xx0 = _mm256_fmadd_pd(xv, xv, xx0);
-      xg0 = _mm256_fmadd_pd(xv, gv, xg0);
-      gg0 = _mm256_fmadd_pd(gv, gv, gg0);
-      if (kMomentum) {
-        const __m256d mv = _mm256_cvtps_pd(_mm_loadu_ps(m + i));
-        xm0 = _mm256_fmadd_pd(xv, mv, xm0);
-        gm0 = _mm256_fmadd_pd(gv, mv, gm0);
-        mm0 = _mm256_fmadd_pd(mv, mv, mm0);
+  while (i + 16 <= end) {
+    // One sub-block: up to kSub / 16 steps of 16 entries. Two independent
+    // sets of six float accumulators (a dependent chain of FMAs would wait
+    // on its latency): 12 accumulators + 3 inputs fit the 16 registers.
+    const std::int64_t stop = std::min(end, i + kSub);
+    __m256 xx0 = _mm256_setzero_ps(), xx1 = xx0, xg0 = xx0, xg1 = xx0,
+           gg0 = xx0, gg1 = xx0, xm0 = xx0, xm1 = xx0, gm0 = xx0, gm1 = xx0,
+           mm0 = xx0, mm1 = xx0;
+    for (; i + 16 <= stop; i += 16) {
+      {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        xx0 = _mm256_fmadd_ps(xv, xv, xx0);
+        xg0 = _mm256_fmadd_ps(xv, gv, xg0);
+        gg0 = _mm256_fmadd_ps(gv, gv, gg0);
+        if (kMomentum) {
+          const __m256 mv = _mm256_loadu_ps(m + i);
+          xm0 = _mm256_fmadd_ps(xv, mv, xm0);
+          gm0 = _mm256_fmadd_ps(gv, mv, gm0);
+          mm0 = _mm256_fmadd_ps(mv, mv, mm0);
+        }
+      }
+      {
+        const __m256 xv = _mm256_loadu_ps(x + i + 8);
+        const __m256 gv = _mm256_loadu_ps(g + i + 8);
+        xx1 = _mm256_fmadd_ps(xv, xv, xx1);
+        xg1 = _mm256_fmadd_ps(xv, gv, xg1);
+        gg1 = _mm256_fmadd_ps(gv, gv, gg1);
+        if (kMomentum) {
+          const __m256 mv = _mm256_loadu_ps(m + i + 8);
+          xm1 = _mm256_fmadd_ps(xv, mv, xm1);
+          gm1 = _mm256_fmadd_ps(gv, mv, gm1);
+          mm1 = _mm256_fmadd_ps(mv, mv, mm1);
+        }
       }
     }
-    {
-      const __m256d xv = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
-      const __m256d gv = _mm256_cvtps_pd(_mm_loadu_ps(g + i + 4));
-      xx1 = _mm256_fmadd_pd(xv, xv, xx1);
-      xg1 = _mm256_fmadd_pd(xv, gv, xg1);
-      gg1 = _mm256_fmadd_pd(gv, gv, gg1);
-      if (kMomentum) {
-        const __m256d mv = _mm256_cvtps_pd(_mm_loadu_ps(m + i + 4));
-        xm1 = _mm256_fmadd_pd(xv, mv, xm1);
-        gm1 = _mm256_fmadd_pd(gv, mv, gm1);
-        mm1 = _mm256_fmadd_pd(mv, mv, mm1);
-      }
+    dxx = _mm256_add_pd(dxx, WidenSum(_mm256_add_ps(xx0, xx1)));
+    dxg = _mm256_add_pd(dxg, WidenSum(_mm256_add_ps(xg0, xg1)));
+    dgg = _mm256_add_pd(dgg, WidenSum(_mm256_add_ps(gg0, gg1)));
+    if (kMomentum) {
+      dxm = _mm256_add_pd(dxm, WidenSum(_mm256_add_ps(xm0, xm1)));
+      dgm = _mm256_add_pd(dgm, WidenSum(_mm256_add_ps(gm0, gm1)));
+      dmm = _mm256_add_pd(dmm, WidenSum(_mm256_add_ps(mm0, mm1)));
     }
   }
   ObliqueGram s;
-  s.xx = SumLanes(xx0, xx1);
-  s.xg = SumLanes(xg0, xg1);
-  s.gg = SumLanes(gg0, gg1);
-  s.xm = SumLanes(xm0, xm1);
-  s.gm = SumLanes(gm0, gm1);
-  s.mm = SumLanes(mm0, mm1);
-  for (; i < end; ++i) {  // the last < 8 entries
+  s.xx = SumLanes(dxx);
+  s.xg = SumLanes(dxg);
+  s.gg = SumLanes(dgg);
+  s.xm = SumLanes(dxm);
+  s.gm = SumLanes(dgm);
+  s.mm = SumLanes(dmm);
+  for (; i < end; ++i) {  // the last < 16 entries, in double
     const double xi = x[i], gi = g[i];
     s.xx += xi * xi;
     s.xg += xi * gi;
@@ -270,20 +321,48 @@ SYMOPT_ALWAYS_INLINE ObliqueGram Pass(T* __restrict x0,
   return total;
 }
 
+// Whether Gram sums from GramBlockAvx2 (bounds in the comment above
+// GramLoop) are accurate enough for the candidate y of the row: the bound on
+// the error of yy_hat, gamma_5 A^2 + (sum |c_a|)^2 n 2^-149, must be at most
+// 4 gamma_5 yy_hat (with yy_hat finite). ||a|| is taken as sqrt(G_hat_aa (1 +
+// 2^-20)), which covers the relative error of G_hat_aa itself.
+inline bool BlockedGramIsAccurate(const ObliqueGram& s,
+                                  const ObliqueCombination& y,
+                                  double yy,
+                                  std::int64_t n) {
+  constexpr double kGamma5 = 3.0e-7;  // > 5 u / (1 - 5 u), u = 2^-24
+  constexpr double kInflate = 1 + 0x1p-20;
+  const double a = std::abs(y.cx) * std::sqrt(s.xx * kInflate) +
+                   std::abs(y.cg) * std::sqrt(s.gg * kInflate) +
+                   std::abs(y.cm) * std::sqrt(s.mm * kInflate);
+  const double c = std::abs(y.cx) + std::abs(y.cg) + std::abs(y.cm);
+  const double bound = kGamma5 * a * a + c * c * double(n) * 0x1p-149;
+  return yy <= std::numeric_limits<double>::max() &&
+         bound <= 4 * kGamma5 * yy;
+}
+
 // The row's update from its Gram sums (ObliqueOps stages 2 and 3). A row for
 // which the increment form is not accurate is written here, exactly, and
-// *done is set.
-template <typename T>
+// *done is set. With kGramLoop == kAvx2 the sums are the blocked float ones;
+// where they are not accurate enough for this row they are recomputed in
+// double first.
+template <typename T, bool kMomentum, GramLoop kGramLoop>
 ObliqueRowUpdate SolveRow(T* x,
                           const T* g,
                           T* m,
                           std::int64_t n,
-                          const ObliqueGram& s,
+                          ObliqueGram s,
                           const ObliqueStepParams& p,
                           double tol,
                           bool* done) {
-  const ObliqueCandidate c = ObliqueOps::StepCandidate(s.xx, s.xg, p);
+  ObliqueCandidate c = ObliqueOps::StepCandidate(s.xx, s.xg, p);
   double yy = ObliqueOps::GramInner(s, c.y, c.y);
+  if (kGramLoop == GramLoop::kAvx2 && std::is_same_v<T, float> &&
+      !BlockedGramIsAccurate(s, c.y, yy, n)) {
+    s = GramBlock<T, kMomentum, GramLoop::kSplit>(x, g, m, 0, n);
+    c = ObliqueOps::StepCandidate(s.xx, s.xg, p);
+    yy = ObliqueOps::GramInner(s, c.y, c.y);
+  }
   double ymp = m != nullptr ? ObliqueOps::GramInner(s, c.y, c.mp) : 0.0;
   if (ObliqueOps::NeedsDirect(yy, s.xx)) {
     ObliqueOps::AccumulateDirect<T>(x, g, m, c, 0, n, 1, &yy, &ymp);
@@ -322,7 +401,8 @@ SYMOPT_ALWAYS_INLINE void StepRows(T* x, const T* g, T* m, RowRange& rr) {
     T* mr = mrow(r);
     bool done = false;
     const ObliqueRowUpdate u =
-        SolveRow<T>(xr, gr, mr, n, s, rr.p, rr.tol, &done);
+        SolveRow<T, kMomentum, kGramLoop>(xr, gr, mr, n, s, rr.p, rr.tol,
+                                             &done);
     const bool last = r + 1 == rr.r1;
     if (u.collapsed) {
       ++rr.collapsed;

@@ -377,6 +377,99 @@ TEMPLATE_TEST_CASE("Oblique kernels for each instruction set agree",
   internal::SetObliqueSimdLevel(1);
 }
 
+TEST_CASE("Oblique float kernels agree on adversarial magnitudes",
+          "[manifold][oblique]") {
+  // The AVX2 kernel accumulates the Gram sums in float over short blocks
+  // (src/oblique.cpp, GramLoop) and falls back to double where that is not
+  // accurate enough for a row. Rows here defeat float accumulation: products
+  // that overflow float, a step whose Gram form cancels (m ~ -r / beta with
+  // lr ||g|| >> 1), products in float's subnormal range, and a unit row
+  // whose entries span 30 orders of magnitude. The kernel must agree with the
+  // all-double baseline kernel on every row.
+  const std::int64_t rows = 4, cols = 1000, n = rows * cols;
+  Oblique<float> man(rows, cols, 0.0f);  // tolerance 0: tiny rows normalise
+  std::vector<float> x0(n), m0(n, 0.0f), g(n);
+  man.RandomPoint(ViewOf(man, x0), 91);
+  const std::vector<float> noise = RandomVector<float>(n, 92);
+  const double beta = 0.9;
+  // Row 0: gradient entries ~1e20, whose squares overflow float.
+  for (std::int64_t i = 0; i < cols; ++i) g[i] = 1e20f * noise[i];
+  // Row 1: tangent gradient t of norm ~3e4 and momentum -t / beta (1 - 1e-3):
+  // the step direction nearly cancels.
+  {
+    const std::int64_t o = cols;
+    double xt = 0;
+    for (std::int64_t i = 0; i < cols; ++i) xt += double(x0[o + i]) * 1e3 * noise[o + i];
+    for (std::int64_t i = 0; i < cols; ++i) {
+      const double t = 1e3 * noise[o + i] - xt * x0[o + i];
+      g[o + i] = float(t);
+      m0[o + i] = float(-t / beta * (1 - 1e-3));
+    }
+  }
+  // Row 2: x and g of size ~1e-25 (products below float's normal range).
+  for (std::int64_t i = 2 * cols; i < 3 * cols; ++i) {
+    x0[i] *= 1e-25f;
+    g[i] = 1e-25f * noise[i];
+  }
+  // Row 3 (unit): 64 entries ~0.1 and the rest ~1e-31 (their squares
+  // underflow float).
+  {
+    double norm2 = 0;
+    for (std::int64_t i = 3 * cols; i < 4 * cols; ++i) {
+      x0[i] = (i < 3 * cols + 64 ? 1.0f : 1e-30f) * noise[i];
+      norm2 += double(x0[i]) * double(x0[i]);
+      g[i] = noise[(i * 7) % n];
+    }
+    for (std::int64_t i = 3 * cols; i < 4 * cols; ++i) {
+      x0[i] = float(x0[i] / std::sqrt(norm2));
+    }
+  }
+  // The largest difference in row r relative to 1 + the row's largest entry
+  // of b and of the inputs g, m0 (the transported momentum is a difference
+  // of terms that large, so even the reference is only that accurate).
+  auto row_diff = [&](const std::vector<float>& a, const std::vector<float>& b,
+                      std::int64_t r) {
+    double d = 0, scale = 0;
+    for (std::int64_t i = r * cols; i < (r + 1) * cols; ++i) {
+      d = std::max(d, std::abs(double(a[i]) - double(b[i])));
+      scale = std::max({scale, std::abs(double(b[i])), std::abs(double(g[i])),
+                        std::abs(double(m0[i]))});
+    }
+    return d / (1 + scale);
+  };
+  const int best = internal::SetObliqueSimdLevel(1);
+  for (bool nesterov : {false, true}) {
+    StepOptions o;
+    o.lr = 0.1;
+    o.momentum = beta;
+    o.nesterov = nesterov;
+    REQUIRE(internal::SetObliqueSimdLevel(0) == 0);
+    std::vector<float> x_ref = x0, m_ref = m0;
+    const RetractReport ref = man.Step(ViewOf(man, x_ref), CViewOf(man, g),
+                                       ViewOf(man, m_ref), o);
+    CHECK(ref.ok());
+    for (std::int64_t r = 0; r < rows; ++r) {
+      CHECK(std::abs(RowNorm(x_ref, cols, r) - 1.0) <= 1e-6);
+    }
+    for (int level = 1; level <= best; ++level) {
+      REQUIRE(internal::SetObliqueSimdLevel(level) == level);
+      std::vector<float> x1 = x0, m1 = m0;
+      const RetractReport rep =
+          man.Step(ViewOf(man, x1), CViewOf(man, g), ViewOf(man, m1), o);
+      CHECK(rep.ok());
+      CHECK(AllFinite(x1));
+      CHECK(AllFinite(m1));
+      for (std::int64_t r = 0; r < rows; ++r) {
+        INFO("kernel " << level << " nesterov " << nesterov << " row " << r);
+        CHECK(std::abs(RowNorm(x1, cols, r) - 1.0) <= 1e-6);
+        CHECK(row_diff(x1, x_ref, r) <= Tol<float>());
+        CHECK(row_diff(m1, m_ref, r) <= Tol<float>());
+      }
+    }
+  }
+  internal::SetObliqueSimdLevel(1);
+}
+
 TEMPLATE_TEST_CASE("Oblique weight decay has no effect",
                    "[manifold][oblique]",
                    float,
