@@ -33,7 +33,8 @@
 // has 2-norm <= collapse_tol (or is not finite) cannot be normalised: the
 // retraction keeps the row unchanged and counts it in the returned
 // RetractReport (collapsed_rows, first_collapsed_row). In the fused Step such
-// a row keeps both its point row and its momentum row unchanged. (In
+// a row keeps both its point row and its momentum row unchanged; so does a
+// row whose gradient or momentum holds a NaN or Inf. (In
 // StepComposed the momentum row of a collapsed row has already been updated
 // and is projected onto the unchanged point; with x on the manifold and m
 // tangent, a step cannot collapse: ||x_r - lr d_r||^2 = 1 + lr^2 ||d_r||^2.)
