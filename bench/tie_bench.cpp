@@ -14,7 +14,10 @@
 // scattered cases are also measured against a plain CSR gather (offsets +
 // member indices, class by class, as a textbook implementation stores it).
 // The argument is the thread count (1 or 2). The result of every timed loop
-// is validated after it (STYLE B1).
+// is validated after it (STYLE B1). Also measured: the fused SGD + momentum
+// step on a tie subspace (against the unfused composition and the step's own
+// floor, read x, g, m and write x, m) and the construction of the manifold
+// from the class ids.
 //
 // Run:  build/bench/tie_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
@@ -44,7 +47,8 @@ constexpr std::int64_t kRows16M = 4096, kCols16M = 4096;  // 2^24 entries
 TiePattern ContiguousPairs(std::int64_t rows, std::int64_t cols) {
   TiePattern p{rows, cols, std::int32_t(rows * cols / 2), {}};
   p.class_of.resize(static_cast<std::size_t>(rows * cols));
-  for (std::int64_t i = 0; i < rows * cols; ++i) p.class_of[i] = std::int32_t(i / 2);
+  for (std::int64_t i = 0; i < rows * cols; ++i)
+    p.class_of[i] = std::int32_t(i / 2);
   return p;
 }
 
@@ -55,7 +59,8 @@ TiePattern MirrorPairs(std::int64_t rows, std::int64_t cols) {
   p.class_of.resize(static_cast<std::size_t>(rows * cols));
   for (std::int64_t r = 0; r < rows; ++r) {
     for (std::int64_t j = 0; j < cols; ++j) {
-      p.class_of[r * cols + j] = std::int32_t(r * half + std::min(j, cols - 1 - j));
+      p.class_of[r * cols + j] =
+          std::int32_t(r * half + std::min(j, cols - 1 - j));
     }
   }
   return p;
@@ -74,11 +79,13 @@ TiePattern Scattered(std::int64_t rows,
   std::mt19937_64 rng(seed);
   std::shuffle(perm.begin(), perm.end(), rng);
   std::uniform_int_distribution<int> size(min_size, max_size);
-  TiePattern p{rows, cols, 0, std::vector<std::int32_t>(static_cast<std::size_t>(n))};
+  TiePattern p{
+      rows, cols, 0, std::vector<std::int32_t>(static_cast<std::size_t>(n))};
   std::int64_t i = 0;
   while (i < n) {
     const std::int64_t s = std::min<std::int64_t>(size(rng), n - i);
-    for (std::int64_t j = 0; j < s; ++j) p.class_of[perm[i + j]] = p.num_classes;
+    for (std::int64_t j = 0; j < s; ++j)
+      p.class_of[perm[i + j]] = p.num_classes;
     ++p.num_classes;
     i += s;
   }
@@ -91,27 +98,34 @@ const TiePattern& GetPattern(int which) {
   if (!cache[which]) {
     switch (which) {
       case 0:
-        cache[which] = std::make_unique<TiePattern>(ContiguousPairs(kRows16M, kCols16M));
+        cache[which] =
+            std::make_unique<TiePattern>(ContiguousPairs(kRows16M, kCols16M));
         break;
       case 1:
-        cache[which] = std::make_unique<TiePattern>(MirrorPairs(kRows16M, kCols16M));
+        cache[which] =
+            std::make_unique<TiePattern>(MirrorPairs(kRows16M, kCols16M));
         break;
       case 2:
         cache[which] = std::make_unique<TiePattern>(MirrorPairs(4068, 9216));
         break;
       case 3:
-        cache[which] = std::make_unique<TiePattern>(Scattered(kRows16M, kCols16M, 2, 2, 7));
+        cache[which] = std::make_unique<TiePattern>(
+            Scattered(kRows16M, kCols16M, 2, 2, 7));
         break;
       default:
-        cache[which] = std::make_unique<TiePattern>(Scattered(kRows16M, kCols16M, 1, 8, 8));
+        cache[which] = std::make_unique<TiePattern>(
+            Scattered(kRows16M, kCols16M, 1, 8, 8));
         break;
     }
   }
   return *cache[which];
 }
 
-const char* kPatternNames[] = {"contiguous_pairs", "mirror_rows4096", "fian_4068x9216",
-                               "scattered_pairs", "scattered_1to8"};
+const char* kPatternNames[] = {"contiguous_pairs",
+                               "mirror_rows4096",
+                               "fian_4068x9216",
+                               "scattered_pairs",
+                               "scattered_1to8"};
 
 std::vector<float> RandomValues(std::int64_t n) {
   std::vector<float> x(static_cast<std::size_t>(n));
@@ -126,8 +140,10 @@ void Fail(benchmark::State& state, const std::string& what) {
 }
 
 // Class means of x (double), from the pattern: the validation reference.
-std::vector<double> ClassMeans(const TiePattern& p, const std::vector<float>& x) {
-  std::vector<double> sum(static_cast<std::size_t>(p.num_classes), 0.0), count(sum.size(), 0.0);
+std::vector<double> ClassMeans(const TiePattern& p,
+                               const std::vector<float>& x) {
+  std::vector<double> sum(static_cast<std::size_t>(p.num_classes), 0.0),
+      count(sum.size(), 0.0);
   for (std::size_t i = 0; i < x.size(); ++i) {
     const std::int32_t k = p.class_of[i];
     if (k == TiePattern::kZero) continue;
@@ -163,7 +179,8 @@ void BM_TieProject(benchmark::State& state, int which) {
   }
   if (!IsProjectionOf(p, means0, x)) Fail(state, "result is not Pi_E(x0)");
   state.SetItemsProcessed(state.iterations() * p.rows * p.cols);
-  state.SetLabel(std::string(kPatternNames[which]) + " " + symopt::TieLayoutName(m.layout()));
+  state.SetLabel(std::string(kPatternNames[which]) + " " +
+                 symopt::TieLayoutName(m.layout()));
 }
 
 // The floor: read every value and a 32-bit class id, write the value.
@@ -201,12 +218,14 @@ Csr BuildCsr(const TiePattern& p) {
   for (auto k : p.class_of) {
     if (k != TiePattern::kZero) ++c.offsets[std::size_t(k) + 1];
   }
-  for (std::size_t k = 0; k < std::size_t(p.num_classes); ++k) c.offsets[k + 1] += c.offsets[k];
+  for (std::size_t k = 0; k < std::size_t(p.num_classes); ++k)
+    c.offsets[k + 1] += c.offsets[k];
   c.members.resize(static_cast<std::size_t>(c.offsets.back()));
   std::vector<std::int64_t> cursor(c.offsets.begin(), c.offsets.end() - 1);
   for (std::size_t i = 0; i < p.class_of.size(); ++i) {
     const std::int32_t k = p.class_of[i];
-    if (k != TiePattern::kZero) c.members[std::size_t(cursor[std::size_t(k)]++)] = std::int32_t(i);
+    if (k != TiePattern::kZero)
+      c.members[std::size_t(cursor[std::size_t(k)]++)] = std::int32_t(i);
   }
   return c;
 }
@@ -236,6 +255,66 @@ void BM_CsrGather(benchmark::State& state, int which) {
   state.SetLabel(kPatternNames[which]);
 }
 
+// The fused optimizer step (SGD + momentum 0.9) on a tie subspace, next to
+// the composition of the individual operations and to the step's own floor:
+// a loop that reads three arrays (x, g, m) and writes two (x, m) in place.
+void BM_TieStep(benchmark::State& state, int which, bool fused) {
+  omp_set_num_threads(int(state.range(0)));
+  const TiePattern& p = GetPattern(which);
+  const TieSubspace<float> m(p);
+  const std::int64_t n = p.rows * p.cols;
+  std::vector<float> x = RandomValues(n), g = RandomValues(n),
+                     mom(static_cast<std::size_t>(n), 0.0f);
+  std::vector<float> scratch(fused ? 0 : std::size_t(2 * n));
+  m.ProjectInPlace(View(x.data(), p.rows, p.cols));
+  symopt::StepOptions o;
+  o.lr = 1e-4;
+  o.momentum = 0.9;
+  const View xv(x.data(), p.rows, p.cols), mv(mom.data(), p.rows, p.cols);
+  const symopt::TensorView<const float> gv(g.data(), p.rows, p.cols);
+  for (auto _ : state) {
+    if (fused) {
+      m.Step(xv, gv, mv, o);
+    } else {
+      m.StepComposed(xv, gv, mv, o, View(scratch.data(), 2 * p.rows, p.cols));
+    }
+    benchmark::ClobberMemory();
+  }
+  if (!(m.DistanceToManifold(xv) == 0.0) ||
+      !(m.DistanceToManifold(mv) == 0.0)) {
+    Fail(state, "x or m left the tie subspace");
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+  state.SetLabel(std::string(kPatternNames[which]) + " " +
+                 symopt::TieLayoutName(m.layout()));
+}
+
+void BM_StepFloor(benchmark::State& state, int which) {
+  omp_set_num_threads(int(state.range(0)));
+  const TiePattern& p = GetPattern(which);
+  const std::int64_t n = p.rows * p.cols;
+  std::vector<float> x = RandomValues(n), g = RandomValues(n),
+                     mom(static_cast<std::size_t>(n), 0.0f);
+  const std::vector<float> x0 = x;
+  volatile float va = 1.0f, vb = 0.0f;
+  const float a = va, b = vb;
+  float* xs = x.data();
+  float* ms = mom.data();
+  const float* gs = g.data();
+  for (auto _ : state) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float gi = gs[i];
+      ms[i] = ms[i] * a + gi * b;
+      xs[i] = xs[i] * a + gi * b;
+    }
+    benchmark::ClobberMemory();
+  }
+  if (x != x0) Fail(state, "floor loop changed the values");
+  state.SetItemsProcessed(state.iterations() * n);
+  state.SetLabel(kPatternNames[which]);
+}
+
 // Building the manifold from the class ids (layout detection and index
 // lists); serial.
 void BM_TieBuild(benchmark::State& state, int which) {
@@ -247,10 +326,12 @@ void BM_TieBuild(benchmark::State& state, int which) {
     benchmark::DoNotOptimize(index_bytes);
   }
   const TieSubspace<float> m(p);
-  if (m.Pattern().class_of != p.class_of) Fail(state, "pattern did not round-trip");
+  if (m.Pattern().class_of != p.class_of)
+    Fail(state, "pattern did not round-trip");
   state.counters["index_bytes"] = double(index_bytes);
   state.SetItemsProcessed(state.iterations() * p.rows * p.cols);
-  state.SetLabel(std::string(kPatternNames[which]) + " " + symopt::TieLayoutName(m.layout()));
+  state.SetLabel(std::string(kPatternNames[which]) + " " +
+                 symopt::TieLayoutName(m.layout()));
 }
 
 void Threads(benchmark::internal::Benchmark* b) {
@@ -272,7 +353,16 @@ BENCHMARK_CAPTURE(BM_Floor, scattered_1to8, 4)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_CsrGather, scattered_1to8, 4)->Apply(Threads);
 BENCHMARK_CAPTURE(BM_TieProject, scattered_1to8, 4)->Apply(Threads);
 
-BENCHMARK_CAPTURE(BM_TieBuild, fian_4068x9216, 2)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_TieBuild, scattered_pairs, 3)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_StepFloor, mirror_rows4096, 1)->Apply(Threads);
+BENCHMARK_CAPTURE(BM_TieStep, fused_mirror_rows4096, 1, true)->Apply(Threads);
+BENCHMARK_CAPTURE(BM_TieStep, composed_mirror_rows4096, 1, false)
+    ->Apply(Threads);
+BENCHMARK_CAPTURE(BM_TieStep, fused_scattered_pairs, 3, true)->Apply(Threads);
+BENCHMARK_CAPTURE(BM_TieStep, composed_scattered_pairs, 3, false)
+    ->Apply(Threads);
+BENCHMARK_CAPTURE(BM_TieBuild, fian_4068x9216, 2)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_TieBuild, scattered_pairs, 3)
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

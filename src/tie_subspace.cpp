@@ -328,6 +328,9 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
                              PerZero&& per_zero,
                              std::initializer_list<const T*> prefetch) const {
   const bool parallel = this->AmbientSize() >= kParallelMin;
+  // The loops below call local copies of the callbacks: a copy whose address
+  // never escapes keeps its captured scalars in registers, where the caller's
+  // object might alias the arrays being written (and block vectorisation).
   // Calls f(args...) and adds its value to acc when reducing.
   auto call = [](double& acc, auto&& f, auto&&... args) {
     if constexpr (kReduce) {
@@ -343,9 +346,13 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
         auto loop = [&](auto step_tag) {
           constexpr int kStep = decltype(step_tag)::value;
           const std::int64_t b0 = base + run.first0, b1 = base + run.first1;
+          const auto f = per_class;
+      // Every entry belongs to one class, so the pairs of a run touch
+      // distinct entries: no dependence between iterations.
+#pragma GCC ivdep
           for (std::int64_t c = 0; c < run.count; ++c) {
             call(acc,
-                 per_class,
+                 f,
                  id_of(run.first_class + c),
                  PairMembers{b0 + c, b1 + kStep * c});
           }
@@ -371,9 +378,10 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
         }
         DispatchSize(blk.length, [&](auto tag) {
           constexpr int kSize = decltype(tag)::value;
+          const auto f = per_class;
           for (std::int64_t c = 0; c < blk.count; ++c) {
             call(total,
-                 per_class,
+                 f,
                  std::int64_t(blk.first_id) + c,
                  MakeRun<kSize>(blk.start + c * blk.length, blk.length));
           }
@@ -403,10 +411,11 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
           DispatchSize(g.size, [&](auto tag) {
             constexpr int kSize = decltype(tag)::value;
             const std::int32_t* mem = members_.data() + g.first_member;
+            const auto f = per_class;
             for (std::int64_t c = 0; c < g.num_classes; ++c) {
               const std::int64_t pos = g.first_class + c;
               call(total,
-                   per_class,
+                   f,
                    mapped ? std::int64_t(map[r * k_row + pos])
                           : ids[pos] + r * k_row,
                    MakeMembers<kSize>(mem + c * g.size, base, g.size));
@@ -457,8 +466,9 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
                 }
               }
             }
+            const auto f = per_class;
             call(sum,
-                 per_class,
+                 f,
                  std::int64_t(ids[first + c]),
                  MakeMembers<kSize>(mem + c * size, 0, size));
           }
@@ -497,16 +507,67 @@ inline void Fill(T value, T* a, const Members& mem) {
   for (std::int64_t j = 0; j < mem.size(); ++j) a[mem[j]] = value;
 }
 
-// The class mean, rounded once to T. Pairs use a/2 + b/2 in T: every term is
-// exact and the sum is rounded once, so this is the correctly rounded mean
-// (as the double sum is), but it needs no conversions and vectorises; only
-// subnormal members (|a| < 2^-125 in float) round differently.
+// The mean of value(i) over a class's members, rounded once to T. Pairs use
+// a/2 + b/2 in T: both halves are exact and the sum is rounded once, so this
+// is the correctly rounded mean (as the double sum is), but it needs no
+// conversions and vectorises; only subnormal members (|a| < 2^-125 in float)
+// round differently. Larger classes sum in double.
+template <typename T, typename Members, typename Value>
+inline T ClassMean(const Members& mem, Value&& value) {
+  if constexpr (tie_internal::FixedSize<Members>::value == 2) {
+    return T(value(mem[0]) * T(0.5) + value(mem[1]) * T(0.5));
+  } else {
+    double s = 0.0;
+    for (std::int64_t j = 0; j < mem.size(); ++j) s += double(value(mem[j]));
+    return T(s / double(mem.size()));
+  }
+}
+
+// The sum, rounded once to T (for pairs a + b in T is that rounding: double
+// rounding of a sum of two floats through double is innocuous).
+template <typename T, typename Members, typename Value>
+inline T ClassSum(const Members& mem, Value&& value) {
+  if constexpr (tie_internal::FixedSize<Members>::value == 2) {
+    return T(value(mem[0]) + value(mem[1]));
+  } else {
+    double s = 0.0;
+    for (std::int64_t j = 0; j < mem.size(); ++j) s += double(value(mem[j]));
+    return T(s);
+  }
+}
+
 template <typename T, typename Members>
 inline T MeanOver(const T* a, const Members& mem) {
-  if constexpr (tie_internal::FixedSize<Members>::value == 2) {
-    return T(a[mem[0]] * T(0.5) + a[mem[1]] * T(0.5));
+  return ClassMean<T>(mem, [a](std::int64_t i) { return a[i]; });
+}
+
+template <typename T, typename Members>
+inline T SumOverT(const T* a, const Members& mem) {
+  return ClassSum<T>(mem, [a](std::int64_t i) { return a[i]; });
+}
+
+// Calls fn(std::integral_constant<bool, a>, ..., <bool, c>) for run-time
+// flags a, b, c, so that loops see them as constants.
+template <typename Fn>
+inline void WithFlags(bool a, bool b, bool c, Fn&& fn) {
+  auto with_c = [&](auto ta, auto tb) {
+    if (c) {
+      fn(ta, tb, std::true_type());
+    } else {
+      fn(ta, tb, std::false_type());
+    }
+  };
+  auto with_b = [&](auto ta) {
+    if (b) {
+      with_c(ta, std::true_type());
+    } else {
+      with_c(ta, std::false_type());
+    }
+  };
+  if (a) {
+    with_b(std::true_type());
   } else {
-    return T(SumOver(a, mem) / double(mem.size()));
+    with_b(std::false_type());
   }
 }
 
@@ -563,11 +624,9 @@ void TieSubspace<T>::FoldSum(ConstView g, T* theta) const {
   SYMOPT_CHECK(theta != nullptr || num_classes_ == 0,
                this->Describe() << ": theta is null");
   const T* gs = g.data;
-  Visit<false>(
-      [theta, gs](std::int64_t id, const auto& mem) {
-        theta[id] = T(SumOver(gs, mem));
-      },
-      [](const auto&) {});
+  Visit<false>([theta, gs](std::int64_t id,
+                           const auto& mem) { theta[id] = SumOverT(gs, mem); },
+               [](const auto&) {});
 }
 
 template <typename T>
@@ -598,18 +657,18 @@ void TieSubspace<T>::EgradToRgradImpl(ConstView /*x*/, View g) const {
     return;
   }
   T* gs = g.data;
-  Visit<false>([gs](std::int64_t,
-                    const auto& mem) { Fill(T(SumOver(gs, mem)), gs, mem); },
-               [gs](const auto& mem) { Fill(T(0), gs, mem); },
-               {gs});
+  Visit<false>(
+      [gs](std::int64_t, const auto& mem) { Fill(SumOverT(gs, mem), gs, mem); },
+      [gs](const auto& mem) { Fill(T(0), gs, mem); },
+      {gs});
 }
 
 // x + v, computed as mean(x) + mean(v) per class so that the result is in E
 // with one value per class even when x or v carry rounding noise.
 template <typename T>
 RetractReport TieSubspace<T>::RetractImpl(View x, ConstView v) const {
-  T* xs = x.data;
-  const T* vs = v.data;
+  T* __restrict xs = x.data;
+  const T* __restrict vs = v.data;
   Visit<false>(
       [xs, vs](std::int64_t, const auto& mem) {
         Fill(T(MeanOver(xs, mem) + MeanOver(vs, mem)), xs, mem);
@@ -711,46 +770,65 @@ void TieSubspace<T>::TangentBasisTransposeMultiplyImpl(ConstView /*x*/,
 }
 
 // The fused step: one visit of every class, reading x, g (and m) at each
-// member once and writing x (and m) once. The arithmetic repeats StepComposed's
-// operation for operation (g + wd x in T; class sums in double; m = r + beta m;
-// d = beta m + r; -lr d; mean(x) + step), so the two agree bitwise for float.
+// member once and writing x (and m) once. The arithmetic repeats
+// StepComposed's operation for operation (g + wd x in T; the same class means
+// and sums; m = r + beta m; d = beta m + r; -lr d; mean(x) + step), so the two
+// agree bitwise. Momentum, decay and metric are compile-time in the loops.
 template <typename T>
 RetractReport TieSubspace<T>::StepImpl(View x,
                                        ConstView g,
                                        View m,
                                        const StepOptions& o) const {
   const T beta = T(o.momentum), wd = T(o.weight_decay), neg_lr = T(-o.lr);
-  const bool momentum = o.momentum > 0.0, nesterov = o.nesterov;
-  const bool decay = o.weight_decay != 0.0;
-  const bool shared = metric_ == TieMetric::kShared;
-  T* xs = x.data;
-  const T* gs = g.data;
-  T* ms = momentum ? m.data : nullptr;
-  Visit<false>(
-      [=](std::int64_t, const auto& mem) {
-        const std::int64_t n = mem.size();
-        double sx = 0.0, sg = 0.0, sm = 0.0;
-        for (std::int64_t j = 0; j < n; ++j) {
-          const std::int64_t i = mem[j];
-          const T xi = xs[i];
-          sx += double(xi);
-          sg += double(decay ? T(wd * xi + gs[i]) : gs[i]);
-          if (momentum) sm += double(ms[i]);
-        }
-        const T r = shared ? T(sg) : T(sg / double(n));
-        T d = r;
-        if (momentum) {
-          const T mk = T(r + beta * T(sm / double(n)));
-          d = nesterov ? T(beta * mk + r) : mk;
-          Fill(mk, ms, mem);
-        }
-        Fill(T(T(sx / double(n)) + T(d * neg_lr)), xs, mem);
-      },
-      [=](const auto& mem) {
-        Fill(T(0), xs, mem);
-        if (momentum) Fill(T(0), ms, mem);
-      },
-      {xs, gs, ms});
+  const bool nesterov = o.nesterov;
+  // x, g and m never alias (manifold.h): telling the compiler lets the
+  // pair loops vectorise.
+  T* __restrict xs = x.data;
+  const T* __restrict gs = g.data;
+  T* __restrict ms = o.momentum > 0.0 ? m.data : nullptr;
+  WithFlags(
+      o.momentum > 0.0,
+      o.weight_decay != 0.0,
+      metric_ == TieMetric::kShared,
+      [&](auto momentum_tag, auto decay_tag, auto shared_tag) {
+        constexpr bool kMomentum = decltype(momentum_tag)::value;
+        constexpr bool kDecay = decltype(decay_tag)::value;
+        constexpr bool kShared = decltype(shared_tag)::value;
+        Visit<false>(
+            [=](std::int64_t, const auto& mem) {
+              // r = rgrad of g + wd x: class mean (kEmbedded) or sum.
+              T r;
+              if constexpr (tie_internal::FixedSize<
+                                std::decay_t<decltype(mem)>>::value == 2) {
+                const std::int64_t i0 = mem[0], i1 = mem[1];
+                T g0 = gs[i0], g1 = gs[i1];
+                if constexpr (kDecay) {
+                  g0 = T(wd * xs[i0] + g0);
+                  g1 = T(wd * xs[i1] + g1);
+                }
+                r = kShared ? T(g0 + g1) : T(g0 * T(0.5) + g1 * T(0.5));
+              } else {
+                double sum = 0.0;
+                for (std::int64_t j = 0; j < mem.size(); ++j) {
+                  const std::int64_t i = mem[j];
+                  sum += double(kDecay ? T(wd * xs[i] + gs[i]) : gs[i]);
+                }
+                r = kShared ? T(sum) : T(sum / double(mem.size()));
+              }
+              T d = r;
+              if constexpr (kMomentum) {
+                const T mk = T(r + beta * MeanOver(ms, mem));
+                d = nesterov ? T(beta * mk + r) : mk;
+                Fill(mk, ms, mem);
+              }
+              Fill(T(MeanOver(xs, mem) + T(d * neg_lr)), xs, mem);
+            },
+            [=](const auto& mem) {
+              Fill(T(0), xs, mem);
+              if constexpr (kMomentum) Fill(T(0), ms, mem);
+            },
+            {xs, gs, ms});
+      });
   return {};
 }
 

@@ -28,6 +28,10 @@ std::vector<NamedPattern> Cases() {
       {"runs of 4 with zeros", RunPattern(5, 8, 4, 2), TieLayout::kContiguous});
   cases.push_back({"one class", RunPattern(3, 5, 15), TieLayout::kContiguous});
   cases.push_back(
+      {"all zeros (E = {0})",
+       TiePattern{2, 3, 0, std::vector<std::int32_t>(6, TiePattern::kZero)},
+       TieLayout::kContiguous});
+  cases.push_back(
       {"all singletons", RunPattern(3, 4, 1), TieLayout::kContiguous});
   cases.push_back(
       {"mirror pairs", MirrorPattern(4, 7), TieLayout::kRowPeriodic});
@@ -371,6 +375,29 @@ TEST_CASE("TieSubspace threaded loops match a serial reference",
     const TieSubspace<float> ms(p, TieMetric::kShared);
     CHECK(ms.Inner(CViewOf(ms, pu), CViewOf(ms, u), CViewOf(ms, u)) ==
           Approx(shared).epsilon(1e-9));
+    // Threaded fused step against the composition, both metrics.
+    for (const TieSubspace<float>* man : {&m, &ms}) {
+      std::vector<float> x1 = pu, x2 = pu,
+                         m1(static_cast<std::size_t>(n), 0.0f);
+      std::vector<float> m2 = m1, scratch(static_cast<std::size_t>(2 * n));
+      StepOptions o;
+      o.lr = 0.01;
+      o.momentum = 0.9;
+      o.nesterov = true;
+      o.weight_decay = 0.001;
+      for (int step = 0; step < 2; ++step) {
+        man->Step(ViewOf(*man, x1), CViewOf(*man, u), ViewOf(*man, m1), o);
+        man->StepComposed(
+            ViewOf(*man, x2),
+            CViewOf(*man, u),
+            ViewOf(*man, m2),
+            o,
+            TensorView<float>(scratch.data(), 2 * man->rows(), man->cols()));
+      }
+      CHECK(std::memcmp(x1.data(), x2.data(), sizeof(float) * x1.size()) == 0);
+      CHECK(std::memcmp(m1.data(), m2.data(), sizeof(float) * m1.size()) == 0);
+      CHECK(TiedBitwiseEqual(p, x1));
+    }
   }
 }
 

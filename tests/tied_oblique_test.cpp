@@ -242,3 +242,23 @@ TEST_CASE("TiedOblique rejects patterns it cannot hold",
   REQUIRE_THROWS_WITH(m.ProjectPoint(TensorView<float>(x.data(), 4, 2)),
                       Catch::Contains("has shape 4x2, expected 2x4"));
 }
+
+TEST_CASE("TiedOblique: weight decay is projected away",
+          "[manifold][tied_oblique]") {
+  const TiePattern p = MirrorPattern(3, 8, {0, 7});
+  const TiedOblique<double> m(p);
+  std::vector<double> x1(24), m1(24, 0.0);
+  m.RandomPoint(ViewOf(m, x1), 141);
+  std::vector<double> x2 = x1, m2 = m1;
+  const std::vector<double> g = RandomVector<double>(24, 142);
+  StepOptions plain, decayed;
+  plain.lr = decayed.lr = 0.05;
+  plain.momentum = decayed.momentum = 0.5;
+  decayed.weight_decay = 0.3;
+  for (int it = 0; it < 10; ++it) {
+    m.Step(ViewOf(m, x1), CViewOf(m, g), ViewOf(m, m1), plain);
+    m.Step(ViewOf(m, x2), CViewOf(m, g), ViewOf(m, m2), decayed);
+  }
+  CHECK(MaxAbsDiff(x1, x2) <= 1e-14);
+  CHECK(MaxAbsDiff(m1, m2) <= 1e-14);
+}

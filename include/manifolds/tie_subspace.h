@@ -28,22 +28,21 @@
 //
 // Tangent basis (TangentBasisMultiply / TangentBasisTransposeMultiply) is
 // orthonormal in the metric in use:
-//   kEmbedded  b_k = 1_{class k} / sqrt(n_k);   coefficients c_k = sum /
-//   sqrt(n_k) kShared    b_k = 1_{class k};               coefficients c_k =
-//   mean = theta_k
-// Under kShared the coefficient map is the metric adjoint B^+ = (B^T B)^{-1}
-// B^T
-// (= Fold), not the Frobenius transpose B^T (= FoldSum). A Ceres adapter that
-// builds MinusJacobian as the transpose of PlusJacobian, or computes
-// RightMultiplyByPlusJacobian (a Frobenius product a B) through
-// TangentBasisTransposeMultiply, is right only for kEmbedded; for kShared it
-// must use Fold for Minus/MinusJacobian and FoldSum for a B
+//   kEmbedded: b_k = 1_{class k} / sqrt(n_k), coefficients c_k = sum/sqrt(n_k)
+//   kShared:   b_k = 1_{class k}, coefficients c_k = mean = theta_k
+// Under kShared the coefficient map is the metric adjoint
+// B^+ = (B^T B)^{-1} B^T (= Fold), not the Frobenius transpose B^T
+// (= FoldSum). A Ceres adapter that builds MinusJacobian as the transpose of
+// PlusJacobian, or computes RightMultiplyByPlusJacobian (a Frobenius product
+// a B) through TangentBasisTransposeMultiply, is right only for kEmbedded;
+// for kShared it must use Fold for Minus/MinusJacobian and FoldSum for a B
 // (docs/tie_subspace.md).
 //
 // Guarantee: every operation that writes a point, tangent vector or momentum
-// computes ONE value per class (accumulating in double) and stores it in every
-// member, so tied entries stay bitwise equal however many steps are taken, and
-// zeroed entries stay exactly 0.
+// computes ONE value per class (pairs as a/2 + b/2 in T, the correctly rounded
+// mean; larger classes accumulate in double) and stores it in every member, so
+// tied entries stay bitwise equal however many steps are taken, and zeroed
+// entries stay exactly 0.
 //
 // Layout (speed comes from memory layout, DESIGN.md s.2): the constructor
 // derives from the class ids alone how to store them:

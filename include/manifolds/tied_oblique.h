@@ -32,6 +32,9 @@
 // e_0 is not in E in general); a non-finite entry there is an
 // InvalidArgument naming it, and x is left untouched.
 //
+// Weight decay has no effect (as on Oblique): x is in E and normal to the
+// sphere, so the wd x added to the gradient is projected away.
+//
 // Tied entries are written one value per class, so they stay bitwise equal
 // through any number of steps; rows are renormalised from scratch (in double)
 // at every retraction, so float rows keep |norm - 1| ~ 1e-7.
