@@ -71,7 +71,8 @@ TiePattern MirrorPairs(std::int64_t rows, std::int64_t cols) {
 
 // Flip invariance inside every seg-wide segment of a row: (r, s*seg + w) ~
 // (r, s*seg + seg-1-w), ids by first appearance (as the engine numbers them).
-TiePattern MirrorSegments(std::int64_t rows, std::int64_t cols,
+TiePattern MirrorSegments(std::int64_t rows,
+                          std::int64_t cols,
                           std::int64_t seg) {
   const std::int64_t half = seg / 2;  // seg even
   const std::int64_t per_row = cols / seg * half;
@@ -80,8 +81,8 @@ TiePattern MirrorSegments(std::int64_t rows, std::int64_t cols,
   for (std::int64_t r = 0; r < rows; ++r) {
     for (std::int64_t j = 0; j < cols; ++j) {
       const std::int64_t s = j / seg, w = j % seg;
-      p.class_of[r * cols + j] = std::int32_t(
-          r * per_row + s * half + std::min(w, seg - 1 - w));
+      p.class_of[r * cols + j] =
+          std::int32_t(r * per_row + s * half + std::min(w, seg - 1 - w));
     }
   }
   return p;

@@ -11,23 +11,27 @@
 
 #include "manifolds/check.h"
 
-#define SYMOPT_CUDA_CHECK(expr)                                          \
-  do {                                                                   \
-    const cudaError_t symopt_cuda_status_ = (expr);                      \
-    if (symopt_cuda_status_ != cudaSuccess) {                            \
-      std::ostringstream symopt_cuda_os_;                                \
-      symopt_cuda_os_ << __FILE__ << ":" << __LINE__ << ": " #expr       \
-                      << " failed: "                                     \
-                      << cudaGetErrorString(symopt_cuda_status_);        \
-      throw ::symopt::Error(symopt_cuda_os_.str());                      \
-    }                                                                    \
+#define SYMOPT_CUDA_CHECK(expr)                                    \
+  do {                                                             \
+    const cudaError_t symopt_cuda_status_ = (expr);                \
+    if (symopt_cuda_status_ != cudaSuccess) {                      \
+      std::ostringstream symopt_cuda_os_;                          \
+      symopt_cuda_os_ << __FILE__ << ":" << __LINE__ << ": " #expr \
+                      << " failed: "                               \
+                      << cudaGetErrorString(symopt_cuda_status_);  \
+      throw ::symopt::Error(symopt_cuda_os_.str());                \
+    }                                                              \
   } while (0)
 
-#define SYMOPT_CUDA_CHECK_NOTHROW(expr)                                  \
-  do {                                                                   \
-    const cudaError_t symopt_cuda_status_ = (expr);                      \
-    if (symopt_cuda_status_ != cudaSuccess) {                            \
-      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, \
-                   #expr, cudaGetErrorString(symopt_cuda_status_));      \
-    }                                                                    \
+#define SYMOPT_CUDA_CHECK_NOTHROW(expr)                      \
+  do {                                                       \
+    const cudaError_t symopt_cuda_status_ = (expr);          \
+    if (symopt_cuda_status_ != cudaSuccess) {                \
+      std::fprintf(stderr,                                   \
+                   "%s:%d: %s failed: %s\n",                 \
+                   __FILE__,                                 \
+                   __LINE__,                                 \
+                   #expr,                                    \
+                   cudaGetErrorString(symopt_cuda_status_)); \
+    }                                                        \
   } while (0)

@@ -35,9 +35,9 @@ void RetractReport::Merge(const RetractReport& other, std::int64_t row_offset) {
 template <typename T>
 Manifold<T>::Manifold(std::int64_t rows, std::int64_t cols)
     : rows_(rows), cols_(cols) {
-  SYMOPT_CHECK(rows >= 1 && cols >= 1,
-               "manifold shape must be at least 1x1, got " << rows << "x"
-                                                           << cols);
+  SYMOPT_CHECK(
+      rows >= 1 && cols >= 1,
+      "manifold shape must be at least 1x1, got " << rows << "x" << cols);
 }
 
 template <typename T>
@@ -53,8 +53,7 @@ void Manifold<T>::CheckView(const TensorView<U>& v, const char* what) const {
   SYMOPT_CHECK(v.data != nullptr, Describe() << ": " << what << " is null");
   SYMOPT_CHECK(v.rows == rows_ && v.cols == cols_,
                Describe() << ": " << what << " has shape " << v.rows << "x"
-                          << v.cols << ", expected " << rows_ << "x"
-                          << cols_);
+                          << v.cols << ", expected " << rows_ << "x" << cols_);
   SYMOPT_CHECK(v.device == Device::kCpu || v.device == Device::kCuda,
                Describe() << ": " << what << " has an unknown device");
 }
@@ -279,9 +278,13 @@ RetractReport Manifold<T>::StepImpl(View x,
 
 template class Manifold<float>;
 template class Manifold<double>;
-template void Manifold<float>::CheckView(const TensorView<float>&, const char*) const;
-template void Manifold<float>::CheckView(const TensorView<const float>&, const char*) const;
-template void Manifold<double>::CheckView(const TensorView<double>&, const char*) const;
-template void Manifold<double>::CheckView(const TensorView<const double>&, const char*) const;
+template void Manifold<float>::CheckView(const TensorView<float>&,
+                                         const char*) const;
+template void Manifold<float>::CheckView(const TensorView<const float>&,
+                                         const char*) const;
+template void Manifold<double>::CheckView(const TensorView<double>&,
+                                          const char*) const;
+template void Manifold<double>::CheckView(const TensorView<const double>&,
+                                          const char*) const;
 
 }  // namespace symopt

@@ -133,7 +133,8 @@ SYMOPT_ALWAYS_INLINE void Prefetch(const T* p,
 // overflows float gives an Inf sum. Hence xx, gg, mm are accurate to 3e-7
 // relative, and a combination's squared norm from the Gram sums,
 //   yy_hat = sum_ab c_a c_b G_hat_ab, obeys
-//   |yy_hat - yy| <= gamma_5 A^2 + (sum |c_a|)^2 n 2^-149,  A = sum |c_a| ||a||.
+//   |yy_hat - yy| <= gamma_5 A^2 + (sum |c_a|)^2 n 2^-149,  A = sum |c_a|
+//   ||a||.
 // SolveRow checks that bound against yy (BlockedGramIsAccurate: the bound must
 // be <= 4 gamma_5 yy, i.e. no more than 2x cancellation in ||y||, so the new
 // row's norm is within 2 gamma_5 = 6e-7 of 1 in the worst case and ~1e-9 in
@@ -171,8 +172,8 @@ __attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(
     const float* m,
     std::int64_t begin,
     std::int64_t end) {
-  __m256d dxx = _mm256_setzero_pd(), dxg = dxx, dgg = dxx, dxm = dxx,
-          dgm = dxx, dmm = dxx;
+  __m256d dxx = _mm256_setzero_pd(), dxg = dxx, dgg = dxx, dxm = dxx, dgm = dxx,
+          dmm = dxx;
   std::int64_t i = begin;
   while (i + 16 <= end) {
     // One sub-block: up to kSub / 16 steps of 16 entries. Two independent
@@ -337,8 +338,7 @@ inline bool BlockedGramIsAccurate(const ObliqueGram& s,
                    std::abs(y.cm) * std::sqrt(s.mm * kInflate);
   const double c = std::abs(y.cx) + std::abs(y.cg) + std::abs(y.cm);
   const double bound = kGamma5 * a * a + c * c * double(n) * 0x1p-149;
-  return yy <= std::numeric_limits<double>::max() &&
-         bound <= 4 * kGamma5 * yy;
+  return yy <= std::numeric_limits<double>::max() && bound <= 4 * kGamma5 * yy;
 }
 
 // The row's update from its Gram sums (ObliqueOps stages 2 and 3). A row for
@@ -400,9 +400,8 @@ SYMOPT_ALWAYS_INLINE void StepRows(T* x, const T* g, T* m, RowRange& rr) {
     const T* gr = g + r * n;
     T* mr = mrow(r);
     bool done = false;
-    const ObliqueRowUpdate u =
-        SolveRow<T, kMomentum, kGramLoop>(xr, gr, mr, n, s, rr.p, rr.tol,
-                                             &done);
+    const ObliqueRowUpdate u = SolveRow<T, kMomentum, kGramLoop>(
+        xr, gr, mr, n, s, rr.p, rr.tol, &done);
     const bool last = r + 1 == rr.r1;
     if (u.collapsed) {
       ++rr.collapsed;

@@ -401,48 +401,46 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
   // Visits the size-2 group g of one row (starting at `base`) as repeated
   // blocks of kK pairs (BuildPairBlocks): the 2 kK member offsets are read
   // once, the loop over blocks has a constant inner trip count.
-  auto visit_pair_blocks = [&](double& acc,
-                               const Group& g,
-                               std::int64_t base,
-                               auto&& id_of) {
-    auto loop = [&](auto k_tag) {
-      constexpr int kK = decltype(k_tag)::value;
-      const std::int32_t* m = members_.data() + g.first_member;
-      std::int64_t a[kK], b[kK];
-      for (int q = 0; q < kK; ++q) {
-        a[q] = base + m[2 * q];
-        b[q] = base + m[2 * q + 1];
-      }
-      const std::int64_t period = pair_block_period_;
-      const std::int64_t blocks = g.num_classes / kK;
-      const auto f = per_class;
-      for (std::int64_t s = 0; s < blocks; ++s) {
-        const std::int64_t off = s * period;
-        const std::int64_t pos = g.first_class + s * kK;
-        for (int q = 0; q < kK; ++q) {
-          call(acc, f, id_of(pos + q), PairMembers{a[q] + off, b[q] + off});
+  auto visit_pair_blocks =
+      [&](double& acc, const Group& g, std::int64_t base, auto&& id_of) {
+        auto loop = [&](auto k_tag) {
+          constexpr int kK = decltype(k_tag)::value;
+          const std::int32_t* m = members_.data() + g.first_member;
+          std::int64_t a[kK], b[kK];
+          for (int q = 0; q < kK; ++q) {
+            a[q] = base + m[2 * q];
+            b[q] = base + m[2 * q + 1];
+          }
+          const std::int64_t period = pair_block_period_;
+          const std::int64_t blocks = g.num_classes / kK;
+          const auto f = per_class;
+          for (std::int64_t s = 0; s < blocks; ++s) {
+            const std::int64_t off = s * period;
+            const std::int64_t pos = g.first_class + s * kK;
+            for (int q = 0; q < kK; ++q) {
+              call(acc, f, id_of(pos + q), PairMembers{a[q] + off, b[q] + off});
+            }
+          }
+        };
+        switch (pair_block_k_) {
+          case 1:
+            return loop(std::integral_constant<int, 1>());
+          case 2:
+            return loop(std::integral_constant<int, 2>());
+          case 3:
+            return loop(std::integral_constant<int, 3>());
+          case 4:
+            return loop(std::integral_constant<int, 4>());
+          case 5:
+            return loop(std::integral_constant<int, 5>());
+          case 6:
+            return loop(std::integral_constant<int, 6>());
+          case 7:
+            return loop(std::integral_constant<int, 7>());
+          default:
+            return loop(std::integral_constant<int, 8>());
         }
-      }
-    };
-    switch (pair_block_k_) {
-      case 1:
-        return loop(std::integral_constant<int, 1>());
-      case 2:
-        return loop(std::integral_constant<int, 2>());
-      case 3:
-        return loop(std::integral_constant<int, 3>());
-      case 4:
-        return loop(std::integral_constant<int, 4>());
-      case 5:
-        return loop(std::integral_constant<int, 5>());
-      case 6:
-        return loop(std::integral_constant<int, 6>());
-      case 7:
-        return loop(std::integral_constant<int, 7>());
-      default:
-        return loop(std::integral_constant<int, 8>());
-    }
-  };
+      };
   const bool pair_runs = !pair_runs_.empty();
   double total = 0.0;
   switch (layout_) {

@@ -6,8 +6,10 @@
 using namespace symopt;
 using namespace symopt::testing;
 
-TEMPLATE_TEST_CASE("Euclidean satisfies the manifold invariants", "[manifold][euclidean]",
-                   float, double) {
+TEMPLATE_TEST_CASE("Euclidean satisfies the manifold invariants",
+                   "[manifold][euclidean]",
+                   float,
+                   double) {
   const double tol = std::is_same_v<TestType, float> ? 1e-5 : 1e-12;
   Euclidean<TestType> m(3, 5);
   CHECK(m.Dim() == 15);
@@ -21,7 +23,8 @@ TEST_CASE("Euclidean gradient of a quadratic", "[manifold][euclidean]") {
   const std::vector<double> a = RandomVector<double>(6, 5);
   auto f = [&](const std::vector<double>& x) {
     double s = 0;
-    for (int i = 0; i < 6; ++i) s += 0.5 * (x[i] - a[i]) * (x[i] - a[i]) * (i + 1);
+    for (int i = 0; i < 6; ++i)
+      s += 0.5 * (x[i] - a[i]) * (x[i] - a[i]) * (i + 1);
     return s;
   };
   auto egrad = [&](const std::vector<double>& x, std::vector<double>& g) {
@@ -39,6 +42,8 @@ TEST_CASE("Manifold rejects views of the wrong shape", "[manifold][errors]") {
   StepOptions bad;
   bad.momentum = 1.5;
   REQUIRE_THROWS_AS(m.Step(TensorView<float>(x.data(), 3, 4),
-                           TensorView<const float>(x.data(), 3, 4), {}, bad),
+                           TensorView<const float>(x.data(), 3, 4),
+                           {},
+                           bad),
                     InvalidArgument);
 }

@@ -30,7 +30,9 @@ namespace symopt {
 namespace testing {
 
 template <typename T>
-std::vector<T> RandomVector(std::int64_t n, std::uint64_t seed, double scale = 1.0) {
+std::vector<T> RandomVector(std::int64_t n,
+                            std::uint64_t seed,
+                            double scale = 1.0) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal(0.0, scale);
   std::vector<T> v(n);
@@ -41,7 +43,8 @@ std::vector<T> RandomVector(std::int64_t n, std::uint64_t seed, double scale = 1
 template <typename T>
 double MaxAbsDiff(const std::vector<T>& a, const std::vector<T>& b) {
   double d = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(double(a[i]) - double(b[i])));
+  for (size_t i = 0; i < a.size(); ++i)
+    d = std::max(d, std::abs(double(a[i]) - double(b[i])));
   return d;
 }
 
@@ -70,7 +73,9 @@ TensorView<const T> CViewOf(const Manifold<T>& m, const std::vector<T>& v) {
 
 // P_x(u) as a new vector.
 template <typename T>
-std::vector<T> Projected(const Manifold<T>& m, const std::vector<T>& x, std::vector<T> u) {
+std::vector<T> Projected(const Manifold<T>& m,
+                         const std::vector<T>& x,
+                         std::vector<T> u) {
   m.Project(CViewOf(m, x), ViewOf(m, u));
   return u;
 }
@@ -105,9 +110,12 @@ void CheckManifoldInvariants(const Manifold<T>& m,
     const std::vector<T> pw = Projected(m, x, w);
     std::vector<T> residual(n);
     for (std::int64_t i = 0; i < n; ++i) residual[i] = v_ambient[i] - u[i];
-    const double scale = std::sqrt(FrobeniusDot(v_ambient, v_ambient) * FrobeniusDot(w, w)) + 1.0;
+    const double scale =
+        std::sqrt(FrobeniusDot(v_ambient, v_ambient) * FrobeniusDot(w, w)) +
+        1.0;
     CHECK(std::abs(FrobeniusDot(residual, pw)) <= tol * scale);
-    CHECK(std::abs(FrobeniusDot(pw, v_ambient) - FrobeniusDot(u, w)) <= tol * scale);
+    CHECK(std::abs(FrobeniusDot(pw, v_ambient) - FrobeniusDot(u, w)) <=
+          tol * scale);
   }
 
   // EgradToRgrad lands in the tangent space.
@@ -197,11 +205,14 @@ void CheckManifoldInvariants(const Manifold<T>& m,
       std::vector<T> scratch(2 * n);
       for (int it = 0; it < 3; ++it) {
         m.Step(ViewOf(m, x1), CViewOf(m, g), ViewOf(m, m1), o);
-        m.StepComposed(ViewOf(m, x2), CViewOf(m, g), ViewOf(m, m2), o,
+        m.StepComposed(ViewOf(m, x2),
+                       CViewOf(m, g),
+                       ViewOf(m, m2),
+                       o,
                        TensorView<T>(scratch.data(), 2 * m.rows(), m.cols()));
       }
-      INFO("lr " << o.lr << " momentum " << o.momentum << " nesterov " << o.nesterov
-                 << " wd " << o.weight_decay);
+      INFO("lr " << o.lr << " momentum " << o.momentum << " nesterov "
+                 << o.nesterov << " wd " << o.weight_decay);
       CHECK(MaxAbsDiff(x1, x2) <= tol);
       CHECK(MaxAbsDiff(m1, m2) <= tol * (1.0 + MaxAbs(m2)));
       CHECK(m.DistanceToManifold(CViewOf(m, x1)) <= tol);
@@ -230,7 +241,8 @@ void CheckRiemannianGradient(
   m.EgradToRgrad(CViewOf(m, x), ViewOf(m, g));
   for (int trial = 0; trial < 3; ++trial) {
     std::vector<T> xi = Projected(m, x, RandomVector<T>(n, seed + trial));
-    const double norm = std::sqrt(m.Inner(CViewOf(m, x), CViewOf(m, xi), CViewOf(m, xi)));
+    const double norm =
+        std::sqrt(m.Inner(CViewOf(m, x), CViewOf(m, xi), CViewOf(m, xi)));
     REQUIRE(norm > 0);
     for (auto& e : xi) e = T(e / norm);
     const double slope = m.Inner(CViewOf(m, x), CViewOf(m, g), CViewOf(m, xi));

@@ -399,7 +399,8 @@ TEST_CASE("Oblique float kernels agree on adversarial magnitudes",
   {
     const std::int64_t o = cols;
     double xt = 0;
-    for (std::int64_t i = 0; i < cols; ++i) xt += double(x0[o + i]) * 1e3 * noise[o + i];
+    for (std::int64_t i = 0; i < cols; ++i)
+      xt += double(x0[o + i]) * 1e3 * noise[o + i];
     for (std::int64_t i = 0; i < cols; ++i) {
       const double t = 1e3 * noise[o + i] - xt * x0[o + i];
       g[o + i] = float(t);
@@ -427,12 +428,15 @@ TEST_CASE("Oblique float kernels agree on adversarial magnitudes",
   // The largest difference in row r relative to 1 + the row's largest entry
   // of b and of the inputs g, m0 (the transported momentum is a difference
   // of terms that large, so even the reference is only that accurate).
-  auto row_diff = [&](const std::vector<float>& a, const std::vector<float>& b,
+  auto row_diff = [&](const std::vector<float>& a,
+                      const std::vector<float>& b,
                       std::int64_t r) {
     double d = 0, scale = 0;
     for (std::int64_t i = r * cols; i < (r + 1) * cols; ++i) {
       d = std::max(d, std::abs(double(a[i]) - double(b[i])));
-      scale = std::max({scale, std::abs(double(b[i])), std::abs(double(g[i])),
+      scale = std::max({scale,
+                        std::abs(double(b[i])),
+                        std::abs(double(g[i])),
                         std::abs(double(m0[i]))});
     }
     return d / (1 + scale);
@@ -445,8 +449,8 @@ TEST_CASE("Oblique float kernels agree on adversarial magnitudes",
     o.nesterov = nesterov;
     REQUIRE(internal::SetObliqueSimdLevel(0) == 0);
     std::vector<float> x_ref = x0, m_ref = m0;
-    const RetractReport ref = man.Step(ViewOf(man, x_ref), CViewOf(man, g),
-                                       ViewOf(man, m_ref), o);
+    const RetractReport ref =
+        man.Step(ViewOf(man, x_ref), CViewOf(man, g), ViewOf(man, m_ref), o);
     CHECK(ref.ok());
     for (std::int64_t r = 0; r < rows; ++r) {
       CHECK(std::abs(RowNorm(x_ref, cols, r) - 1.0) <= 1e-6);

@@ -158,7 +158,7 @@ TEST_CASE("TieSubspace derives its layout from the class ids",
   CHECK(TieSubspace<float>(PermuteIds(MirrorSegmentPattern(3, 36, 6), 5))
             .PairBlockPairs() == 3);
   CHECK(TieSubspace<float>(MirrorSegmentPattern(3, 28, 6)).PairBlockPairs() ==
-        0);  // the tail pair breaks the repetition
+        0);                             // the tail pair breaks the repetition
   CHECK(mirror.PairBlockPairs() == 0);  // long pair runs instead
   // A class that crosses rows breaks periodicity.
   TiePattern crossing = MirrorPattern(3, 4);

@@ -4,7 +4,8 @@
 // symopt::InvalidArgument carrying "file:line: message" (STYLE E1). The message
 // is a stream expression, so it can name shapes and indices:
 //
-//   SYMOPT_CHECK(g.rows == rows_, "gradient has " << g.rows << " rows, expected "
+//   SYMOPT_CHECK(g.rows == rows_, "gradient has " << g.rows << " rows, expected
+//   "
 //                                 << rows_);
 //
 // Internal invariants use SYMOPT_DCHECK, compiled out under NDEBUG (STYLE E2).
@@ -69,14 +70,14 @@ namespace internal {
 
 }  // namespace symopt
 
-#define SYMOPT_CHECK(cond, message)                                      \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      std::ostringstream symopt_check_os_;                               \
-      symopt_check_os_ << message;                                       \
-      ::symopt::internal::ThrowInvalidArgument(                          \
-          __FILE__, __LINE__, symopt_check_os_.str());                   \
-    }                                                                    \
+#define SYMOPT_CHECK(cond, message)                    \
+  do {                                                 \
+    if (!(cond)) {                                     \
+      std::ostringstream symopt_check_os_;             \
+      symopt_check_os_ << message;                     \
+      ::symopt::internal::ThrowInvalidArgument(        \
+          __FILE__, __LINE__, symopt_check_os_.str()); \
+    }                                                  \
   } while (0)
 
 #ifdef NDEBUG
