@@ -27,29 +27,6 @@ void CheckStateDevice(Device device, const std::string& name) {
 
 bool IsRate(double v) { return std::isfinite(v) && v >= 0.0; }
 
-// Index of the first NaN/Inf entry of x, or -1. The screen runs on every
-// step over every gradient, so its first pass tests the exponent bits with
-// integer operations (an OR-reduction the compiler vectorises; a floating
-// point reduction would not be reordered without -ffast-math), and only
-// when it finds something does a scalar pass locate the entry.
-template <typename T>
-std::int64_t FirstNonFinite(const T* x, std::int64_t n) {
-  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-  constexpr Bits kExponent =
-      sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
-  Bits found = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    Bits b;
-    std::memcpy(&b, x + i, sizeof(T));
-    found |= Bits((b & kExponent) == kExponent);
-  }
-  if (found == 0) return -1;
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(x[i])) return i;
-  }
-  return -1;
-}
-
 std::string Quoted(const std::string& name) { return "'" + name + "'"; }
 
 }  // namespace
@@ -136,7 +113,7 @@ RiemannianSgd<T>::RiemannianSgd(std::vector<Parameter<T>> params,
                      << " but the gradient is on "
                      << DeviceName(p.grad.device));
     CheckStateDevice(p.value.device, p.name);
-    const std::int64_t bad = FirstNonFinite(p.value.data, p.value.size());
+    const std::int64_t bad = cpu::FirstNonFinite(p.value.data, p.value.size());
     SYMOPT_CHECK(bad < 0,
                  who << ": value has a non-finite entry at flat index " << bad);
     const double distance = p.manifold->DistanceToManifold(p.value);
@@ -197,7 +174,7 @@ StepSummary RiemannianSgd<T>::Step() {
   // 1. Screen every gradient before anything moves.
   if (options_.check_finite) {
     for (const Parameter<T>& p : params_) {
-      const std::int64_t bad = FirstNonFinite(p.grad.data, p.grad.size());
+      const std::int64_t bad = cpu::FirstNonFinite(p.grad.data, p.grad.size());
       if (bad < 0) continue;
       std::ostringstream os;
       os << "gradient of parameter " << Quoted(p.name) << " has "

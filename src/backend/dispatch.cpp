@@ -17,6 +17,7 @@
 #include "backend/launch.h"
 #include "backend/step_ops.h"
 #include "backend/tie_plan.h"
+#include "blas1.h"
 #include "manifolds/device.h"
 #include "manifolds/euclidean.h"
 #include "manifolds/linear_subspace.h"
@@ -725,12 +726,7 @@ template <typename T>
 std::int64_t FirstNonFinite(TensorView<const T> v) {
   SYMOPT_CHECK(v.data != nullptr || v.size() == 0,
                "FirstNonFinite: null view " << v);
-  if (v.device == Device::kCpu) {
-    for (std::int64_t i = 0; i < v.size(); ++i) {
-      if (!std::isfinite(v.data[i])) return i;
-    }
-    return -1;
-  }
+  if (v.device == Device::kCpu) return cpu::FirstNonFinite(v.data, v.size());
 #if !SYMOPT_WITH_CUDA
   throw NotCompiledError(
       "FirstNonFinite got a GPU view (Device::kCuda), but this build of "
