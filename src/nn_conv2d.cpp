@@ -65,7 +65,7 @@ Shape Conv2d<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void Conv2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
-  y.Resize(ys);
+  y.Resize(ys, x.device());
   const internal::ConvGeometry g{
       x.dim(0), in_, x.dim(2), x.dim(3), k_, stride_, pad_, ys[2], ys[3]};
   internal::ConvForwardCpu(g,
@@ -85,7 +85,7 @@ void Conv2d<T>::Backward(const Tensor<T>& x,
   const Shape ys = OutputShape(x.shape());
   internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
   const bool need_dx = this->input_grad_required();
-  dx.Resize(need_dx ? x.shape() : Shape{0});
+  dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
   const internal::ConvGeometry g{
       x.dim(0), in_, x.dim(2), x.dim(3), k_, stride_, pad_, ys[2], ys[3]};
   internal::ConvBackwardCpu(g,

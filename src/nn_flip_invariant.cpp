@@ -118,7 +118,7 @@ void FlipInvariantDense<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const std::int64_t n = ys[0], K = NumOrbits();
   std::vector<T> xf(n * K);
   Fold(x.data(), n, xf.data());
-  y.Resize(ys);
+  y.Resize(ys, x.device());
   MatrixMap<T> Y(y.data(), n, f_);
   const ConstMatrixMap<T> theta(weight_.value.data(), f_, K);
   Y.noalias() = ConstMatrixMap<T>(xf.data(), n, K) * theta.transpose();
@@ -148,12 +148,12 @@ void FlipInvariantDense<T>::Backward(const Tensor<T>& x,
         dY.colwise().sum().transpose();
   }
   if (!this->input_grad_required()) {
-    dx.Resize({0});
+    dx.Resize({0}, x.device());
     return;
   }
   // dxf = dy theta (in xf's storage), then unfold to every orbit member.
   MatrixMap<T>(xf.data(), n, K).noalias() = dY * theta;
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   const std::vector<std::int32_t>& cls = pattern_.class_of;
   T* dxd = dx.data();
   const T* dxf = xf.data();

@@ -186,7 +186,7 @@ void P4Conv<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   for (std::size_t row = 0; row < bias.size(); ++row) {
     bias[row] = bias_.value[row / kP4Order];
   }
-  y.Resize(ys);
+  y.Resize(ys, x.device());
   internal::ConvForwardCpu(g,
                            x.data(),
                            bank.data(),
@@ -208,7 +208,7 @@ void P4Conv<T>::Backward(const Tensor<T>& x,
   std::vector<T> bank(rows * g.kk());
   ExpandFilters(bank.data());
   const bool need_dx = this->input_grad_required();
-  dx.Resize(need_dx ? x.shape() : Shape{0});
+  dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
   // Gradients of the bank and of the bank rows' biases, then scatter-added:
   // every bank entry's gradient goes to its free weight, every row's bias
   // gradient to its group channel.
@@ -254,7 +254,7 @@ Shape RotationPool<T>::OutputShape(const Shape& x) const {
 template <typename T>
 void RotationPool<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
-  y.Resize(ys);
+  y.Resize(ys, x.device());
   const std::int64_t groups = ys[0] * ys[1], hw = ys[2] * ys[3];
   for (std::int64_t g = 0; g < groups; ++g) {
     const T* xg = x.data() + g * kP4Order * hw;
@@ -277,7 +277,7 @@ void RotationPool<T>::Backward(const Tensor<T>& x,
                                Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   CheckSameShape(Name(), "output gradient", dy.shape(), ys);
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   const std::int64_t groups = ys[0] * ys[1], hw = ys[2] * ys[3];
   for (std::int64_t g = 0; g < groups; ++g) {
     const T* xg = x.data() + g * kP4Order * hw;

@@ -25,8 +25,14 @@ ParamTensor<T>::ParamTensor(std::string n, const Shape& shape)
 template <typename T>
 Parameter<T> ParamTensor<T>::View() {
   const TensorView<T> v = value.AsView();
-  return MakeParameter<T>(
-      name, value.data(), grad.data(), v.rows, v.cols, manifold);
+  return MakeParameter<T>(name,
+                          value.data(),
+                          grad.data(),
+                          v.rows,
+                          v.cols,
+                          manifold,
+                          /*group=*/0,
+                          value.device());
 }
 
 // ---- Linear
@@ -67,7 +73,7 @@ Shape Linear<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void Linear<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()));
+  y.Resize(OutputShape(x.shape()), x.device());
   const std::int64_t n = x.dim(0);
   ConstMatrixMap<T> X(x.data(), n, in_);
   ConstMatrixMap<T> W(weight_.value.data(), out_, in_);
@@ -107,14 +113,14 @@ void Linear<T>::Backward(const Tensor<T>& x,
         dY.colwise().sum().transpose();
   }
   if (this->input_grad_required()) {
-    dx.Resize(x.shape());
+    dx.Resize(x.shape(), x.device());
     MatrixMap<T> dX(dx.data(), n, in_);
     // dX = dY W, split over samples.
     internal::ParallelRows(n, flops, [&](std::int64_t r0, std::int64_t r1) {
       dX.middleRows(r0, r1 - r0).noalias() = dY.middleRows(r0, r1 - r0) * W;
     });
   } else {
-    dx.Resize({0});
+    dx.Resize({0}, x.device());
   }
 }
 
@@ -145,7 +151,7 @@ Shape ReLU<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void ReLU<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()));
+  y.Resize(OutputShape(x.shape()), x.device());
   const T* xs = x.data();
   T* ys = y.data();
   const std::int64_t n = x.size();
@@ -159,7 +165,7 @@ void ReLU<T>::Backward(const Tensor<T>& x,
                        Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
   CheckSameShape(Name(), "output", y.shape(), x.shape());
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   const T* ys = y.data();
   const T* g = dy.data();
   T* d = dx.data();
@@ -174,7 +180,7 @@ Shape Tanh<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void Tanh<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()));
+  y.Resize(OutputShape(x.shape()), x.device());
   const std::int64_t n = x.size();
   for (std::int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
 }
@@ -186,7 +192,7 @@ void Tanh<T>::Backward(const Tensor<T>& x,
                        Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
   CheckSameShape(Name(), "output", y.shape(), x.shape());
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   const std::int64_t n = x.size();
   for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
 }
@@ -204,7 +210,7 @@ Shape Flatten<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void Flatten<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()));
+  y.Resize(OutputShape(x.shape()), x.device());
   std::copy(x.data(), x.data() + x.size(), y.data());
 }
 
@@ -214,7 +220,7 @@ void Flatten<T>::Backward(const Tensor<T>& x,
                           const Tensor<T>& dy,
                           Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   std::copy(dy.data(), dy.data() + dy.size(), dx.data());
 }
 
@@ -240,7 +246,7 @@ Shape Dropout<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void Dropout<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
-  y.Resize(OutputShape(x.shape()));
+  y.Resize(OutputShape(x.shape()), x.device());
   const std::int64_t n = x.size();
   last_train_ = mode == Mode::kTrain;
   if (!last_train_) {
@@ -262,7 +268,7 @@ void Dropout<T>::Backward(const Tensor<T>& x,
                           const Tensor<T>& dy,
                           Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   const std::int64_t n = x.size();
   if (!last_train_) {
     std::copy(dy.data(), dy.data() + n, dx.data());

@@ -35,7 +35,7 @@ double SoftmaxCrossEntropy(const Tensor<T>& logits,
                            Tensor<T>* grad) {
   CheckLogitsAndLabels("softmax cross-entropy", logits, labels);
   const std::int64_t n = logits.dim(0), k = logits.dim(1);
-  if (grad != nullptr) grad->Resize(logits.shape());
+  if (grad != nullptr) grad->Resize(logits.shape(), logits.device());
   double total = 0.0;
   for (std::int64_t b = 0; b < n; ++b) {
     const T* z = logits.data() + b * k;
@@ -64,7 +64,7 @@ double MeanSquaredError(const Tensor<T>& prediction,
                    << ShapeString(prediction.shape()) << " and target shape "
                    << ShapeString(target.shape()) << " differ (or are empty)");
   const std::int64_t s = prediction.size();
-  if (grad != nullptr) grad->Resize(prediction.shape());
+  if (grad != nullptr) grad->Resize(prediction.shape(), prediction.device());
   double total = 0.0;
   for (std::int64_t i = 0; i < s; ++i) {
     const double d = double(prediction[i]) - double(target[i]);

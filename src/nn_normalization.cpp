@@ -44,7 +44,7 @@ Shape BatchNorm<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void BatchNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
-  y.Resize(OutputShape(x.shape()));
+  y.Resize(OutputShape(x.shape()), x.device());
   const std::int64_t n = x.dim(0), c_count = channels_;
   const std::int64_t inner = x.size() / (n * c_count), m = n * inner;
   mean_.assign(c_count, 0.0);
@@ -139,10 +139,10 @@ void BatchNorm<T>::Backward(const Tensor<T>& x,
     shift_.grad[c] += T(sum_dy[c]);
   }
   if (!this->input_grad_required()) {
-    dx.Resize({0});
+    dx.Resize({0}, x.device());
     return;
   }
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   for (std::int64_t b = 0; b < n; ++b) {
     for (std::int64_t c = 0; c < c_count; ++c) {
       const T* in = x.data() + (b * c_count + c) * inner;
@@ -206,7 +206,7 @@ Shape LayerNorm<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void LayerNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()));
+  y.Resize(OutputShape(x.shape()), x.device());
   const std::int64_t n = x.dim(0), f = features_;
   mean_.assign(n, 0.0);
   inv_std_.assign(n, 0.0);
@@ -237,7 +237,7 @@ void LayerNorm<T>::Backward(const Tensor<T>& x,
   const std::int64_t n = x.dim(0), f = features_;
   SYMOPT_CHECK(std::int64_t(mean_.size()) == n,
                Name() << ": Backward without a Forward on x");
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   for (std::int64_t b = 0; b < n; ++b) {
     const T* in = x.data() + b * f;
     const T* g = dy.data() + b * f;

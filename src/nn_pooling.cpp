@@ -39,7 +39,7 @@ Shape Pool2d<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void MaxPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = this->OutputShape(x.shape());
-  y.Resize(ys);
+  y.Resize(ys, x.device());
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
   const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
@@ -77,7 +77,7 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
                this->Name()
                    << ": Backward without a Forward on an input of shape "
                    << ShapeString(x.shape()));
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   dx.Fill(T(0));
   const int r = x.ndim();
   const std::int64_t hw = x.dim(r - 2) * x.dim(r - 1),
@@ -95,7 +95,7 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
 template <typename T>
 void AvgPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = this->OutputShape(x.shape());
-  y.Resize(ys);
+  y.Resize(ys, x.device());
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
   const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
@@ -125,7 +125,7 @@ void AvgPool2d<T>::Backward(const Tensor<T>& x,
                             Tensor<T>& dx) {
   const Shape ys = this->OutputShape(x.shape());
   internal::CheckSameShape(this->Name(), "output gradient", dy.shape(), ys);
-  dx.Resize(x.shape());
+  dx.Resize(x.shape(), x.device());
   dx.Fill(T(0));
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);

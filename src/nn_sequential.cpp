@@ -15,6 +15,7 @@ std::string Kind(const std::string& name) {
 template <typename T>
 Layer<T>& Sequential<T>::Add(std::unique_ptr<Layer<T>> layer) {
   SYMOPT_CHECK(layer != nullptr, "sequential: Add(nullptr)");
+  if (layer->device() != this->device()) layer->To(this->device());
   has_params_.push_back(!layer->Params().empty());
   layers_.push_back(std::move(layer));
   activations_.resize(layers_.size());
@@ -122,8 +123,18 @@ void Sequential<T>::Backward(const Tensor<T>& x,
     Backward(dy, &dx);
   } else {
     Backward(dy, nullptr);
-    dx.Resize({0});
+    dx.Resize({0}, x.device());
   }
+}
+
+template <typename T>
+void Sequential<T>::To(Device device) {
+  if (device == Device::kCuda) RequireCudaDevice(Name() + ": To(cuda)");
+  for (auto& layer : layers_) layer->To(device);
+  for (Tensor<T>& a : activations_) a = Tensor<T>(Shape{0}, device);
+  for (Tensor<T>& g : grad_buffers_) g = Tensor<T>(Shape{0}, device);
+  input_ = nullptr;
+  Layer<T>::To(device);
 }
 
 template <typename T>

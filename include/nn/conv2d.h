@@ -52,6 +52,10 @@ class Conv2d final : public Layer<T> {
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
   std::vector<Parameter<T>> Params() override;
+  std::vector<ParamTensor<T>*> ParamTensors() override {
+    if (has_bias_) return {&weight_, &bias_};
+    return {&weight_};
+  }
 
   Tensor<T>& weight() { return weight_.value; }
   Tensor<T>& bias() { return bias_.value; }

@@ -78,6 +78,10 @@ class FlipInvariantDense final : public Layer<T> {
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
   std::vector<Parameter<T>> Params() override;
+  std::vector<ParamTensor<T>*> ParamTensors() override {
+    if (has_bias_) return {&weight_, &bias_};
+    return {&weight_};
+  }
 
   std::int64_t in_features() const { return c_ * h_ * w_; }
   std::int64_t out_features() const { return f_; }

@@ -115,6 +115,10 @@ class P4Conv final : public Layer<T> {
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
   std::vector<Parameter<T>> Params() override;
+  std::vector<ParamTensor<T>*> ParamTensors() override {
+    if (has_bias_) return {&weight_, &bias_};
+    return {&weight_};
+  }
 
   P4Input input() const { return input_; }
   std::int64_t in_channels() const { return in_; }
@@ -191,6 +195,11 @@ class P4BatchNorm final : public Layer<T> {
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
   std::vector<Parameter<T>> Params() override { return bn_.Params(); }
+  std::vector<Tensor<T>*> Buffers() override { return bn_.Buffers(); }
+  void To(Device device) override {
+    bn_.To(device);
+    Layer<T>::To(device);
+  }
   bool NormalizesInputChannels() const override { return true; }
 
   // scale, shift and running statistics.

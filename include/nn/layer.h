@@ -34,6 +34,8 @@
 #include <string>
 #include <vector>
 
+#include "manifolds/euclidean.h"
+#include "manifolds/manifold.h"
 #include "nn/tensor.h"
 #include "optim/parameter.h"
 
@@ -41,6 +43,28 @@ namespace symopt {
 namespace nn {
 
 enum class Mode { kTrain, kEval };
+
+// A trainable tensor with its gradient and manifold, owned by a layer.
+template <typename T>
+struct ParamTensor {
+  std::string name;  // layer-local: "weight", "bias", "scale", "shift"
+  Tensor<T> value;
+  Tensor<T> grad;
+  std::shared_ptr<const Manifold<T>> manifold;
+
+  // A Euclidean parameter of the given shape, zero-filled.
+  ParamTensor(std::string name, const Shape& shape);
+  // A view for optimizers, on the tensors' device.
+  Parameter<T> View();
+  // Moves value and gradient to `device`.
+  void To(Device device) {
+    value.MoveTo(device);
+    grad.MoveTo(device);
+  }
+};
+
+extern template struct ParamTensor<float>;
+extern template struct ParamTensor<double>;
 
 template <typename T>
 class Layer {
@@ -64,6 +88,22 @@ class Layer {
   // See the header comment. Pointers valid while the layer lives.
   virtual std::vector<Tensor<T>*> Buffers() { return {}; }
 
+  // The ParamTensors behind Params() (pointers valid while the layer lives),
+  // which To() moves. Default: none.
+  virtual std::vector<ParamTensor<T>*> ParamTensors() { return {}; }
+
+  // Moves every tensor the layer owns (ParamTensors(), Buffers()) to
+  // `device`; Forward then requires inputs there. A layer with other
+  // device-resident state overrides it and calls Layer<T>::To. Parameter
+  // views taken before the move are invalid after it.
+  virtual void To(Device device) {
+    if (device == Device::kCuda) RequireCudaDevice(Name() + ": To(cuda)");
+    for (ParamTensor<T>* p : ParamTensors()) p->To(device);
+    for (Tensor<T>* b : Buffers()) b->MoveTo(device);
+    device_ = device;
+  }
+  Device device() const { return device_; }
+
   // See the header comment. Default: false.
   virtual bool NormalizesInputChannels() const { return false; }
 
@@ -75,12 +115,20 @@ class Layer {
   // Sets every parameter gradient to zero.
   void ZeroGrad() {
     for (Parameter<T>& p : Params()) {
-      for (std::int64_t i = 0; i < p.grad.size(); ++i) p.grad.data[i] = T(0);
+      if (p.grad.device == Device::kCpu) {
+        for (std::int64_t i = 0; i < p.grad.size(); ++i) p.grad.data[i] = T(0);
+      } else {
+        internal::DeviceMemset(p.grad.data,
+                               0,
+                               std::size_t(p.grad.size()) * sizeof(T),
+                               nullptr);
+      }
     }
   }
 
  private:
   bool input_grad_required_ = true;
+  Device device_ = Device::kCpu;
 };
 
 }  // namespace nn

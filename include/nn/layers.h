@@ -42,18 +42,6 @@
 namespace symopt {
 namespace nn {
 
-// A trainable tensor with its gradient and manifold, owned by a layer.
-template <typename T>
-struct ParamTensor {
-  std::string name;  // layer-local: "weight", "bias", "scale", "shift"
-  Tensor<T> value;
-  Tensor<T> grad;
-  std::shared_ptr<const Manifold<T>> manifold;
-
-  // A Euclidean parameter of the given shape, zero-filled.
-  ParamTensor(std::string name, const Shape& shape);
-  Parameter<T> View();
-};
 
 template <typename T>
 class Linear final : public Layer<T> {
@@ -72,6 +60,10 @@ class Linear final : public Layer<T> {
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
   std::vector<Parameter<T>> Params() override;
+  std::vector<ParamTensor<T>*> ParamTensors() override {
+    if (has_bias_) return {&weight_, &bias_};
+    return {&weight_};
+  }
 
   Tensor<T>& weight() { return weight_.value; }
   Tensor<T>& bias() { return bias_.value; }
@@ -146,8 +138,6 @@ class Dropout final : public Layer<T> {
   bool last_train_ = false;
 };
 
-extern template struct ParamTensor<float>;
-extern template struct ParamTensor<double>;
 extern template class Linear<float>;
 extern template class Linear<double>;
 extern template class ReLU<float>;

@@ -60,6 +60,9 @@ class BatchNorm final : public Layer<T> {
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
   std::vector<Parameter<T>> Params() override;
+  std::vector<ParamTensor<T>*> ParamTensors() override {
+    return {&scale_, &shift_};
+  }
   bool NormalizesInputChannels() const override { return true; }
   // {running_mean, running_var}
   std::vector<Tensor<T>*> Buffers() override {
@@ -95,6 +98,9 @@ class LayerNorm final : public Layer<T> {
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
   std::vector<Parameter<T>> Params() override;
+  std::vector<ParamTensor<T>*> ParamTensors() override {
+    return {&scale_, &shift_};
+  }
 
   Tensor<T>& scale() { return scale_.value; }
   Tensor<T>& shift() { return shift_.value; }

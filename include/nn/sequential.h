@@ -110,6 +110,10 @@ class Sequential final : public Layer<T> {
   std::int64_t NumParameters();
   // Every layer's buffers, in layer order.
   std::vector<Tensor<T>*> Buffers() override;
+  // Moves every layer (parameters, gradients, buffers, caches) to `device`;
+  // Forward then takes inputs there. Parameter views taken before are
+  // invalid after it (take Params() again, e.g. build the optimizer after).
+  void To(Device device) override;
 
   // Requires: `name` is in Params(); m has the parameter's rows x cols.
   // Ensures: the value is projected onto m.
