@@ -275,5 +275,32 @@ void LinearStep(const LinearPlan& plan,
 template <typename T>
 std::int64_t FirstNonFinite(const T* d_x, std::int64_t n, cudaStream_t stream);
 
+// ---- dense matrix products (cuda/gemm.cu) ------------------------------------
+
+// Row-major GEMM on the device, through cuBLAS:
+//   C (m x n) = alpha * op(A) * op(B) + beta * C,
+// op(A) = A (m x k, leading dimension lda >= k) or, with trans_a, A^T where
+// A is k x m (lda >= m); likewise op(B) is k x n (B is k x n, ldb >= n, or
+// n x k with trans_b, ldb >= k); ldc >= n. beta == 0 ignores C's old values
+// (NaN included). Uses the calling thread's cuBLAS handle for the current
+// device (created on first use), set to `stream`, with the default (not
+// TF32) math mode, so float products are IEEE float products.
+// Requires: m, n, k and the leading dimensions fit in int.
+template <typename T>
+void Gemm(bool trans_a,
+          bool trans_b,
+          std::int64_t m,
+          std::int64_t n,
+          std::int64_t k,
+          T alpha,
+          const T* d_a,
+          std::int64_t lda,
+          const T* d_b,
+          std::int64_t ldb,
+          T beta,
+          T* d_c,
+          std::int64_t ldc,
+          cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace symopt

@@ -13,19 +13,10 @@
 #include <cstdio>
 #include <string>
 
+#include "cublas_check.cuh"
 #include "cuda_backend.h"
 #include "launch.cuh"
 
-#define SYMOPT_CUBLAS_CHECK(expr)                                          \
-  do {                                                                     \
-    const cublasStatus_t symopt_cublas_status_ = (expr);                   \
-    if (symopt_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                  \
-      throw ::symopt::Error(std::string(__FILE__) + ":" +                  \
-                            std::to_string(__LINE__) +                     \
-                            ": " #expr " failed: " +                       \
-                            cublasGetStatusString(symopt_cublas_status_)); \
-    }                                                                      \
-  } while (0)
 
 namespace symopt {
 namespace cuda {
