@@ -7,11 +7,13 @@
 // accumulated in double by a fixed set of threads over a fixed range and
 // combined by a fixed tree (cuda/group_reduce.cuh or a shared-memory column),
 // on grids that depend on the sizes only.
-//   per channel (batch norm, Linear's bias gradient): one block of 256
-//     threads per channel walking its n * inner values, or, when inner == 1
-//     (x [n, channels], so neighbouring channels are neighbouring addresses),
-//     tiles of 32 channels x 8 row lanes: coalesced loads, then the 8 lanes'
-//     partial sums added in lane order;
+//   per channel (batch norm, Linear's bias gradient): each channel's values
+//     are cut into up to 64 chunks (by size only) so that enough blocks run;
+//     a block of 256 threads reduces one chunk of one channel, or, when
+//     inner == 1 (x [n, channels], neighbouring channels at neighbouring
+//     addresses), one chunk of rows of a tile of 32 channels x 8 row lanes
+//     (coalesced loads, the 8 lanes' sums added in lane order); then one
+//     thread per channel adds the chunks' partial sums in chunk order;
 //   per row (layer norm): one block per row; softmax: one warp per row;
 //   totals (loss values): per-block partials, then one block sums them.
 #include <cuda_runtime.h>
@@ -161,70 +163,98 @@ __global__ void MaskKernel(const T* __restrict__ x,
 
 // ---- per-channel reductions -------------------------------------------------
 //
-// The values of channel c of x [n, channels, inner] are
-// x[(b * channels + c) * inner + i], b < n, i < inner. A Term adds an
-// element's K contributions: term(index, c, v); an Epilogue receives the K
-// channel sums once: epilogue(c, sums).
+// A Term adds an element's K contributions: term(address, c, v); an Epilogue
+// receives the K sums of a channel once: epilogue(c, sums). Two stages, both
+// in a fixed order (nn::ChannelSplits, nn::ChunkRange, nn::ChannelWalk in
+// src/nn_dense_ops.h give the schedule):
+//   1. each block reduces one chunk of one channel (or of 32 channels) to K
+//      partial sums in partial[(c * splits + split) * K + k];
+//   2. one thread per channel adds its chunks' partials in chunk order and
+//      calls the epilogue.
 
-// One block per channel (blockIdx.x = c). Thread t takes the values
-// j = t, t + 256, ... of the channel (j = b * inner + i), tracking (b, i)
-// incrementally instead of dividing per element.
-template <int K, typename Term, typename Epilogue>
-__global__ void ChannelBlockKernel(std::int64_t n,
+// inner > 1: block = (channel c, chunk s), blockIdx.x = c * splits + s; its
+// 256 threads walk the chunk's values with stride 256, then reduce by the
+// fixed tree of GroupReduce.
+template <int K, typename Term>
+__global__ void ChannelChunkKernel(std::int64_t n,
                                    std::int64_t channels,
                                    std::int64_t inner,
+                                   std::int64_t splits,
                                    Term term,
-                                   Epilogue epilogue) {
-  const std::int64_t c = blockIdx.x;
-  const std::int64_t m = n * inner;
-  const std::int64_t step_b = kThreads / inner, step_i = kThreads % inner;
+                                   double* __restrict__ partial) {
+  const std::int64_t block = blockIdx.x;
+  const std::int64_t c = block / splits, split = block % splits;
+  std::int64_t begin, end;
+  nn::ChunkRange(n * inner, splits, split, &begin, &end);
   double v[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) v[k] = 0;
-  std::int64_t b = threadIdx.x / inner, i = threadIdx.x % inner;
-  for (std::int64_t j = threadIdx.x; j < m; j += kThreads) {
-    term((b * channels + c) * inner + i, c, v);
-    b += step_b;
-    i += step_i;
-    if (i >= inner) {
-      i -= inner;
-      ++b;
-    }
+  nn::ChannelWalk walk(begin + threadIdx.x, kThreads, channels, inner, c);
+  for (std::int64_t j = begin + threadIdx.x; j < end; j += kThreads) {
+    term(walk.Address(), c, v);
+    walk.Next();
   }
   GroupReduce<kThreads, K>(v);  // every thread of the block takes part
-  if (threadIdx.x == 0) epilogue(c, v);
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) partial[block * K + k] = v[k];
+  }
 }
 
-// Tiles of kTileChannels channels (lane tx) x kTileRows row lanes (ty), for
-// inner == 1: row lane ty sums rows ty, ty + 8, ...; the column of 8 partial
-// sums is then added in lane order by ty == 0.
-template <int K, typename Term, typename Epilogue>
+// inner == 1 (x [n, channels]: neighbouring channels are neighbouring
+// addresses): block = (tile of 32 channels, chunk of rows s = blockIdx.y);
+// channel lane tx, row lane ty sums rows begin + ty, begin + ty + 8, ...;
+// the 8 row lanes' partial sums are then added in lane order.
+template <int K, typename Term>
 __global__ void ChannelTileKernel(std::int64_t n,
                                   std::int64_t channels,
+                                  std::int64_t splits,
                                   Term term,
-                                  Epilogue epilogue) {
-  __shared__ double partial[K][kTileRows][kTileChannels];
+                                  double* __restrict__ partial) {
+  __shared__ double lanes[K][kTileRows][kTileChannels];
   const int tx = threadIdx.x % kTileChannels, ty = threadIdx.x / kTileChannels;
   const std::int64_t c = std::int64_t(blockIdx.x) * kTileChannels + tx;
+  const std::int64_t split = blockIdx.y;
+  std::int64_t begin, end;
+  nn::ChunkRange(n, splits, split, &begin, &end);
   double v[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) v[k] = 0;
   if (c < channels) {
-    for (std::int64_t b = ty; b < n; b += kTileRows)
+    for (std::int64_t b = begin + ty; b < end; b += kTileRows) {
       term(b * channels + c, c, v);
+    }
   }
 #pragma unroll
-  for (int k = 0; k < K; ++k) partial[k][ty][tx] = v[k];
+  for (int k = 0; k < K; ++k) lanes[k][ty][tx] = v[k];
   __syncthreads();
   if (ty == 0 && c < channels) {
-    double s[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      s[k] = partial[k][0][tx];
-      for (int r = 1; r < kTileRows; ++r) s[k] += partial[k][r][tx];
+      double s = lanes[k][0][tx];
+      for (int r = 1; r < kTileRows; ++r) s += lanes[k][r][tx];
+      partial[(c * splits + split) * K + k] = s;
     }
-    epilogue(c, s);
   }
+}
+
+// Stage 2: one thread per channel.
+template <int K, typename Epilogue>
+__global__ void ChannelFinishKernel(std::int64_t channels,
+                                    std::int64_t splits,
+                                    const double* __restrict__ partial,
+                                    Epilogue epilogue) {
+  const std::int64_t c = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= channels) return;
+  double s[K];
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    s[k] = partial[c * splits * K + k];
+    for (std::int64_t q = 1; q < splits; ++q) {
+      s[k] += partial[(c * splits + q) * K + k];
+    }
+  }
+  epilogue(c, s);
 }
 
 template <int K, typename Term, typename Epilogue>
@@ -234,16 +264,33 @@ void ReduceChannels(std::int64_t n,
                     const Term& term,
                     const Epilogue& epilogue,
                     cudaStream_t stream) {
+  const std::int64_t m = n * inner;
+  std::int64_t splits = 0;
   if (inner == 1) {
-    const unsigned int grid = CheckedGrid(
-        (channels + kTileChannels - 1) / kTileChannels, "a channel reduction");
-    ChannelTileKernel<K>
-        <<<grid, kThreads, 0, stream>>>(n, channels, term, epilogue);
+    splits = nn::ChannelSplits(n, kTileRows);
   } else {
-    const unsigned int grid = CheckedGrid(channels, "a channel reduction");
-    ChannelBlockKernel<K>
-        <<<grid, kThreads, 0, stream>>>(n, channels, inner, term, epilogue);
+    splits = nn::ChannelSplits(m, kThreads);
   }
+  PoolArray<double> partial(channels * splits * K, stream);
+  if (inner == 1) {
+    const dim3 grid(CheckedGrid((channels + kTileChannels - 1) / kTileChannels,
+                                "a channel reduction"),
+                    static_cast<unsigned int>(splits));  // <= 64
+    ChannelTileKernel<K><<<grid, kThreads, 0, stream>>>(
+        n, channels, splits, term, partial.get());
+  } else {
+    ChannelChunkKernel<K>
+        <<<CheckedGrid(channels * splits, "a channel reduction"),
+           kThreads,
+           0,
+           stream>>>(n, channels, inner, splits, term, partial.get());
+  }
+  SYMOPT_CUDA_CHECK(cudaGetLastError());
+  ChannelFinishKernel<K><<<CheckedGrid((channels + kThreads - 1) / kThreads,
+                                       "a channel reduction"),
+                           kThreads,
+                           0,
+                           stream>>>(channels, splits, partial.get(), epilogue);
   SYMOPT_CUDA_CHECK(cudaGetLastError());
 }
 

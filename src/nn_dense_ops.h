@@ -217,6 +217,67 @@ struct LayerNormOps {
   }
 };
 
+// ---- the thread schedule of the per-channel reductions --------------------
+// (host-testable, STYLE M2: the kernels of cuda/nn_dense.cu take their index
+// ranges from here.) Channel c of x [n, channels, inner] holds the m = n *
+// inner values j = b * inner + i at addresses (b * channels + c) * inner + i.
+// A channel's values are cut into `splits` contiguous chunks, one block each;
+// every block writes one partial sum per channel and chunk, and the partials
+// are added in chunk order, so the result depends on the sizes only.
+
+// Chunks per channel: about kValuesPerThread values per thread of the
+// `threads` a chunk gets, at most kMaxChannelSplits.
+constexpr std::int64_t kValuesPerThread = 16;
+constexpr std::int64_t kMaxChannelSplits = 64;
+inline std::int64_t ChannelSplits(std::int64_t values, std::int64_t threads) {
+  const std::int64_t per_chunk = threads * kValuesPerThread;
+  const std::int64_t s = (values + per_chunk - 1) / per_chunk;
+  return s < 1 ? 1 : (s > kMaxChannelSplits ? kMaxChannelSplits : s);
+}
+
+// Chunk `split` of `splits` of [0, values): [begin, end).
+SYMOPT_HD void ChunkRange(std::int64_t values,
+                          std::int64_t splits,
+                          std::int64_t split,
+                          std::int64_t* begin,
+                          std::int64_t* end) {
+  const std::int64_t chunk = (values + splits - 1) / splits;
+  *begin = split * chunk < values ? split * chunk : values;
+  *end = *begin + chunk < values ? *begin + chunk : values;
+}
+
+// The values j = first, first + stride, ... of channel c, as addresses,
+// advancing (b, i) without a division per value.
+class ChannelWalk {
+ public:
+  SYMOPT_HD ChannelWalk(std::int64_t first,
+                        std::int64_t stride,
+                        std::int64_t channels,
+                        std::int64_t inner,
+                        std::int64_t c)
+      : b_(first / inner),
+        i_(first % inner),
+        step_b_(stride / inner),
+        step_i_(stride % inner),
+        channels_(channels),
+        inner_(inner),
+        c_(c) {}
+  SYMOPT_HD std::int64_t Address() const {
+    return (b_ * channels_ + c_) * inner_ + i_;
+  }
+  SYMOPT_HD void Next() {
+    b_ += step_b_;
+    i_ += step_i_;
+    if (i_ >= inner_) {  // step_i_ < inner_, so one carry suffices
+      i_ -= inner_;
+      ++b_;
+    }
+  }
+
+ private:
+  std::int64_t b_, i_, step_b_, step_i_, channels_, inner_, c_;
+};
+
 // ---- plain arguments of the device entry points ---------------------------
 // (device-copyable, no CUDA types; shared by src/backend/nn_dense_dispatch.h
 // and cuda/nn_dense_backend.h). Pointers are device memory.

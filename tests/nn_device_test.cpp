@@ -3,8 +3,10 @@
 // deep copies), clean refusals of kCuda requests where no device can be used
 // (a CPU-only build: NotCompiledError; a CUDA build without a device: Error),
 // which name the layer and leave the model on the CPU, unchanged and working,
-// and the device check of the dense layers. With a device present, the round
-// trip cpu -> cuda -> cpu of tensors, layers and models is bitwise.
+// the device check of the dense layers, and the thread schedule of the GPU
+// per-channel reductions (simulated here, since no kernel runs in CI). With a
+// device present, the round trip cpu -> cuda -> cpu of tensors, layers and
+// models is bitwise.
 #include <cstring>
 #include <memory>
 #include <string>
@@ -18,6 +20,7 @@
 #include "nn/loss.h"
 #include "nn/normalization.h"
 #include "nn/sequential.h"
+#include "nn_dense_ops.h"
 
 using namespace symopt;
 using namespace symopt::nn;
@@ -262,4 +265,74 @@ TEST_CASE("With a device, cpu -> cuda -> cpu round trips are bitwise",
   }
   model->To(Device::kCpu);
   CHECK(SameSnapshot(before, Snapshot(*model)));
+}
+
+TEST_CASE("The GPU channel-reduction schedule visits every value once",
+          "[nn][device]") {
+  // The block-per-chunk schedule of cuda/nn_dense.cu (inner > 1): block
+  // (c, split) with 256 threads, thread t walking first = begin + t with
+  // stride 256 while j < end. Shapes: inner below, above and equal to 256,
+  // and channels long enough to be split into several (and the maximum
+  // number of) chunks.
+  const std::int64_t kThreads = 256;
+  struct Case {
+    std::int64_t n, channels, inner;
+  };
+  for (const Case k : {Case{5, 7, 99},
+                       Case{3, 4, 400},
+                       Case{2, 3, 256},
+                       Case{64, 2, 196},
+                       Case{300, 1, 3000},
+                       Case{1, 2, 2}}) {
+    INFO("n = " << k.n << ", channels = " << k.channels
+                << ", inner = " << k.inner);
+    const std::int64_t m = k.n * k.inner, total = m * k.channels;
+    const std::int64_t splits = nn::ChannelSplits(m, kThreads);
+    CHECK(splits >= 1);
+    CHECK(splits <= nn::kMaxChannelSplits);
+    std::vector<int> seen(std::size_t(total), 0);
+    std::vector<std::int64_t> channel_of(std::size_t(total), -1);
+    for (std::int64_t c = 0; c < k.channels; ++c) {
+      for (std::int64_t split = 0; split < splits; ++split) {
+        std::int64_t begin = 0, end = 0;
+        nn::ChunkRange(m, splits, split, &begin, &end);
+        for (std::int64_t t = 0; t < kThreads; ++t) {
+          nn::ChannelWalk walk(begin + t, kThreads, k.channels, k.inner, c);
+          for (std::int64_t j = begin + t; j < end; j += kThreads) {
+            const std::int64_t a = walk.Address();
+            REQUIRE(a >= 0);
+            REQUIRE(a < total);
+            ++seen[std::size_t(a)];
+            channel_of[std::size_t(a)] = c;
+            walk.Next();
+          }
+        }
+      }
+    }
+    bool once = true, right_channel = true;
+    for (std::int64_t a = 0; a < total; ++a) {
+      once = once && seen[std::size_t(a)] == 1;
+      right_channel = right_channel &&
+                      channel_of[std::size_t(a)] == (a / k.inner) % k.channels;
+    }
+    CHECK(once);
+    CHECK(right_channel);
+  }
+  // The row chunks of the tile schedule (inner == 1) partition [0, n).
+  for (const std::int64_t n : {std::int64_t(1),
+                               std::int64_t(127),
+                               std::int64_t(128),
+                               std::int64_t(129),
+                               std::int64_t(100000)}) {
+    const std::int64_t splits = nn::ChannelSplits(n, 8);
+    std::int64_t next = 0;
+    for (std::int64_t split = 0; split < splits; ++split) {
+      std::int64_t begin = 0, end = 0;
+      nn::ChunkRange(n, splits, split, &begin, &end);
+      CHECK(begin == next);
+      CHECK(end >= begin);
+      next = end;
+    }
+    CHECK(next == n);
+  }
 }
