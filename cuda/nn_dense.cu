@@ -103,32 +103,37 @@ U ReadBack(const U* d_value, cudaStream_t stream) {
 
 // ---- element-wise kernels (grid-stride loops, any n) ------------------------
 
+// Calls f(i) for the indices i < n of this thread in a grid-stride loop.
+template <typename F>
+__device__ __forceinline__ void GridStride(std::int64_t n, F&& f) {
+  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
+  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+       i < n;
+       i += stride) {
+    f(i);
+  }
+}
+
 template <typename T>
 __global__ void AddBiasKernel(T* __restrict__ y,
                               const T* __restrict__ b,
                               std::int64_t rows,
                               std::int64_t cols) {
   const std::int64_t n = rows * cols;
-  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
-  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < n;
-       i += stride) {
+  GridStride(n, [&](std::int64_t i) {
     y[i] = y[i] + b[i % cols];  // as Eigen's rowwise() += b
-  }
+  });
 }
 
 template <Activation kF, typename T>
 __global__ void ActivationKernel(const T* x, T* y, std::int64_t n) {
-  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
-  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < n;
-       i += stride) {
+  GridStride(n, [&](std::int64_t i) {
     if constexpr (kF == Activation::kRelu) {
       y[i] = ElementwiseOps::Relu(x[i]);
     } else {
       y[i] = ElementwiseOps::Tanh(x[i]);
     }
-  }
+  });
 }
 
 template <Activation kF, typename T>
@@ -136,16 +141,13 @@ __global__ void ActivationGradKernel(const T* __restrict__ y,
                                      const T* __restrict__ dy,
                                      T* __restrict__ dx,
                                      std::int64_t n) {
-  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
-  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < n;
-       i += stride) {
+  GridStride(n, [&](std::int64_t i) {
     if constexpr (kF == Activation::kRelu) {
       dx[i] = ElementwiseOps::ReluGrad(y[i], dy[i]);
     } else {
       dx[i] = ElementwiseOps::TanhGrad(y[i], dy[i]);
     }
-  }
+  });
 }
 
 template <typename T>
@@ -153,12 +155,8 @@ __global__ void MaskKernel(const T* __restrict__ x,
                            const T* __restrict__ mask,
                            T* __restrict__ y,
                            std::int64_t n) {
-  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
-  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < n;
-       i += stride) {
-    y[i] = ElementwiseOps::Scale(x[i], mask[i]);
-  }
+  GridStride(
+      n, [&](std::int64_t i) { y[i] = ElementwiseOps::Scale(x[i], mask[i]); });
 }
 
 // ---- per-channel reductions -------------------------------------------------
@@ -426,13 +424,10 @@ __global__ void ChannelAffineKernel(const T* __restrict__ x,
                                     std::int64_t inner,
                                     const T* __restrict__ coef_a,
                                     const T* __restrict__ coef_o) {
-  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
-  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < total;
-       i += stride) {
+  GridStride(total, [&](std::int64_t i) {
     const std::int64_t c = (i / inner) % channels;
     y[i] = BatchNormOps::Affine(coef_a[c], x[i], coef_o[c]);
-  }
+  });
 }
 
 template <typename T>
@@ -446,15 +441,12 @@ __global__ void BatchNormInputGradKernel(const T* __restrict__ x,
                                          const T* __restrict__ coef_bx,
                                          const T* __restrict__ coef_o,
                                          bool train) {
-  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
-  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < total;
-       i += stride) {
+  GridStride(total, [&](std::int64_t i) {
     const std::int64_t c = (i / inner) % channels;
     dx[i] = train ? BatchNormOps::TrainGrad(
                         coef_a[c], dy[i], coef_bx[c], x[i], coef_o[c])
                   : BatchNormOps::EvalGrad(coef_a[c], dy[i]);
-  }
+  });
 }
 
 // ---- layer norm -------------------------------------------------------------
@@ -583,16 +575,13 @@ __global__ void SquaredErrorKernel(const T* __restrict__ p,
                                    T* __restrict__ grad,
                                    double* __restrict__ partial) {
   double v[1] = {0};
-  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
-  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < size;
-       i += stride) {
+  GridStride(size, [&](std::int64_t i) {
     const double d = ElementwiseOps::SquaredErrorDiff(p[i], q[i]);
     v[0] += d * d;
     if (grad != nullptr) {
       grad[i] = ElementwiseOps::SquaredErrorGrad<T>(d, double(size));
     }
-  }
+  });
   GroupReduce<kThreads, 1>(v);
   if (threadIdx.x == 0) partial[blockIdx.x] = v[0];
 }
