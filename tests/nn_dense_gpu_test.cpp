@@ -282,11 +282,11 @@ TEMPLATE_TEST_CASE("GPU ReLU, Tanh, Flatten and Dropout equal the CPU",
       }
     }
     {
-      // tanh: libdevice and glibc may differ by an ulp or two (no sum), and
+      // tanh: libdevice and glibc may each be 2 ulps off (no sum): 8 eps;
       // the backward is then the same arithmetic on the same y: bitwise.
       Tanh<T> cpu, gpu;
       Tolerances tol;
-      tol.y = 4 * std::numeric_limits<T>::epsilon();
+      tol.y = 8 * std::numeric_limits<T>::epsilon();
       CheckParity<T>(cpu, gpu, shape, Mode::kTrain, tol, 23);
     }
     for (const Mode mode : {Mode::kTrain, Mode::kEval}) {
@@ -307,10 +307,13 @@ TEMPLATE_TEST_CASE(
     float,
     double) {
   using T = TestType;
-  // 1-d [N, F] (channel tiles; F not a multiple of 32), 2-d with inner < 256
-  // (256 % inner != 0 exercises the index carry) and inner > 256.
-  for (const Shape& shape :
-       {Shape{300, 37}, Shape{2, 1}, Shape{5, 7, 9, 11}, Shape{3, 4, 20, 20}}) {
+  // 1-d [N, F] (channel tiles; F not a multiple of 32; 300 rows: 3 row
+  // chunks), 2-d with inner < 256 (256 % inner != 0 exercises the index
+  // carry) and inner > 256 (9600 values per channel: 3 chunks).
+  for (const Shape& shape : {Shape{300, 37},
+                             Shape{5, 3},
+                             Shape{5, 7, 9, 11},
+                             Shape{24, 4, 20, 20}}) {
     const std::int64_t c = shape[1];
     const double m = double(NumElements(shape) / c);
     BatchNorm<T> cpu(c, 0.2), gpu(c, 0.2);
