@@ -491,6 +491,35 @@ TEST_CASE("GPU layers refuse inputs on another device, naming both",
   CHECK_THROWS_AS(MeanSquaredError(xd, x_host), InvalidArgument);
 }
 
+TEST_CASE("Tensors and models round-trip cpu -> cuda -> cpu bitwise",
+          "[gpu][nn][device]") {
+  // (nn_device_test checks the same where a device is present; repeated
+  // here so that the GPU bundle, which runs *_gpu_test, covers it.)
+  const Tensor<double> a = RandomTensor<double>({3, 5, 7}, 95);
+  const Tensor<double> copy = a.To(Device::kCuda);  // and a device copy of it
+  const Tensor<double> again = Tensor<double>(copy);
+  CHECK(again.is_cuda());
+  CHECK(Host(again.To(Device::kCpu)) == Host(a));
+  Sequential<float> model;
+  model.Emplace<Linear<float>>(6, 4, 96);
+  model.Emplace<BatchNorm<float>>(4);
+  model.Emplace<LayerNorm<float>>(4);
+  std::vector<std::vector<float>> before;
+  for (const Parameter<float>& p : model.Params())
+    before.push_back(Host<float>(p.value));
+  for (Tensor<float>* b : model.Buffers()) before.push_back(Host(*b));
+  model.To(Device::kCuda);
+  for (const Parameter<float>& p : model.Params()) {
+    CHECK(p.value.device == Device::kCuda);
+  }
+  model.To(Device::kCpu);
+  std::vector<std::vector<float>> after;
+  for (const Parameter<float>& p : model.Params())
+    after.push_back(Host<float>(p.value));
+  for (Tensor<float>* b : model.Buffers()) after.push_back(Host(*b));
+  CHECK(after == before);
+}
+
 // ---- a short training run
 // ----------------------------------------------------
 
