@@ -415,7 +415,39 @@ __global__ void BatchNormFinishEvalKernel(BatchNormArgs<T> a,
       a.scale[c], a.shift[c], mean, inv_std, &coef_a[c], &coef_o[c]);
 }
 
-// y = a_c x + o_c, c = (i / inner) % channels.
+// Calls f(index, c) for the elements of x [n, channels, inner] this thread
+// owns, c the element's channel. Long planes (inner >= kPlaneInner): a
+// grid-stride loop over the planes (b, c) of `inner` contiguous values, the
+// block's threads striding along a plane, so there is one division per plane
+// instead of one per element; otherwise a grid-stride loop over elements.
+constexpr std::int64_t kPlaneInner = 128;
+
+template <typename F>
+__device__ __forceinline__ void ForEachChannelElement(std::int64_t total,
+                                                      std::int64_t channels,
+                                                      std::int64_t inner,
+                                                      F&& f) {
+  if (inner < kPlaneInner) {
+    GridStride(total, [&](std::int64_t i) { f(i, (i / inner) % channels); });
+    return;
+  }
+  const std::int64_t planes = total / inner;
+  for (std::int64_t p = blockIdx.x; p < planes; p += gridDim.x) {
+    const std::int64_t c = p % channels;
+    for (std::int64_t i = threadIdx.x; i < inner; i += blockDim.x) {
+      f(p * inner + i, c);
+    }
+  }
+}
+
+// The grid ForEachChannelElement expects.
+unsigned int ChannelElementGrid(std::int64_t total, std::int64_t inner) {
+  if (inner < kPlaneInner) return ElementwiseGrid(total);
+  const std::int64_t planes = total / inner;
+  return static_cast<unsigned int>(planes < 65536 ? planes : 65536);
+}
+
+// y = a_c x + o_c.
 template <typename T>
 __global__ void ChannelAffineKernel(const T* __restrict__ x,
                                     T* __restrict__ y,
@@ -424,10 +456,10 @@ __global__ void ChannelAffineKernel(const T* __restrict__ x,
                                     std::int64_t inner,
                                     const T* __restrict__ coef_a,
                                     const T* __restrict__ coef_o) {
-  GridStride(total, [&](std::int64_t i) {
-    const std::int64_t c = (i / inner) % channels;
-    y[i] = BatchNormOps::Affine(coef_a[c], x[i], coef_o[c]);
-  });
+  ForEachChannelElement(
+      total, channels, inner, [&](std::int64_t i, std::int64_t c) {
+        y[i] = BatchNormOps::Affine(coef_a[c], x[i], coef_o[c]);
+      });
 }
 
 template <typename T>
@@ -441,12 +473,12 @@ __global__ void BatchNormInputGradKernel(const T* __restrict__ x,
                                          const T* __restrict__ coef_bx,
                                          const T* __restrict__ coef_o,
                                          bool train) {
-  GridStride(total, [&](std::int64_t i) {
-    const std::int64_t c = (i / inner) % channels;
-    dx[i] = train ? BatchNormOps::TrainGrad(
-                        coef_a[c], dy[i], coef_bx[c], x[i], coef_o[c])
-                  : BatchNormOps::EvalGrad(coef_a[c], dy[i]);
-  });
+  ForEachChannelElement(
+      total, channels, inner, [&](std::int64_t i, std::int64_t c) {
+        dx[i] = train ? BatchNormOps::TrainGrad(
+                            coef_a[c], dy[i], coef_bx[c], x[i], coef_o[c])
+                      : BatchNormOps::EvalGrad(coef_a[c], dy[i]);
+      });
 }
 
 // ---- layer norm -------------------------------------------------------------
@@ -770,7 +802,10 @@ void BatchNormForward(const BatchNormArgs<T>& a,
                                 stream>>>(a, coef.get(), coef.get() + c);
     SYMOPT_CUDA_CHECK(cudaGetLastError());
   }
-  ChannelAffineKernel<<<ElementwiseGrid(total), kThreads, 0, stream>>>(
+  ChannelAffineKernel<<<ChannelElementGrid(total, a.inner),
+                        kThreads,
+                        0,
+                        stream>>>(
       d_x, d_y, total, c, a.inner, coef.get(), coef.get() + c);
   SYMOPT_CUDA_CHECK(cudaGetLastError());
 }
@@ -800,17 +835,19 @@ void BatchNormBackward(const BatchNormArgs<T>& a,
                                              coef.get() + 2 * c},
                     stream);
   if (d_dx == nullptr) return;
-  BatchNormInputGradKernel<<<ElementwiseGrid(total), kThreads, 0, stream>>>(
-      d_x,
-      d_dy,
-      d_dx,
-      total,
-      c,
-      a.inner,
-      coef.get(),
-      coef.get() + c,
-      coef.get() + 2 * c,
-      train);
+  BatchNormInputGradKernel<<<ChannelElementGrid(total, a.inner),
+                             kThreads,
+                             0,
+                             stream>>>(d_x,
+                                       d_dy,
+                                       d_dx,
+                                       total,
+                                       c,
+                                       a.inner,
+                                       coef.get(),
+                                       coef.get() + c,
+                                       coef.get() + 2 * c,
+                                       train);
   SYMOPT_CUDA_CHECK(cudaGetLastError());
 }
 
