@@ -1,8 +1,10 @@
 #include <cmath>
 #include <sstream>
 
+#include "backend/nn_dense_dispatch.h"
 #include "nn/layers.h"
 #include "nn_common.h"
+#include "nn_dense_ops.h"
 
 namespace symopt {
 namespace nn {
@@ -11,6 +13,7 @@ using internal::CheckInputShape;
 using internal::CheckSameShape;
 using internal::ConstMatrixMap;
 using internal::MatrixMap;
+namespace dense = backend::dense;
 
 // ---- ParamTensor
 // -------------------------------------------------------------
@@ -73,8 +76,20 @@ Shape Linear<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void Linear<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()), x.device());
+  const Shape out_shape = OutputShape(x.shape());
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  y.Resize(out_shape, x.device());
   const std::int64_t n = x.dim(0);
+  if (x.is_cuda()) {
+    dense::LinearForward(x.data(),
+                         weight_.value.data(),
+                         has_bias_ ? bias_.value.data() : nullptr,
+                         y.data(),
+                         n,
+                         in_,
+                         out_);
+    return;
+  }
   ConstMatrixMap<T> X(x.data(), n, in_);
   ConstMatrixMap<T> W(weight_.value.data(), out_, in_);
   MatrixMap<T> Y(y.data(), n, out_);
@@ -96,8 +111,25 @@ void Linear<T>::Backward(const Tensor<T>& x,
                          Tensor<T>& dx) {
   const Shape out_shape = OutputShape(x.shape());
   CheckSameShape(Name(), "output gradient", dy.shape(), out_shape);
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  dense::CheckLayerDevice(
+      Name(), "output gradient", this->device(), dy.device());
   (void)y;
   const std::int64_t n = x.dim(0);
+  if (x.is_cuda()) {
+    const bool need_dx = this->input_grad_required();
+    dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
+    dense::LinearBackward(x.data(),
+                          weight_.value.data(),
+                          dy.data(),
+                          weight_.grad.data(),
+                          has_bias_ ? bias_.grad.data() : nullptr,
+                          need_dx ? dx.data() : nullptr,
+                          n,
+                          in_,
+                          out_);
+    return;
+  }
   ConstMatrixMap<T> X(x.data(), n, in_);
   ConstMatrixMap<T> dY(dy.data(), n, out_);
   ConstMatrixMap<T> W(weight_.value.data(), out_, in_);
@@ -142,6 +174,18 @@ Shape AnyBatchShape(const std::string& layer, const Shape& input) {
   NumElements(input);  // rejects negative sizes
   return input;
 }
+
+// The tensors of an element-wise layer's Backward must be on its device.
+template <typename T>
+void CheckActivationDevices(const std::string& layer,
+                            Device device,
+                            const Tensor<T>& x,
+                            const Tensor<T>& y,
+                            const Tensor<T>& dy) {
+  dense::CheckLayerDevice(layer, "input", device, x.device());
+  dense::CheckLayerDevice(layer, "output", device, y.device());
+  dense::CheckLayerDevice(layer, "output gradient", device, dy.device());
+}
 }  // namespace
 
 template <typename T>
@@ -151,11 +195,17 @@ Shape ReLU<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void ReLU<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()), x.device());
+  const Shape shape = OutputShape(x.shape());
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  y.Resize(shape, x.device());
   const T* xs = x.data();
   T* ys = y.data();
   const std::int64_t n = x.size();
-  for (std::int64_t i = 0; i < n; ++i) ys[i] = xs[i] > T(0) ? xs[i] : T(0);
+  if (x.is_cuda()) {
+    dense::ActivationForward(nn::Activation::kRelu, xs, ys, n);
+    return;
+  }
+  for (std::int64_t i = 0; i < n; ++i) ys[i] = ElementwiseOps::Relu(xs[i]);
 }
 
 template <typename T>
@@ -165,12 +215,18 @@ void ReLU<T>::Backward(const Tensor<T>& x,
                        Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
   CheckSameShape(Name(), "output", y.shape(), x.shape());
+  CheckActivationDevices(Name(), this->device(), x, y, dy);
   dx.Resize(x.shape(), x.device());
   const T* ys = y.data();
   const T* g = dy.data();
   T* d = dx.data();
   const std::int64_t n = x.size();
-  for (std::int64_t i = 0; i < n; ++i) d[i] = ys[i] > T(0) ? g[i] : T(0);
+  if (x.is_cuda()) {
+    dense::ActivationBackward(nn::Activation::kRelu, ys, g, d, n);
+    return;
+  }
+  for (std::int64_t i = 0; i < n; ++i)
+    d[i] = ElementwiseOps::ReluGrad(ys[i], g[i]);
 }
 
 template <typename T>
@@ -180,9 +236,15 @@ Shape Tanh<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void Tanh<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()), x.device());
+  const Shape shape = OutputShape(x.shape());
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  y.Resize(shape, x.device());
   const std::int64_t n = x.size();
-  for (std::int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+  if (x.is_cuda()) {
+    dense::ActivationForward(nn::Activation::kTanh, x.data(), y.data(), n);
+    return;
+  }
+  for (std::int64_t i = 0; i < n; ++i) y[i] = ElementwiseOps::Tanh(x[i]);
 }
 
 template <typename T>
@@ -192,9 +254,16 @@ void Tanh<T>::Backward(const Tensor<T>& x,
                        Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
   CheckSameShape(Name(), "output", y.shape(), x.shape());
+  CheckActivationDevices(Name(), this->device(), x, y, dy);
   dx.Resize(x.shape(), x.device());
   const std::int64_t n = x.size();
-  for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+  if (x.is_cuda()) {
+    dense::ActivationBackward(
+        nn::Activation::kTanh, y.data(), dy.data(), dx.data(), n);
+    return;
+  }
+  for (std::int64_t i = 0; i < n; ++i)
+    dx[i] = ElementwiseOps::TanhGrad(y[i], dy[i]);
 }
 
 // ---- Flatten
@@ -210,8 +279,10 @@ Shape Flatten<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void Flatten<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()), x.device());
-  std::copy(x.data(), x.data() + x.size(), y.data());
+  const Shape shape = OutputShape(x.shape());
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  y.Resize(shape, x.device());
+  Copy(x.FlatView(), y.FlatView());  // a device copy for CUDA tensors
 }
 
 template <typename T>
@@ -220,8 +291,11 @@ void Flatten<T>::Backward(const Tensor<T>& x,
                           const Tensor<T>& dy,
                           Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  dense::CheckLayerDevice(
+      Name(), "output gradient", this->device(), dy.device());
   dx.Resize(x.shape(), x.device());
-  std::copy(dy.data(), dy.data() + dy.size(), dx.data());
+  Copy(dy.FlatView(), dx.FlatView());
 }
 
 // ---- Dropout
@@ -246,20 +320,31 @@ Shape Dropout<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void Dropout<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
-  y.Resize(OutputShape(x.shape()), x.device());
+  const Shape shape = OutputShape(x.shape());
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  y.Resize(shape, x.device());
   const std::int64_t n = x.size();
   last_train_ = mode == Mode::kTrain;
   if (!last_train_) {
-    std::copy(x.data(), x.data() + n, y.data());
+    Copy(x.FlatView(), y.FlatView());
     return;
   }
+  // The mask is drawn on the host on both devices, so a model draws the same
+  // masks on the GPU as on the CPU.
   mask_.resize(n);
   const T keep_scale = T(1.0 / (1.0 - p_));
   std::uniform_real_distribution<double> u(0.0, 1.0);
   for (std::int64_t i = 0; i < n; ++i) {
-    mask_[i] = u(rng_) >= p_ ? keep_scale : T(0);
-    y[i] = x[i] * mask_[i];
+    mask_[i] = ElementwiseOps::DropoutMask(u(rng_), p_, keep_scale);
   }
+  if (x.is_cuda()) {
+    device_mask_.Resize({n}, Device::kCuda);
+    Copy(TensorView<const T>(mask_.data(), 1, n), device_mask_.FlatView());
+    dense::MultiplyMask(x.data(), device_mask_.data(), y.data(), n);
+    return;
+  }
+  for (std::int64_t i = 0; i < n; ++i)
+    y[i] = ElementwiseOps::Scale(x[i], mask_[i]);
 }
 
 template <typename T>
@@ -268,17 +353,35 @@ void Dropout<T>::Backward(const Tensor<T>& x,
                           const Tensor<T>& dy,
                           Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
-  dx.Resize(x.shape(), x.device());
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  dense::CheckLayerDevice(
+      Name(), "output gradient", this->device(), dy.device());
   const std::int64_t n = x.size();
   if (!last_train_) {
-    std::copy(dy.data(), dy.data() + n, dx.data());
+    dx.Resize(x.shape(), x.device());
+    Copy(dy.FlatView(), dx.FlatView());
     return;
   }
-  SYMOPT_CHECK(std::int64_t(mask_.size()) == n,
+  SYMOPT_CHECK(std::int64_t(mask_.size()) == n &&
+                   (!x.is_cuda() || device_mask_.size() == n),
                Name() << ": Backward on an input of another size than the "
-                         "last Forward ("
+                         "last training Forward on this device ("
                       << n << " vs " << mask_.size() << " values)");
-  for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * mask_[i];
+  dx.Resize(x.shape(), x.device());
+  if (x.is_cuda()) {
+    dense::MultiplyMask(dy.data(), device_mask_.data(), dx.data(), n);
+    return;
+  }
+  for (std::int64_t i = 0; i < n; ++i)
+    dx[i] = ElementwiseOps::Scale(dy[i], mask_[i]);
+}
+
+template <typename T>
+void Dropout<T>::To(Device device) {
+  Layer<T>::To(device);
+  // The mask of the last Forward stays on the host; its device copy goes.
+  device_mask_ = Tensor<T>();
+  if (device == Device::kCuda) mask_.clear();
 }
 
 template struct ParamTensor<float>;

@@ -1,8 +1,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/nn_dense_dispatch.h"
 #include "manifolds/check.h"
 #include "nn/loss.h"
+#include "nn_dense_ops.h"
 
 namespace symopt {
 namespace nn {
@@ -36,20 +38,27 @@ double SoftmaxCrossEntropy(const Tensor<T>& logits,
   CheckLogitsAndLabels("softmax cross-entropy", logits, labels);
   const std::int64_t n = logits.dim(0), k = logits.dim(1);
   if (grad != nullptr) grad->Resize(logits.shape(), logits.device());
+  if (logits.is_cuda()) {
+    return backend::dense::SoftmaxCrossEntropy(
+        logits.data(),
+        labels.data(),
+        n,
+        k,
+        grad != nullptr ? grad->data() : static_cast<T*>(nullptr));
+  }
   double total = 0.0;
   for (std::int64_t b = 0; b < n; ++b) {
     const T* z = logits.data() + b * k;
-    const double m = *std::max_element(z, z + k);
+    const double m = z[SoftmaxOps::ArgMax(z, 0, k, 1)];
     double s = 0.0;
-    for (std::int64_t j = 0; j < k; ++j) s += std::exp(double(z[j]) - m);
-    const double lse = m + std::log(s);
+    for (std::int64_t j = 0; j < k; ++j) s += SoftmaxOps::ExpTerm(z[j], m);
+    const double lse = SoftmaxOps::LogSumExp(m, s);
     total += lse - double(z[labels[b]]);
     if (grad != nullptr) {
       T* g = grad->data() + b * k;
       for (std::int64_t j = 0; j < k; ++j) {
-        g[j] = T(std::exp(double(z[j]) - lse) / double(n));
+        g[j] = SoftmaxOps::Grad(z[j], lse, double(n), j == labels[b]);
       }
-      g[labels[b]] -= T(1.0 / double(n));
     }
   }
   return total / double(n);
@@ -63,13 +72,26 @@ double MeanSquaredError(const Tensor<T>& prediction,
                "mean squared error: prediction shape "
                    << ShapeString(prediction.shape()) << " and target shape "
                    << ShapeString(target.shape()) << " differ (or are empty)");
+  SYMOPT_CHECK(prediction.device() == target.device(),
+               "mean squared error: prediction is on "
+                   << DeviceName(prediction.device()) << ", target on "
+                   << DeviceName(target.device()));
   const std::int64_t s = prediction.size();
   if (grad != nullptr) grad->Resize(prediction.shape(), prediction.device());
+  if (prediction.is_cuda()) {
+    return backend::dense::MeanSquaredError(
+        prediction.data(),
+        target.data(),
+        s,
+        grad != nullptr ? grad->data() : static_cast<T*>(nullptr));
+  }
   double total = 0.0;
   for (std::int64_t i = 0; i < s; ++i) {
-    const double d = double(prediction[i]) - double(target[i]);
+    const double d = ElementwiseOps::SquaredErrorDiff(prediction[i], target[i]);
     total += d * d;
-    if (grad != nullptr) (*grad)[i] = T(2.0 * d / double(s));
+    if (grad != nullptr) {
+      (*grad)[i] = ElementwiseOps::SquaredErrorGrad<T>(d, double(s));
+    }
   }
   return total / double(s);
 }
@@ -79,10 +101,12 @@ std::int64_t CountCorrect(const Tensor<T>& logits,
                           const std::vector<std::int32_t>& labels) {
   CheckLogitsAndLabels("accuracy", logits, labels);
   const std::int64_t n = logits.dim(0), k = logits.dim(1);
+  if (logits.is_cuda()) {
+    return backend::dense::CountCorrect(logits.data(), labels.data(), n, k);
+  }
   std::int64_t correct = 0;
   for (std::int64_t b = 0; b < n; ++b) {
-    const T* z = logits.data() + b * k;
-    correct += std::max_element(z, z + k) - z == labels[b];
+    correct += SoftmaxOps::ArgMax(logits.data() + b * k, 0, k, 1) == labels[b];
   }
   return correct;
 }

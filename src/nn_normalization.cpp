@@ -1,11 +1,15 @@
 #include <cmath>
 #include <sstream>
 
+#include "backend/nn_dense_dispatch.h"
 #include "nn/normalization.h"
 #include "nn_common.h"
+#include "nn_dense_ops.h"
 
 namespace symopt {
 namespace nn {
+
+namespace dense = backend::dense;
 
 // ---- BatchNorm
 // ---------------------------------------------------------------------
@@ -44,16 +48,28 @@ Shape BatchNorm<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void BatchNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
-  y.Resize(OutputShape(x.shape()), x.device());
+  const Shape shape = OutputShape(x.shape());
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
   const std::int64_t n = x.dim(0), c_count = channels_;
   const std::int64_t inner = x.size() / (n * c_count), m = n * inner;
+  SYMOPT_CHECK(mode != Mode::kTrain || m >= 2,
+               Name() << ": training mode needs more than one value per "
+                         "channel, got input "
+                      << ShapeString(x.shape()));
+  y.Resize(shape, x.device());
+  last_train_ = mode == Mode::kTrain;
+  if (x.is_cuda()) {
+    mean_.clear();
+    inv_std_.clear();
+    device_stats_.Resize({2, c_count}, Device::kCuda);
+    dense::BatchNormForward(
+        DeviceArgs(n, inner), last_train_, x.data(), y.data());
+    return;
+  }
+  device_stats_ = Tensor<double>();
   mean_.assign(c_count, 0.0);
   inv_std_.assign(c_count, 0.0);
   if (mode == Mode::kTrain) {
-    SYMOPT_CHECK(m >= 2,
-                 Name() << ": training mode needs more than one value per "
-                           "channel, got input "
-                        << ShapeString(x.shape()));
     std::vector<double> var(c_count, 0.0);
     // Two passes (mean, then centred squares) for accuracy.
     for (std::int64_t b = 0; b < n; ++b) {
@@ -71,40 +87,43 @@ void BatchNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
         const double mu = mean_[c];
         double s = 0.0;
         for (std::int64_t i = 0; i < inner; ++i)
-          s += (in[i] - mu) * (in[i] - mu);
+          s += BatchNormOps::CentredSquare(in[i], mu);
         var[c] += s;
       }
     }
     bool finite = true;
     for (std::int64_t c = 0; c < c_count; ++c) {
       var[c] /= double(m);
-      inv_std_[c] = 1.0 / std::sqrt(var[c] + eps_);
+      inv_std_[c] = BatchNormOps::InvStd(var[c], eps_);
       finite = finite && std::isfinite(mean_[c]) && std::isfinite(var[c]);
     }
     // A NaN/Inf input makes the output non-finite (the training loop reports
     // it) but never reaches the running statistics.
     for (std::int64_t c = 0; finite && c < c_count; ++c) {
-      running_mean_[c] =
-          T((1 - momentum_) * running_mean_[c] + momentum_ * mean_[c]);
-      running_var_[c] = T((1 - momentum_) * running_var_[c] +
-                          momentum_ * var[c] * double(m) / double(m - 1));
+      BatchNormOps::UpdateRunning(&running_mean_[c],
+                                  &running_var_[c],
+                                  mean_[c],
+                                  var[c],
+                                  momentum_,
+                                  double(m));
     }
   } else {
     for (std::int64_t c = 0; c < c_count; ++c) {
       mean_[c] = running_mean_[c];
-      inv_std_[c] = 1.0 / std::sqrt(double(running_var_[c]) + eps_);
+      inv_std_[c] = BatchNormOps::InvStd(double(running_var_[c]), eps_);
     }
   }
   for (std::int64_t b = 0; b < n; ++b) {
     for (std::int64_t c = 0; c < c_count; ++c) {
-      const T a = T(scale_.value[c] * inv_std_[c]);
-      const T o = T(shift_.value[c] - scale_.value[c] * inv_std_[c] * mean_[c]);
+      T a, o;
+      BatchNormOps::ForwardCoefficients(
+          scale_.value[c], shift_.value[c], mean_[c], inv_std_[c], &a, &o);
       const T* in = x.data() + (b * c_count + c) * inner;
       T* out = y.data() + (b * c_count + c) * inner;
-      for (std::int64_t i = 0; i < inner; ++i) out[i] = a * in[i] + o;
+      for (std::int64_t i = 0; i < inner; ++i)
+        out[i] = BatchNormOps::Affine(a, in[i], o);
     }
   }
-  last_train_ = mode == Mode::kTrain;
 }
 
 template <typename T>
@@ -114,10 +133,26 @@ void BatchNorm<T>::Backward(const Tensor<T>& x,
                             Tensor<T>& dx) {
   internal::CheckSameShape(
       Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
-  SYMOPT_CHECK(std::int64_t(mean_.size()) == channels_,
-               Name() << ": Backward without a Forward");
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  dense::CheckLayerDevice(
+      Name(), "output gradient", this->device(), dy.device());
   const std::int64_t n = x.dim(0), c_count = channels_;
   const std::int64_t inner = x.size() / (n * c_count), m = n * inner;
+  SYMOPT_CHECK(x.is_cuda() ? device_stats_.size() == 2 * c_count
+                           : std::int64_t(mean_.size()) == c_count,
+               Name() << ": Backward without a Forward on this device");
+  if (x.is_cuda()) {
+    const bool need_dx = this->input_grad_required();
+    dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
+    dense::BatchNormBackward(DeviceArgs(n, inner),
+                             last_train_,
+                             x.data(),
+                             dy.data(),
+                             scale_.grad.data(),
+                             shift_.grad.data(),
+                             need_dx ? dx.data() : nullptr);
+    return;
+  }
   // Per channel: sum(dy) and sum(dy * xhat).
   std::vector<double> sum_dy(c_count, 0.0), sum_dy_xhat(c_count, 0.0);
   for (std::int64_t b = 0; b < n; ++b) {
@@ -128,7 +163,7 @@ void BatchNorm<T>::Backward(const Tensor<T>& x,
       double s = 0.0, sx = 0.0;
       for (std::int64_t i = 0; i < inner; ++i) {
         s += g[i];
-        sx += g[i] * (in[i] - mu);
+        sx += BatchNormOps::GradCentred(g[i], in[i], mu);
       }
       sum_dy[c] += s;
       sum_dy_xhat[c] += sx * inv_std_[c];
@@ -143,28 +178,59 @@ void BatchNorm<T>::Backward(const Tensor<T>& x,
     return;
   }
   dx.Resize(x.shape(), x.device());
-  for (std::int64_t b = 0; b < n; ++b) {
-    for (std::int64_t c = 0; c < c_count; ++c) {
+  for (std::int64_t c = 0; c < c_count; ++c) {
+    // dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)), k = scale * inv_std,
+    // written as a * dy + bx * x + o with per-channel constants (eval: a dy).
+    T a, bx, o;
+    BatchNormOps::BackwardCoefficients(scale_.value[c],
+                                       mean_[c],
+                                       inv_std_[c],
+                                       sum_dy[c],
+                                       sum_dy_xhat[c],
+                                       double(m),
+                                       last_train_,
+                                       &a,
+                                       &bx,
+                                       &o);
+    for (std::int64_t b = 0; b < n; ++b) {
       const T* in = x.data() + (b * c_count + c) * inner;
       const T* g = dy.data() + (b * c_count + c) * inner;
       T* d = dx.data() + (b * c_count + c) * inner;
-      const double k = scale_.value[c] * inv_std_[c];
       if (last_train_) {
-        // dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)), written as
-        // a * dy + b * x + o with per-channel constants.
-        const double mean_g = sum_dy[c] / double(m);
-        const double mean_gx = sum_dy_xhat[c] / double(m);
-        const T a = T(k);
-        const T bx = T(-k * mean_gx * inv_std_[c]);
-        const T o = T(-k * mean_g + k * mean_gx * inv_std_[c] * mean_[c]);
         for (std::int64_t i = 0; i < inner; ++i)
-          d[i] = a * g[i] + bx * in[i] + o;
+          d[i] = BatchNormOps::TrainGrad(a, g[i], bx, in[i], o);
       } else {
-        const T a = T(k);
-        for (std::int64_t i = 0; i < inner; ++i) d[i] = a * g[i];
+        for (std::int64_t i = 0; i < inner; ++i)
+          d[i] = BatchNormOps::EvalGrad(a, g[i]);
       }
     }
   }
+}
+
+template <typename T>
+nn::BatchNormArgs<T> BatchNorm<T>::DeviceArgs(std::int64_t n,
+                                              std::int64_t inner) {
+  nn::BatchNormArgs<T> a;
+  a.n = n;
+  a.channels = channels_;
+  a.inner = inner;
+  a.scale = scale_.value.data();
+  a.shift = shift_.value.data();
+  a.running_mean = running_mean_.data();
+  a.running_var = running_var_.data();
+  a.momentum = momentum_;
+  a.eps = eps_;
+  a.stats = device_stats_.data();
+  return a;
+}
+
+template <typename T>
+void BatchNorm<T>::To(Device device) {
+  Layer<T>::To(device);
+  // The statistics of the last Forward belong to the old device.
+  mean_.clear();
+  inv_std_.clear();
+  device_stats_ = Tensor<double>();
 }
 
 template <typename T>
@@ -206,8 +272,18 @@ Shape LayerNorm<T>::OutputShape(const Shape& input) const {
 
 template <typename T>
 void LayerNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
-  y.Resize(OutputShape(x.shape()), x.device());
+  const Shape shape = OutputShape(x.shape());
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  y.Resize(shape, x.device());
   const std::int64_t n = x.dim(0), f = features_;
+  if (x.is_cuda()) {
+    mean_.clear();
+    inv_std_.clear();
+    device_stats_.Resize({2, n}, Device::kCuda);
+    dense::LayerNormForward(DeviceArgs(n), x.data(), y.data());
+    return;
+  }
+  device_stats_ = Tensor<double>();
   mean_.assign(n, 0.0);
   inv_std_.assign(n, 0.0);
   for (std::int64_t b = 0; b < n; ++b) {
@@ -216,13 +292,14 @@ void LayerNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
     for (std::int64_t i = 0; i < f; ++i) s += in[i];
     const double mu = s / double(f);
     double v = 0.0;
-    for (std::int64_t i = 0; i < f; ++i) v += (in[i] - mu) * (in[i] - mu);
+    for (std::int64_t i = 0; i < f; ++i)
+      v += BatchNormOps::CentredSquare(in[i], mu);
     mean_[b] = mu;
-    inv_std_[b] = 1.0 / std::sqrt(v / double(f) + eps_);
+    inv_std_[b] = BatchNormOps::InvStd(v / double(f), eps_);
     T* out = y.data() + b * f;
     for (std::int64_t i = 0; i < f; ++i) {
-      out[i] =
-          T(scale_.value[i] * ((in[i] - mu) * inv_std_[b]) + shift_.value[i]);
+      out[i] = LayerNormOps::Forward(
+          in[i], scale_.value[i], shift_.value[i], mu, inv_std_[b]);
     }
   }
 }
@@ -234,10 +311,23 @@ void LayerNorm<T>::Backward(const Tensor<T>& x,
                             Tensor<T>& dx) {
   internal::CheckSameShape(
       Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
+  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  dense::CheckLayerDevice(
+      Name(), "output gradient", this->device(), dy.device());
   const std::int64_t n = x.dim(0), f = features_;
-  SYMOPT_CHECK(std::int64_t(mean_.size()) == n,
+  SYMOPT_CHECK(x.is_cuda() ? device_stats_.size() == 2 * n
+                           : std::int64_t(mean_.size()) == n,
                Name() << ": Backward without a Forward on x");
   dx.Resize(x.shape(), x.device());
+  if (x.is_cuda()) {
+    dense::LayerNormBackward(DeviceArgs(n),
+                             x.data(),
+                             dy.data(),
+                             scale_.grad.data(),
+                             shift_.grad.data(),
+                             dx.data());
+    return;
+  }
   for (std::int64_t b = 0; b < n; ++b) {
     const T* in = x.data() + b * f;
     const T* g = dy.data() + b * f;
@@ -245,19 +335,38 @@ void LayerNorm<T>::Backward(const Tensor<T>& x,
     const double mu = mean_[b], is = inv_std_[b];
     double sum_g = 0.0, sum_gx = 0.0;  // of dxhat and dxhat * xhat
     for (std::int64_t i = 0; i < f; ++i) {
-      const double xhat = (in[i] - mu) * is;
-      const double gh = double(g[i]) * scale_.value[i];
+      const double gh = LayerNormOps::GradHat(g[i], scale_.value[i]);
       sum_g += gh;
-      sum_gx += gh * xhat;
-      scale_.grad[i] += T(g[i] * xhat);
+      sum_gx += gh * LayerNormOps::Xhat(in[i], mu, is);
+      scale_.grad[i] += LayerNormOps::ScaleGradTerm(g[i], in[i], mu, is);
       shift_.grad[i] += g[i];
     }
     const double mean_g = sum_g / double(f), mean_gx = sum_gx / double(f);
     for (std::int64_t i = 0; i < f; ++i) {
-      const double xhat = (in[i] - mu) * is;
-      d[i] = T(is * (double(g[i]) * scale_.value[i] - mean_g - xhat * mean_gx));
+      d[i] = LayerNormOps::InputGrad(
+          in[i], g[i], scale_.value[i], mu, is, mean_g, mean_gx);
     }
   }
+}
+
+template <typename T>
+nn::LayerNormArgs<T> LayerNorm<T>::DeviceArgs(std::int64_t n) {
+  nn::LayerNormArgs<T> a;
+  a.n = n;
+  a.features = features_;
+  a.scale = scale_.value.data();
+  a.shift = shift_.value.data();
+  a.eps = eps_;
+  a.stats = device_stats_.data();
+  return a;
+}
+
+template <typename T>
+void LayerNorm<T>::To(Device device) {
+  Layer<T>::To(device);
+  mean_.clear();
+  inv_std_.clear();
+  device_stats_ = Tensor<double>();
 }
 
 template <typename T>

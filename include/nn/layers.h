@@ -26,6 +26,15 @@
 // Aliasing: x, y, dy and dx must be distinct tensors. Forward and Backward
 // resize their outputs. Backward must follow a Forward on the same x (Dropout
 // reuses the mask of that Forward).
+//
+// Devices: every layer runs on the CPU and, in a CUDA build, on the GPU
+// (docs/cuda.md, "Dense layers and losses on the GPU"): after layer.To(kCuda)
+// Forward and Backward take CUDA tensors and write CUDA outputs; Linear's
+// products are cuBLAS GEMMs (dW and db ADD to the gradients, as on the CPU).
+// An input (or output gradient) on another device than the layer throws
+// InvalidArgument naming the layer and both devices, before anything is
+// written. Dropout draws its mask on the host with the same generator on
+// both devices and uploads it, so the GPU and the CPU masks are identical.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +50,6 @@
 
 namespace symopt {
 namespace nn {
-
 
 template <typename T>
 class Linear final : public Layer<T> {
@@ -130,11 +138,15 @@ class Dropout final : public Layer<T> {
   // mask as the first one after construction with this seed.
   void Reseed(std::uint64_t seed) { rng_.seed(seed); }
   double p() const { return p_; }
+  // Layer<T>::To, and drops the device copy of the last mask (a training
+  // Backward then needs a new Forward on the new device).
+  void To(Device device) override;
 
  private:
   double p_;
   std::mt19937_64 rng_;
-  std::vector<T> mask_;  // scaled mask of the last training Forward
+  std::vector<T> mask_;    // scaled mask of the last training Forward
+  Tensor<T> device_mask_;  // its device copy (CUDA layers)
   bool last_train_ = false;
 };
 

@@ -15,6 +15,12 @@
 // InvalidArgument naming the index and value; nothing is written then.
 //
 // CountCorrect: how many rows of z have their (first) maximum at the label.
+//
+// Devices: on CUDA logits (and, for MSE, a CUDA prediction and target) the
+// losses run on the GPU: the labels are given on the host and uploaded, the
+// gradient is written on the device (grad is resized onto the logits'
+// device), and the value comes back to the host as a double (the call waits
+// for it). MSE refuses a prediction and a target on different devices.
 #pragma once
 
 #include <cstdint>

@@ -33,6 +33,15 @@
 //
 // Parameters: "scale" [C] (init 1) and "shift" [C] (init 0), Euclidean.
 // Statistics are accumulated in double.
+//
+// Devices: after To(kCuda) both layers run on the GPU (CUDA tensors in and
+// out; the running statistics live on the device too). The per-channel and
+// per-sample sums are deterministic reductions in double (two passes for the
+// variance, as on the CPU), so results are reproducible run to run; they
+// match the CPU to rounding (docs/cuda.md). An input on another device than
+// the layer throws InvalidArgument naming the layer and both devices. To()
+// forgets the statistics of the last Forward (Backward then needs a new
+// Forward).
 #pragma once
 
 #include <cstdint>
@@ -43,6 +52,12 @@
 
 namespace symopt {
 namespace nn {
+
+// Device arguments of the GPU path (src/nn_dense_ops.h).
+template <typename T>
+struct BatchNormArgs;
+template <typename T>
+struct LayerNormArgs;
 
 template <typename T>
 class BatchNorm final : public Layer<T> {
@@ -74,13 +89,17 @@ class BatchNorm final : public Layer<T> {
   // Running statistics (not trained; updated by training-mode Forward).
   Tensor<T>& running_mean() { return running_mean_; }
   Tensor<T>& running_var() { return running_var_; }
+  void To(Device device) override;
 
  private:
+  BatchNormArgs<T> DeviceArgs(std::int64_t n, std::int64_t inner);
+
   std::int64_t channels_;
   double momentum_, eps_;
   ParamTensor<T> scale_, shift_;
   Tensor<T> running_mean_, running_var_;
   std::vector<double> mean_, inv_std_;  // statistics of the last Forward
+  Tensor<double> device_stats_;         // [2, C] mean, inv_std (GPU Forward)
   bool last_train_ = false;
 };
 
@@ -104,12 +123,16 @@ class LayerNorm final : public Layer<T> {
 
   Tensor<T>& scale() { return scale_.value; }
   Tensor<T>& shift() { return shift_.value; }
+  void To(Device device) override;
 
  private:
+  LayerNormArgs<T> DeviceArgs(std::int64_t n);
+
   std::int64_t features_;
   double eps_;
   ParamTensor<T> scale_, shift_;
   std::vector<double> mean_, inv_std_;  // per sample, last Forward
+  Tensor<double> device_stats_;         // [2, N] mean, inv_std (GPU Forward)
 };
 
 extern template class BatchNorm<float>;
