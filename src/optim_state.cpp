@@ -1,0 +1,157 @@
+// The optimizers' device decisions (src/optim_state.h): state placement
+// checks, zeroing, host copies, and the fused gradient screen.
+#include "optim_state.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "backend/launch.h"
+#include "blas1.h"
+#include "manifolds/device.h"
+#include "symopt_config.h"
+#if SYMOPT_WITH_CUDA
+#include "cuda_backend.h"
+#include "optim_backend.h"
+#endif
+
+namespace symopt {
+namespace internal {
+
+void RequireStateDevice(Device device, const std::string& who) {
+  if (device == Device::kCpu) return;
+  RequireCudaDevice(who + " is on the GPU (Device::kCuda)");
+}
+
+template <typename T>
+void CheckDeviceView([[maybe_unused]] TensorView<const T> v,
+                     [[maybe_unused]] const std::string& who,
+                     [[maybe_unused]] const char* what) {
+#if SYMOPT_WITH_CUDA
+  if (v.device != Device::kCuda || v.size() == 0) return;
+  SYMOPT_CHECK(cuda::IsDevicePointer(v.data),
+               who << ": " << what
+                   << " is marked Device::kCuda but does not point to device "
+                      "memory");
+#endif
+}
+
+template <typename T>
+void ZeroView(TensorView<T> v) {
+  if (v.size() == 0) return;
+  if (v.device == Device::kCpu) {
+    cpu::Fill(T(0), v.data, v.size());
+    return;
+  }
+  DeviceMemset(v.data, 0, std::size_t(v.size()) * sizeof(T), nullptr);
+}
+
+template <typename T>
+TensorView<const T> HostView(TensorView<const T> v, std::vector<T>* scratch) {
+  if (v.device == Device::kCpu) return v;
+  scratch->resize(std::size_t(v.size()));
+  Copy(v, TensorView<T>(scratch->data(), v.rows, v.cols));
+  return TensorView<const T>(scratch->data(), v.rows, v.cols);
+}
+
+template <typename T>
+struct GradientScreen<T>::DeviceData {
+#if SYMOPT_WITH_CUDA
+  DeviceBuffer<cuda::ScreenTensor<T>> tensors;
+  DeviceBuffer<std::int64_t> first_chunk;
+  DeviceBuffer<unsigned long long> result;
+  std::int64_t total_chunks = 0;
+#endif
+};
+
+template <typename T>
+GradientScreen<T>::GradientScreen(std::vector<TensorView<const T>> tensors,
+                                  const std::vector<std::string>& names)
+    : tensors_(std::move(tensors)) {
+  SYMOPT_CHECK(names.size() == tensors_.size(),
+               "GradientScreen: " << tensors_.size() << " tensors but "
+                                  << names.size() << " names");
+  std::int64_t offset = 0;
+  for (std::size_t i = 0; i < tensors_.size(); ++i) {
+    const TensorView<const T>& v = tensors_[i];
+    if (v.device == Device::kCpu) continue;
+    RequireStateDevice(v.device, names[i]);
+    CheckDeviceView(v, names[i], "gradient");
+    device_index_.push_back(std::int64_t(i));
+    device_offset_.push_back(offset);
+    offset += v.size();
+  }
+  num_device_ = std::int64_t(device_index_.size());
+  if (num_device_ == 0) return;
+#if SYMOPT_WITH_CUDA
+  auto data = std::make_unique<DeviceData>();
+  std::vector<cuda::ScreenTensor<T>> host(
+      static_cast<std::size_t>(num_device_));
+  std::vector<std::int64_t> first(std::size_t(num_device_) + 1, 0);
+  for (std::int64_t j = 0; j < num_device_; ++j) {
+    const TensorView<const T>& v = tensors_[std::size_t(device_index_[j])];
+    host[std::size_t(j)] = {v.data, v.size(), device_offset_[std::size_t(j)]};
+    first[std::size_t(j) + 1] =
+        first[std::size_t(j)] + backend::ChunksFor(v.size());
+  }
+  data->total_chunks = first.back();
+  data->tensors = DeviceBuffer<cuda::ScreenTensor<T>>(num_device_);
+  data->tensors.CopyFromHost(host.data());
+  data->first_chunk = DeviceBuffer<std::int64_t>(num_device_ + 1);
+  data->first_chunk.CopyFromHost(first.data());
+  data->result = DeviceBuffer<unsigned long long>(1);
+  device_data_ = std::move(data);
+#endif
+}
+
+template <typename T>
+GradientScreen<T>::~GradientScreen() = default;
+
+template <typename T>
+ScreenHit GradientScreen<T>::First() const {
+  ScreenHit hit;
+  // The device tensors first (one launch); a host tensor before the device
+  // hit can still win below.
+#if SYMOPT_WITH_CUDA
+  if (num_device_ > 0) {
+    DeviceData& d = *device_data_;
+    const std::int64_t global = cuda::ScreenNonFinite(d.tensors.data(),
+                                                      d.first_chunk.data(),
+                                                      int(num_device_),
+                                                      d.total_chunks,
+                                                      d.result.data(),
+                                                      nullptr);
+    if (global >= 0) {
+      // The device tensor holding `global`: the last offset <= global.
+      const auto it = std::upper_bound(
+          device_offset_.begin(), device_offset_.end(), global);
+      const std::size_t j = std::size_t(it - device_offset_.begin()) - 1;
+      hit.tensor = device_index_[j];
+      hit.index = global - device_offset_[j];
+    }
+  }
+#endif
+  const std::int64_t host_end =
+      hit.tensor >= 0 ? hit.tensor : std::int64_t(tensors_.size());
+  for (std::int64_t i = 0; i < host_end; ++i) {
+    const TensorView<const T>& v = tensors_[std::size_t(i)];
+    if (v.device != Device::kCpu) continue;
+    const std::int64_t bad = cpu::FirstNonFinite(v.data, v.size());
+    if (bad >= 0) return {i, bad};
+  }
+  return hit;
+}
+
+#define SYMOPT_INSTANTIATE_OPTIM_STATE(T)                       \
+  template void CheckDeviceView<T>(                             \
+      TensorView<const T>, const std::string&, const char*);    \
+  template void ZeroView<T>(TensorView<T>);                     \
+  template TensorView<const T> HostView<T>(TensorView<const T>, \
+                                           std::vector<T>*);    \
+  template class GradientScreen<T>;
+
+SYMOPT_INSTANTIATE_OPTIM_STATE(float)
+SYMOPT_INSTANTIATE_OPTIM_STATE(double)
+#undef SYMOPT_INSTANTIATE_OPTIM_STATE
+
+}  // namespace internal
+}  // namespace symopt

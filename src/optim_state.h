@@ -1,0 +1,78 @@
+// Where the optimizers' state lives and how it is screened and copied
+// (private; STYLE M4/M5): the one place in the optimizer code that knows
+// about devices. RiemannianSgd, the bold driver and checkpoints call these
+// and never branch on a device themselves; the manifolds' own operations
+// dispatch on the views' device (src/backend/dispatch.cpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "manifolds/tensor_view.h"
+
+namespace symopt {
+namespace internal {
+
+// Throws NotCompiledError (no CUDA in this build) or Error (no device)
+// naming `who` unless tensors on `device` can be used; does nothing for the
+// CPU.
+void RequireStateDevice(Device device, const std::string& who);
+
+// Throws InvalidArgument naming `who` and `what` when v is marked kCuda but
+// does not point to device memory (a kernel would fault on it).
+template <typename T>
+void CheckDeviceView(TensorView<const T> v,
+                     const std::string& who,
+                     const char* what);
+
+// Sets every entry of v to zero, on its device.
+template <typename T>
+void ZeroView(TensorView<T> v);
+
+// A host view of v: v itself for a CPU view, else a copy downloaded into
+// *scratch (resized as needed).
+template <typename T>
+TensorView<const T> HostView(TensorView<const T> v, std::vector<T>* scratch);
+
+// The first NaN/Inf of a list of tensors (gradients), in list order: the
+// tensor's position and the flat index inside it, or tensor == -1 when every
+// entry is finite.
+struct ScreenHit {
+  std::int64_t tensor = -1;
+  std::int64_t index = -1;
+};
+
+// Screens a fixed list of tensors on any mix of devices: host tensors with
+// the exponent-bit test of cpu::FirstNonFinite, all device tensors together
+// in ONE kernel launch with one 8-byte copy back (descriptors uploaded once,
+// by the constructor). The views must stay valid while the screen is used.
+template <typename T>
+class GradientScreen {
+ public:
+  // names[i] names tensor i in messages. Requires: equal list sizes; device
+  // views point to device memory (else InvalidArgument naming the tensor).
+  GradientScreen(std::vector<TensorView<const T>> tensors,
+                 const std::vector<std::string>& names);
+  ~GradientScreen();
+  GradientScreen(const GradientScreen&) = delete;
+  GradientScreen& operator=(const GradientScreen&) = delete;
+
+  ScreenHit First() const;
+
+  // Number of device tensors (screened by the one launch).
+  std::int64_t num_device_tensors() const { return num_device_; }
+
+ private:
+  struct DeviceData;  // descriptors in device memory
+
+  std::vector<TensorView<const T>> tensors_;
+  std::vector<std::int64_t> device_index_;   // list position of device tensor j
+  std::vector<std::int64_t> device_offset_;  // its first global index
+  std::int64_t num_device_ = 0;
+  std::unique_ptr<DeviceData> device_data_;
+};
+
+}  // namespace internal
+}  // namespace symopt
