@@ -3,11 +3,15 @@
 #include "optim_state.h"
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 #include <utility>
 
 #include "backend/launch.h"
 #include "blas1.h"
 #include "manifolds/device.h"
+#include "manifolds/euclidean.h"
+#include "manifolds/oblique.h"
 #include "symopt_config.h"
 #if SYMOPT_WITH_CUDA
 #include "cuda_backend.h"
@@ -141,13 +145,64 @@ ScreenHit GradientScreen<T>::First() const {
   return hit;
 }
 
+namespace {
+
+// 0: Euclidean, 1: Oblique (MultiStep runs these on the GPU), -1: other.
+template <typename T>
+int MultiKind(const Manifold<T>& m) {
+  if (dynamic_cast<const Euclidean<T>*>(&m) != nullptr) return 0;
+  if (dynamic_cast<const Oblique<T>*>(&m) != nullptr) return 1;
+  return -1;
+}
+
+}  // namespace
+
+template <typename T>
+StepPlan<T>::StepPlan(const std::vector<StepTensor<T>>& tensors,
+                      const std::vector<int>& groups)
+    : tensors_(tensors) {
+  SYMOPT_CHECK(groups.size() == tensors_.size(),
+               "StepPlan: " << tensors_.size() << " tensors but "
+                            << groups.size() << " groups");
+  // Device tensors batched by (group, kind, has momentum), in order of
+  // first appearance; everything else alone.
+  std::map<std::tuple<int, int, bool>, std::size_t> batch_of;
+  for (std::size_t i = 0; i < tensors_.size(); ++i) {
+    const StepTensor<T>& t = tensors_[i];
+    const int kind = MultiKind(*t.manifold);
+    if (t.x.device == Device::kCpu || kind < 0) {
+      batches_.push_back({{i}, nullptr});
+      continue;
+    }
+    const auto key = std::make_tuple(groups[i], kind, !t.m.empty());
+    const auto it = batch_of.find(key);
+    if (it == batch_of.end()) {
+      batch_of.emplace(key, batches_.size());
+      batches_.push_back({{i}, nullptr});
+    } else {
+      batches_[it->second].members.push_back(i);
+    }
+  }
+  for (Batch& b : batches_) {
+    if (b.members.size() < 2) continue;
+    std::vector<StepTensor<T>> list;
+    for (const std::size_t i : b.members) list.push_back(tensors_[i]);
+    const bool with_momentum = !list.front().m.empty();
+    b.multi = std::make_unique<MultiStep<T>>(std::move(list), with_momentum);
+  }
+}
+
+template <typename T>
+StepPlan<T>::~StepPlan() = default;
+
 #define SYMOPT_INSTANTIATE_OPTIM_STATE(T)                       \
   template void CheckDeviceView<T>(                             \
       TensorView<const T>, const std::string&, const char*);    \
   template void ZeroView<T>(TensorView<T>);                     \
   template TensorView<const T> HostView<T>(TensorView<const T>, \
                                            std::vector<T>*);    \
-  template class GradientScreen<T>;
+  template class GradientScreen<T>;                             \
+  template class StepPlan<T>;
 
 SYMOPT_INSTANTIATE_OPTIM_STATE(float)
 SYMOPT_INSTANTIATE_OPTIM_STATE(double)

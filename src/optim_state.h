@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "manifolds/multi_step.h"
 #include "manifolds/tensor_view.h"
 
 namespace symopt {
@@ -72,6 +73,57 @@ class GradientScreen {
   std::vector<std::int64_t> device_offset_;  // its first global index
   std::int64_t num_device_ = 0;
   std::unique_ptr<DeviceData> device_data_;
+};
+
+// How the fused steps of a fixed list of parameter tensors are issued. Host
+// tensors, and device tensors without a partner, take one Manifold::Step
+// each; device tensors of one parameter group (so one set of StepOptions)
+// and one kind that MultiStep runs on the GPU (all Euclidean, or all
+// Oblique) are stepped together by ONE launch per step (a MultiStep built
+// once here), which also replaces one report read-back per oblique tensor
+// with one for all. The maths is Manifold::Step's (multi_step.h).
+template <typename T>
+class StepPlan {
+ public:
+  // groups[i]: tensor i's parameter group. Requires: equal list sizes; each
+  // tensor's views valid for the plan's lifetime.
+  StepPlan(const std::vector<StepTensor<T>>& tensors,
+           const std::vector<int>& groups);
+  ~StepPlan();
+  StepPlan(const StepPlan&) = delete;
+  StepPlan& operator=(const StepPlan&) = delete;
+
+  // Steps every tensor, tensor i with options_of(i) (equal within a group);
+  // returns one report per tensor, in order.
+  template <typename OptionsOf>
+  std::vector<RetractReport> Run(OptionsOf&& options_of) {
+    std::vector<RetractReport> reports(tensors_.size());
+    for (const Batch& b : batches_) {
+      const StepOptions o = options_of(b.members.front());
+      if (b.multi == nullptr) {
+        const StepTensor<T>& t = tensors_[b.members.front()];
+        reports[b.members.front()] = t.manifold->Step(
+            t.x, t.g, o.momentum > 0.0 ? t.m : TensorView<T>(), o);
+        continue;
+      }
+      const std::vector<RetractReport> r = b.multi->Step(o);
+      for (std::size_t k = 0; k < b.members.size(); ++k) {
+        reports[b.members[k]] = r[k];
+      }
+    }
+    return reports;
+  }
+
+  // Number of launches (MultiStep batches plus single steps) per Run.
+  std::int64_t num_batches() const { return std::int64_t(batches_.size()); }
+
+ private:
+  struct Batch {
+    std::vector<std::size_t> members;     // tensor positions, in order
+    std::unique_ptr<MultiStep<T>> multi;  // null: one Step of members[0]
+  };
+  std::vector<StepTensor<T>> tensors_;
+  std::vector<Batch> batches_;
 };
 
 }  // namespace internal

@@ -141,6 +141,20 @@ RiemannianSgd<T>::RiemannianSgd(std::vector<Parameter<T>> params,
     labels.push_back("parameter " + Quoted(p.name));
   }
   screen_ = std::make_unique<internal::GradientScreen<T>>(grads, labels);
+  std::vector<StepTensor<T>> tensors;
+  std::vector<int> groups;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter<T>& p = params_[i];
+    StepTensor<T> t;
+    t.manifold = p.manifold.get();
+    t.x = p.value;
+    t.g = p.grad;
+    if (!momentum_[i].empty())
+      t.m = momentum_[i].View(p.value.rows, p.value.cols);
+    tensors.push_back(t);
+    groups.push_back(p.group);
+  }
+  plan_ = std::make_unique<internal::StepPlan<T>>(tensors, groups);
 }
 
 template <typename T>
@@ -199,15 +213,13 @@ StepSummary RiemannianSgd<T>::Step() {
       return summary;
     }
   }
-  // 2. The fused step of every parameter.
+  // 2. The fused step of every parameter (on the GPU, a group's Euclidean
+  // and Oblique tensors in one launch each).
+  const std::vector<RetractReport> reports =
+      plan_->Run([this](std::size_t i) { return ParameterStepOptions(i); });
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    Parameter<T>& p = params_[i];
-    const StepOptions o = ParameterStepOptions(i);
-    TensorView<T> m;
-    if (!momentum_[i].empty()) {
-      m = momentum_[i].View(p.value.rows, p.value.cols);
-    }
-    const RetractReport r = p.manifold->Step(p.value, p.grad, m, o);
+    const Parameter<T>& p = params_[i];
+    const RetractReport& r = reports[i];
     if (r.ok()) continue;
     if (summary.collapsed_parameter.empty()) {
       summary.collapsed_parameter = p.name;

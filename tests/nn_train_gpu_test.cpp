@@ -215,6 +215,10 @@ struct Params {
           0,
           3);
     p.Add(std::make_shared<Euclidean<float>>(10, 64), 2, 4);
+    // Partners for MultiStep: a second oblique tensor in group 0 and a
+    // second Euclidean one in group 1.
+    p.Add(std::make_shared<Oblique<float>>(32, 75), 0, 5);
+    p.Add(std::make_shared<Euclidean<float>>(1, 32), 1, 6);
     return p;
   }
   std::vector<Parameter<float>> Host() {
@@ -297,6 +301,43 @@ TEST_CASE("the optimizer on device parameters equals the host optimizer",
         1e-4 * host.GradientNorm());
 }
 
+TEST_CASE("the step plan batches a group's GPU tensors into MultiStep launches",
+          "[gpu][optim]") {
+  Params p = Params::Mixed();
+  std::vector<StepTensor<float>> tensors;
+  for (std::size_t i = 0; i < p.manifolds.size(); ++i) {
+    tensors.push_back({p.manifolds[i].get(),
+                       p.dev_x[i]->view(),
+                       p.dev_g[i]->cview(),
+                       TensorView<float>()});
+  }
+  // {0, 4} oblique in group 0, {1, 5} Euclidean in group 1, 2 and 3 alone.
+  internal::StepPlan<float> plan(tensors, p.groups);
+  CHECK(plan.num_batches() == 4);
+  p.Gradients(3);
+  std::vector<std::vector<float>> want;
+  for (std::size_t i = 0; i < p.manifolds.size(); ++i) {
+    std::vector<float> x = p.host_x[i];
+    const Manifold<float>& m = *p.manifolds[i];
+    StepOptions o;
+    o.lr = 0.1 * double(1 + p.groups[i]);
+    m.Step(TensorView<float>(x.data(), m.rows(), m.cols()),
+           TensorView<const float>(p.host_g[i].data(), m.rows(), m.cols()),
+           TensorView<float>(),
+           o);
+    want.push_back(x);
+  }
+  plan.Run([&](std::size_t i) {
+    StepOptions o;
+    o.lr = 0.1 * double(1 + p.groups[i]);
+    return o;
+  });
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    INFO("tensor " << i);
+    CHECK(MaxSymmetricError(p.dev_x[i]->Host(), want[i], Rms(want[i])) <= 2e-6);
+  }
+}
+
 TEST_CASE("a NaN gradient on the device changes nothing, bitwise",
           "[gpu][optim]") {
   Params p = Params::Mixed();
@@ -323,8 +364,8 @@ TEST_CASE("a NaN gradient on the device changes nothing, bitwise",
   // The fused screen alone: one launch over all device gradients.
   std::vector<TensorView<const float>> grads;
   for (auto& g : p.dev_g) grads.push_back(g->cview());
-  internal::GradientScreen<float> screen(grads, {"a", "b", "c", "d"});
-  CHECK(screen.num_device_tensors() == 4);
+  internal::GradientScreen<float> screen(grads, {"a", "b", "c", "d", "e", "f"});
+  CHECK(screen.num_device_tensors() == 6);
   CHECK(screen.First().tensor == 2);
   CHECK(screen.First().index == 123);
 }

@@ -186,6 +186,40 @@ TEMPLATE_TEST_CASE(
   CHECK(BitwiseEqual(opt.CopyValues(), values));
 }
 
+TEST_CASE("the step plan steps host tensors one by one, as Manifold::Step",
+          "[optim]") {
+  Model<float> model = SmallModel<float>();
+  model.Add("w3", std::make_shared<Oblique<float>>(4, 5), 14, 0);
+  FillGradients(&model, 5);
+  std::vector<StepTensor<float>> tensors;
+  std::vector<int> groups;
+  std::vector<std::vector<float>> want;
+  StepOptions o;
+  o.lr = 0.07;
+  for (auto& b : model.blocks) {
+    const auto& m = *b.manifold;
+    tensors.push_back(
+        {b.manifold.get(),
+         TensorView<float>(b.value.data(), m.rows(), m.cols()),
+         TensorView<const float>(b.grad.data(), m.rows(), m.cols()),
+         TensorView<float>()});
+    groups.push_back(b.group);
+    std::vector<float> x = b.value;
+    m.Step(TensorView<float>(x.data(), m.rows(), m.cols()),
+           TensorView<const float>(b.grad.data(), m.rows(), m.cols()),
+           TensorView<float>(),
+           o);
+    want.push_back(x);
+  }
+  internal::StepPlan<float> plan(tensors, groups);
+  CHECK(plan.num_batches() == 4);  // host tensors are never batched
+  const std::vector<RetractReport> reports =
+      plan.Run([&](std::size_t) { return o; });
+  CHECK(reports.size() == 4);
+  CHECK(BitwiseEqual(model.Values(), want));
+  REQUIRE_THROWS_AS(internal::StepPlan<float>(tensors, {0}), InvalidArgument);
+}
+
 TEST_CASE("the bold driver's state round-trips through its device snapshot",
           "[optim]") {
   Model<double> model = SmallModel<double>();

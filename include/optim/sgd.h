@@ -52,12 +52,13 @@
 // with Sequential::To), each on its own device. For GPU parameters the
 // momentum buffers are device memory (zeroed), the NaN/Inf screen of all GPU
 // gradients is ONE kernel launch and one 8-byte copy back per Step, the step
-// is the manifold's device Step, snapshots (TakeSnapshot) are device copies,
-// and State()/CopyValues() download while SetState()/SetValues() validate on
-// the host and then upload. The constructor's point check and GradientNorm
-// copy GPU values (and gradients) to the host (DistanceToManifold and Inner
-// have no GPU path). A build without CUDA refuses a GPU parameter with
-// NotCompiledError naming it (Error when no device is present), before
+// is the manifolds' device Step (the Euclidean, and the Oblique, parameters
+// of one group in one MultiStep launch each), snapshots (TakeSnapshot) are
+// device copies, and State()/CopyValues() download while SetState()/SetValues()
+// validate on the host and then upload. The constructor's point check and
+// GradientNorm copy GPU values (and gradients) to the host (DistanceToManifold
+// and Inner have no GPU path). A build without CUDA refuses a GPU parameter
+// with NotCompiledError naming it (Error when no device is present), before
 // anything is allocated.
 //
 // Threads: one optimizer is used by one thread at a time; manifold steps
@@ -157,6 +158,8 @@ struct SgdState {
 namespace internal {
 template <typename T>
 class GradientScreen;
+template <typename T>
+class StepPlan;
 }  // namespace internal
 
 // An exact copy of an optimizer's parameter values, momentum buffers and step
@@ -250,6 +253,7 @@ class RiemannianSgd {
   std::map<int, double> group_lr_;  // explicit overrides only
   std::vector<StateBuffer<T>> momentum_;
   std::unique_ptr<internal::GradientScreen<T>> screen_;
+  std::unique_ptr<internal::StepPlan<T>> plan_;
   std::int64_t step_count_ = 0;
 };
 
