@@ -11,11 +11,21 @@
 namespace symopt {
 namespace cpu {
 
+// Eight independent partial sums (a fixed order, so the result is
+// deterministic): one running sum would be bound by the adder's latency
+// (~4 cycles an entry; it made RiemannianSgd::GradientNorm cost 3x a step),
+// eight are bound by its throughput and vectorise without -ffast-math.
 template <typename T>
 inline double Dot(const T* a, const T* b, std::int64_t n) {
-  double s = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) s += double(a[i]) * double(b[i]);
-  return s;
+  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) s[k] += double(a[i + k]) * double(b[i + k]);
+  }
+  double tail = 0.0;
+  for (; i < n; ++i) tail += double(a[i]) * double(b[i]);
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) +
+         tail;
 }
 
 // y <- alpha * x + beta * y
