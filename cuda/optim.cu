@@ -13,22 +13,6 @@ namespace symopt {
 namespace cuda {
 namespace {
 
-// The tensor t with first[t] <= chunk < first[t + 1] (first[0] = 0).
-__device__ __forceinline__ int FindTensor(const std::int64_t* first,
-                                          int count,
-                                          std::int64_t chunk) {
-  int lo = 0, hi = count - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (first[mid] <= chunk) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  return lo;
-}
-
 template <typename T>
 __global__ void ScreenKernel(const ScreenTensor<T>* tensors,
                              const std::int64_t* first_chunk,
@@ -39,7 +23,7 @@ __global__ void ScreenKernel(const ScreenTensor<T>* tensors,
   // number of chunks works).
   for (std::int64_t chunk = blockIdx.x; chunk < total_chunks;
        chunk += gridDim.x) {
-    const int t = FindTensor(first_chunk, count, chunk);
+    const int t = backend::FindSegment(first_chunk, count, chunk);
     const ScreenTensor<T> d = tensors[t];
     const std::int64_t begin =
         (chunk - first_chunk[t]) * backend::kChunkElements;
