@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "blas1.h"
 #include "catch.h"
 #include "manifolds/device.h"
 #include "manifolds/euclidean.h"
@@ -110,6 +111,34 @@ TEST_CASE("StateBuffer holds, copies and views host state", "[optim]") {
   CHECK(b.ToHost() == v);
   StateBuffer<double> empty(0, Device::kCpu);
   CHECK(empty.ToHost().empty());
+}
+
+TEMPLATE_TEST_CASE("the host screen finds every bad entry at every position",
+                   "[optim]",
+                   float,
+                   double) {
+  using T = TestType;
+  const T bad[] = {std::numeric_limits<T>::quiet_NaN(),
+                   std::numeric_limits<T>::infinity(),
+                   -std::numeric_limits<T>::infinity()};
+  // Lengths around the 16-entry blocks of the unrolled loop.
+  for (const std::int64_t n : {0, 1, 15, 16, 17, 31, 32, 33, 70}) {
+    std::vector<T> x(static_cast<std::size_t>(n), T(1));
+    // Finite extremes are not flagged.
+    if (n > 2) {
+      x[0] = std::numeric_limits<T>::max();
+      x[1] = -std::numeric_limits<T>::denorm_min();
+    }
+    CHECK(cpu::FirstNonFinite(x.data(), n) == -1);
+    for (std::int64_t i = 0; i < n; ++i) {
+      for (const T b : bad) {
+        std::vector<T> y = x;
+        y[std::size_t(i)] = b;
+        if (i + 2 < n) y[std::size_t(i + 2)] = bad[0];  // a later one too
+        CHECK(cpu::FirstNonFinite(y.data(), n) == i);
+      }
+    }
+  }
 }
 
 TEST_CASE("the gradient screen finds the first bad entry in list order",
