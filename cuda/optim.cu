@@ -6,6 +6,7 @@
 // that finds a bad entry lowers one device word with an integer atomicMin.
 // Integer min is order-independent, so the result (the first bad entry in
 // parameter order) is deterministic; no float atomics are involved.
+#include "backend/screen_ops.h"
 #include "launch.cuh"
 #include "optim_backend.h"
 
@@ -25,10 +26,8 @@ __global__ void ScreenKernel(const ScreenTensor<T>* tensors,
        chunk += gridDim.x) {
     const int t = backend::FindSegment(first_chunk, count, chunk);
     const ScreenTensor<T> d = tensors[t];
-    const std::int64_t begin =
-        (chunk - first_chunk[t]) * backend::kChunkElements;
-    std::int64_t end = begin + backend::kChunkElements;
-    if (end > d.n) end = d.n;
+    std::int64_t begin, end;
+    backend::ScreenOps::ChunkRange(chunk, first_chunk[t], d.n, &begin, &end);
     // Stage 2: strided loads; the first bad entry of this thread's share.
     for (std::int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
       if (!isfinite(d.d_data[i])) {

@@ -57,6 +57,29 @@ TensorView<const T> HostView(TensorView<const T> v, std::vector<T>* scratch) {
   return TensorView<const T>(scratch->data(), v.rows, v.cols);
 }
 
+ScreenLayout BuildScreenLayout(const std::vector<std::int64_t>& sizes) {
+  ScreenLayout l;
+  l.offset.assign(sizes.size(), 0);
+  l.first_chunk.assign(sizes.size() + 1, 0);
+  for (std::size_t t = 0; t < sizes.size(); ++t) {
+    SYMOPT_CHECK(sizes[t] >= 0,
+                 "screen: tensor " << t << " has size " << sizes[t]);
+    if (t > 0) l.offset[t] = l.offset[t - 1] + sizes[t - 1];
+    l.first_chunk[t + 1] = l.first_chunk[t] + backend::ChunksFor(sizes[t]);
+  }
+  return l;
+}
+
+ScreenHit LocateGlobal(const ScreenLayout& layout, std::int64_t g) {
+  SYMOPT_CHECK(!layout.offset.empty() && g >= 0,
+               "screen: global index " << g << " outside the layout");
+  ScreenHit hit;
+  hit.tensor =
+      backend::FindSegment(layout.offset.data(), int(layout.offset.size()), g);
+  hit.index = g - layout.offset[std::size_t(hit.tensor)];
+  return hit;
+}
+
 template <typename T>
 struct GradientScreen<T>::DeviceData {
 #if SYMOPT_WITH_CUDA
@@ -74,34 +97,31 @@ GradientScreen<T>::GradientScreen(std::vector<TensorView<const T>> tensors,
   SYMOPT_CHECK(names.size() == tensors_.size(),
                "GradientScreen: " << tensors_.size() << " tensors but "
                                   << names.size() << " names");
-  std::int64_t offset = 0;
+  std::vector<std::int64_t> sizes;
   for (std::size_t i = 0; i < tensors_.size(); ++i) {
     const TensorView<const T>& v = tensors_[i];
     if (v.device == Device::kCpu) continue;
     RequireStateDevice(v.device, names[i]);
     CheckDeviceView(v, names[i], "gradient");
     device_index_.push_back(std::int64_t(i));
-    device_offset_.push_back(offset);
-    offset += v.size();
+    sizes.push_back(v.size());
   }
   num_device_ = std::int64_t(device_index_.size());
   if (num_device_ == 0) return;
+  layout_ = BuildScreenLayout(sizes);
 #if SYMOPT_WITH_CUDA
   auto data = std::make_unique<DeviceData>();
   std::vector<cuda::ScreenTensor<T>> host(
       static_cast<std::size_t>(num_device_));
-  std::vector<std::int64_t> first(std::size_t(num_device_) + 1, 0);
   for (std::int64_t j = 0; j < num_device_; ++j) {
     const TensorView<const T>& v = tensors_[std::size_t(device_index_[j])];
-    host[std::size_t(j)] = {v.data, v.size(), device_offset_[std::size_t(j)]};
-    first[std::size_t(j) + 1] =
-        first[std::size_t(j)] + backend::ChunksFor(v.size());
+    host[std::size_t(j)] = {v.data, v.size(), layout_.offset[std::size_t(j)]};
   }
-  data->total_chunks = first.back();
+  data->total_chunks = layout_.first_chunk.back();
   data->tensors = DeviceBuffer<cuda::ScreenTensor<T>>(num_device_);
   data->tensors.CopyFromHost(host.data());
   data->first_chunk = DeviceBuffer<std::int64_t>(num_device_ + 1);
-  data->first_chunk.CopyFromHost(first.data());
+  data->first_chunk.CopyFromHost(layout_.first_chunk.data());
   data->result = DeviceBuffer<unsigned long long>(1);
   device_data_ = std::move(data);
 #endif
@@ -125,12 +145,9 @@ ScreenHit GradientScreen<T>::First() const {
                                                       d.result.data(),
                                                       nullptr);
     if (global >= 0) {
-      // The device tensor holding `global`: the last offset <= global.
-      const auto it = std::upper_bound(
-          device_offset_.begin(), device_offset_.end(), global);
-      const std::size_t j = std::size_t(it - device_offset_.begin()) - 1;
-      hit.tensor = device_index_[j];
-      hit.index = global - device_offset_[j];
+      const ScreenHit where = LocateGlobal(layout_, global);
+      hit.tensor = device_index_[std::size_t(where.tensor)];
+      hit.index = where.index;
     }
   }
 #endif

@@ -45,6 +45,19 @@ struct ScreenHit {
   std::int64_t index = -1;
 };
 
+// The layout of the fused device screen (src/backend/screen_ops.h) for
+// tensors of the given sizes: offset[t] (prefix sums of the sizes, the first
+// global index of tensor t) and first_chunk[0..count] (prefix sums of
+// backend::ChunksFor(size)).
+struct ScreenLayout {
+  std::vector<std::int64_t> offset;
+  std::vector<std::int64_t> first_chunk;
+};
+ScreenLayout BuildScreenLayout(const std::vector<std::int64_t>& sizes);
+
+// The (tensor, flat index) of global index g >= 0 under `layout`.
+ScreenHit LocateGlobal(const ScreenLayout& layout, std::int64_t g);
+
 // Screens a fixed list of tensors on any mix of devices: host tensors with
 // the exponent-bit test of cpu::FirstNonFinite, all device tensors together
 // in ONE kernel launch with one 8-byte copy back (descriptors uploaded once,
@@ -69,8 +82,8 @@ class GradientScreen {
   struct DeviceData;  // descriptors in device memory
 
   std::vector<TensorView<const T>> tensors_;
-  std::vector<std::int64_t> device_index_;   // list position of device tensor j
-  std::vector<std::int64_t> device_offset_;  // its first global index
+  std::vector<std::int64_t> device_index_;  // list position of device tensor j
+  ScreenLayout layout_;                     // of the device tensors
   std::int64_t num_device_ = 0;
   std::unique_ptr<DeviceData> device_data_;
 };

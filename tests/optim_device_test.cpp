@@ -2,12 +2,14 @@
 // parameter is refused cleanly when this build or machine cannot hold it; the
 // state-placement pieces (StateBuffer, the gradient screen, snapshots, the
 // bold driver's device-resident snapshot) equal the existing CPU path.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <random>
 #include <vector>
 
+#include "backend/screen_ops.h"
 #include "blas1.h"
 #include "catch.h"
 #include "manifolds/device.h"
@@ -139,6 +141,43 @@ TEMPLATE_TEST_CASE("the host screen finds every bad entry at every position",
       }
     }
   }
+}
+
+TEST_CASE("the fused device screen's chunks cover every entry exactly once",
+          "[optim]") {
+  // The kernel's index maths (cuda/optim.cu), run on the host: every chunk
+  // finds its tensor and range; together they visit each entry once, and
+  // each entry's global index decodes back to (tensor, index).
+  const std::int64_t k = backend::kChunkElements;
+  const std::vector<std::int64_t> sizes{k, 1, k + 1, 3 * k - 1, 7, 2 * k, 1};
+  const internal::ScreenLayout l = internal::BuildScreenLayout(sizes);
+  REQUIRE(l.first_chunk.size() == sizes.size() + 1);
+  const int count = int(sizes.size());
+  std::vector<std::vector<int>> visits;
+  for (const std::int64_t n : sizes) visits.emplace_back(std::size_t(n), 0);
+  for (std::int64_t chunk = 0; chunk < l.first_chunk.back(); ++chunk) {
+    const int t = backend::FindSegment(l.first_chunk.data(), count, chunk);
+    std::int64_t begin = 0, end = 0;
+    backend::ScreenOps::ChunkRange(chunk,
+                                   l.first_chunk[std::size_t(t)],
+                                   sizes[std::size_t(t)],
+                                   &begin,
+                                   &end);
+    REQUIRE(begin >= 0);
+    REQUIRE(end <= sizes[std::size_t(t)]);
+    REQUIRE(begin < end);
+    for (std::int64_t i = begin; i < end; ++i) {
+      ++visits[std::size_t(t)][std::size_t(i)];
+      const std::int64_t global = l.offset[std::size_t(t)] + i;
+      const internal::ScreenHit back = internal::LocateGlobal(l, global);
+      REQUIRE(back.tensor == t);
+      REQUIRE(back.index == i);
+    }
+  }
+  for (const auto& v : visits) {
+    CHECK(std::count(v.begin(), v.end(), 1) == std::int64_t(v.size()));
+  }
+  REQUIRE_THROWS_AS(internal::LocateGlobal(l, -1), InvalidArgument);
 }
 
 TEST_CASE("the gradient screen finds the first bad entry in list order",
