@@ -12,6 +12,7 @@
 #include <string>
 
 #include "backend/step_ops.h"
+#include "backend/tied_oblique_ops.h"
 #include "manifolds/oblique.h"
 
 // The runtime's own declaration (driver_types.h), repeated so this header
@@ -228,6 +229,50 @@ void TiePass(const TiePlan& plan,
              T* d_c,
              const TieStepScalars& s,
              cudaStream_t stream);
+
+// ---- TiedOblique (cuda/tied_oblique.cu) ------------------------------------
+
+// A TiedOblique's CSR layout in device memory (TiedObliqueLayout's pointers
+// are device pointers here), plus the flat indices of its zeroed entries.
+// Built once per manifold by src/backend/dispatch.cpp.
+struct TiedObliquePlan {
+  TiedObliqueLayout layout;
+  const std::int32_t* d_zeros = nullptr;
+  std::int64_t num_zeros = 0;
+};
+
+// One thread per row (TiedObliqueOps). d_x, d_u / d_v / d_g / d_m must not
+// overlap. tol: the manifold's collapse tolerance.
+// d_x <- ProjectPoint(d_x); requires finite d_x (the dispatcher checks).
+template <typename T>
+void TiedObliqueProjectPoint(const TiedObliquePlan& plan,
+                             T* d_x,
+                             double tol,
+                             cudaStream_t stream);
+// d_u <- P_x(d_u) (also EgradToRgrad and, with the new point, Transport).
+template <typename T>
+void TiedObliqueProject(const TiedObliquePlan& plan,
+                        const T* d_x,
+                        T* d_u,
+                        cudaStream_t stream);
+// d_x <- R_x(d_v); collapsed rows counted in d_report when not null.
+template <typename T>
+void TiedObliqueRetract(const TiedObliquePlan& plan,
+                        T* d_x,
+                        const T* d_v,
+                        double tol,
+                        DeviceRetractReport* d_report,
+                        cudaStream_t stream);
+// The fused step; d_m may be null iff p.momentum == 0.
+template <typename T>
+void TiedObliqueStep(const TiedObliquePlan& plan,
+                     T* d_x,
+                     const T* d_g,
+                     T* d_m,
+                     const StepParams& p,
+                     double tol,
+                     DeviceRetractReport* d_report,
+                     cudaStream_t stream);
 
 // ---- LinearSubspace (cuda/linear_subspace.cu) -----------------------------
 

@@ -37,10 +37,21 @@ BoldDriver<T>::BoldDriver(RiemannianSgd<T>* optimizer,
 
 template <typename T>
 void BoldDriver<T>::TakeSnapshot() {
-  state_.values = optimizer_->CopyValues();
-  SgdState<T> s = optimizer_->State();
-  state_.momentum = std::move(s.momentum);
-  state_.step_count = s.step_count;
+  optimizer_->TakeSnapshot(&snapshot_);
+}
+
+template <typename T>
+BoldDriverState<T> BoldDriver<T>::State() const {
+  BoldDriverState<T> s = state_;
+  s.values.reserve(snapshot_.values.size());
+  s.momentum.reserve(snapshot_.momentum.size());
+  for (const StateBuffer<T>& v : snapshot_.values)
+    s.values.push_back(v.ToHost());
+  for (const StateBuffer<T>& m : snapshot_.momentum) {
+    s.momentum.push_back(m.ToHost());
+  }
+  s.step_count = snapshot_.step_count;
+  return s;
 }
 
 template <typename T>
@@ -68,11 +79,7 @@ StepResult BoldDriver<T>::EndEpoch(double loss) {
   } else {
     // Roll back to the snapshot: values, momentum and step count; the
     // learning rates are the current ones, shrunk.
-    SgdState<T> s = optimizer_->State();
-    s.momentum = state_.momentum;
-    s.step_count = state_.step_count;
-    optimizer_->SetState(s);
-    optimizer_->SetValues(state_.values);
+    optimizer_->RestoreSnapshot(snapshot_);
     ++state_.rejected;
     ScaleLrClamped(options_.down);
     result.accepted = false;
@@ -108,7 +115,14 @@ void BoldDriver<T>::SetState(const BoldDriverState<T>& state) {
                      << " momentum entries, expected " << n << " and "
                      << want_m);
   }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    snapshot_.values[i].FromHost(state.values[i]);
+    snapshot_.momentum[i].FromHost(state.momentum[i]);
+  }
+  snapshot_.step_count = state.step_count;
   state_ = state;
+  state_.values.clear();
+  state_.momentum.clear();
 }
 
 template class BoldDriver<float>;

@@ -13,6 +13,58 @@
 namespace symopt {
 namespace nn {
 
+namespace {
+
+// The batch's images on the model's device: the host tensor itself for a CPU
+// model, else an upload into *staged (kept across batches, so its device
+// memory is reused). Labels stay on the host (the losses take them there).
+const Tensor<float>& OnModelDevice(const Tensor<float>& images,
+                                   Device device,
+                                   Tensor<float>* staged) {
+  if (device == images.device()) return images;
+  if (staged->device() != device) *staged = Tensor<float>(Shape{0}, device);
+  staged->CopyFrom(images);
+  return *staged;
+}
+
+// The model's buffers (batch-norm running statistics), copied on their own
+// device (device-to-device for a GPU model), and restored from such a copy.
+std::vector<Tensor<float>> CopyBuffers(Sequential<float>& model) {
+  std::vector<Tensor<float>> copy;
+  for (Tensor<float>* b : model.Buffers()) copy.push_back(*b);
+  return copy;
+}
+
+void RestoreBuffers(Sequential<float>& model,
+                    const std::vector<Tensor<float>>& copy) {
+  const std::vector<Tensor<float>*> buffers = model.Buffers();
+  SYMOPT_CHECK(buffers.size() == copy.size(),
+               "Train: the model has " << buffers.size()
+                                       << " buffers, the accepted copy "
+                                       << copy.size());
+  for (std::size_t i = 0; i < buffers.size(); ++i) {
+    buffers[i]->CopyFrom(copy[i]);
+  }
+}
+
+// Throws InvalidArgument unless every optimizer parameter is on the model's
+// device (a model moved after its optimizer was built would otherwise step
+// stale memory).
+void CheckOptimizerDevice(const Sequential<float>& model,
+                          const RiemannianSgd<float>& optimizer,
+                          const char* who) {
+  for (const Parameter<float>& p : optimizer.params()) {
+    SYMOPT_CHECK(p.value.device == model.device(),
+                 who << ": parameter '" << p.name << "' is on the "
+                     << DeviceName(p.value.device)
+                     << " but the model is on the "
+                     << DeviceName(model.device())
+                     << "; build the optimizer after Sequential::To");
+  }
+}
+
+}  // namespace
+
 bool TrainOptions::IsValid(std::string* error) const {
   std::string e;
   if (epochs < 0) e = "epochs must be >= 0, got " + std::to_string(epochs);
@@ -36,11 +88,13 @@ EvalResult Evaluate(Sequential<float>& model,
   options.shuffle = false;
   data::BatchIterator it(dataset, options);
   data::Batch batch;
+  Tensor<float> staged;
   EvalResult result;
   double loss_sum = 0.0;
   std::int64_t correct = 0;
   while (it.Next(&batch)) {
-    const Tensor<float>& logits = model.Forward(batch.images, Mode::kEval);
+    const Tensor<float>& logits = model.Forward(
+        OnModelDevice(batch.images, model.device(), &staged), Mode::kEval);
     const std::int64_t b = std::int64_t(batch.labels.size());
     loss_sum += SoftmaxCrossEntropy(logits, batch.labels) * double(b);
     correct += CountCorrect(logits, batch.labels);
@@ -60,6 +114,7 @@ EpochReport TrainEpoch(Sequential<float>& model,
                        int epoch) {
   std::string error;
   SYMOPT_CHECK(options.IsValid(&error), "TrainEpoch: " << error);
+  CheckOptimizerDevice(model, optimizer, "TrainEpoch");
   const auto start = std::chrono::steady_clock::now();
   data::BatchOptions batching;
   batching.batch_size = options.batch_size;
@@ -73,12 +128,13 @@ EpochReport TrainEpoch(Sequential<float>& model,
   data::BatchIterator it(train, batching);
   it.StartEpoch(epoch);
   data::Batch batch;
-  Tensor<float> dlogits;
+  Tensor<float> dlogits, staged;
   double loss_sum = 0.0;
   std::int64_t correct = 0, seen = 0, index = 0;
   while (it.Next(&batch)) {
     model.ZeroGrad();
-    const Tensor<float>& logits = model.Forward(batch.images, Mode::kTrain);
+    const Tensor<float>& logits = model.Forward(
+        OnModelDevice(batch.images, model.device(), &staged), Mode::kTrain);
     const double loss = SoftmaxCrossEntropy(logits, batch.labels, &dlogits);
     if (!std::isfinite(loss)) {
       throw NumericalError("epoch " + std::to_string(epoch) + ", batch " +
@@ -110,22 +166,6 @@ EpochReport TrainEpoch(Sequential<float>& model,
   return report;
 }
 
-namespace {
-std::vector<std::vector<float>> CopyBuffers(Sequential<float>& model) {
-  std::vector<std::vector<float>> copy;
-  for (Tensor<float>* b : model.Buffers())
-    copy.emplace_back(b->data(), b->data() + b->size());
-  return copy;
-}
-void RestoreBuffers(Sequential<float>& model,
-                    const std::vector<std::vector<float>>& copy) {
-  std::vector<Tensor<float>*> buffers = model.Buffers();
-  for (std::size_t i = 0; i < buffers.size(); ++i) {
-    std::copy(copy[i].begin(), copy[i].end(), buffers[i]->data());
-  }
-}
-}  // namespace
-
 std::vector<EpochReport> Train(Sequential<float>& model,
                                RiemannianSgd<float>& optimizer,
                                const data::Dataset& train,
@@ -141,7 +181,8 @@ std::vector<EpochReport> Train(Sequential<float>& model,
   SYMOPT_CHECK(bold_driver == nullptr || validation != nullptr,
                "Train: the bold driver needs a validation set");
   std::vector<EpochReport> reports;
-  std::vector<std::vector<float>> accepted_buffers = CopyBuffers(model);
+  CheckOptimizerDevice(model, optimizer, "Train");
+  std::vector<Tensor<float>> accepted_buffers = CopyBuffers(model);
   if (bold_driver != nullptr && !bold_driver->has_baseline()) {
     // The starting point's loss is the baseline.
     bold_driver->EndEpoch(

@@ -8,22 +8,11 @@
 #include <utility>
 
 #include "blas1.h"
+#include "optim_state.h"
 
 namespace symopt {
 
 namespace {
-
-// The optimizer's state lives in host memory and it reads parameters through
-// the host primitives of blas1.h. This is the one place that says which
-// devices that covers (STYLE M4/M5: no device branches in optimizer logic).
-void CheckStateDevice(Device device, const std::string& name) {
-  if (device != Device::kCpu) {
-    throw NotCompiledError("parameter '" + name + "' is on " +
-                           DeviceName(device) +
-                           "; this build's optimizers keep their state on the "
-                           "CPU and support CPU parameters only");
-  }
-}
 
 bool IsRate(double v) { return std::isfinite(v) && v >= 0.0; }
 
@@ -112,11 +101,17 @@ RiemannianSgd<T>::RiemannianSgd(std::vector<Parameter<T>> params,
                  who << ": value is on " << DeviceName(p.value.device)
                      << " but the gradient is on "
                      << DeviceName(p.grad.device));
-    CheckStateDevice(p.value.device, p.name);
-    const std::int64_t bad = cpu::FirstNonFinite(p.value.data, p.value.size());
+    internal::RequireStateDevice(p.value.device, who);
+    internal::CheckDeviceView<T>(p.value, who, "value");
+    internal::CheckDeviceView<T>(p.grad, who, "gradient");
+    const std::int64_t bad = FirstNonFinite(p.value);
     SYMOPT_CHECK(bad < 0,
                  who << ": value has a non-finite entry at flat index " << bad);
-    const double distance = p.manifold->DistanceToManifold(p.value);
+    // DistanceToManifold has no GPU path: a GPU value is checked on a host
+    // copy (once, here).
+    std::vector<T> host;
+    const double distance =
+        p.manifold->DistanceToManifold(internal::HostView<T>(p.value, &host));
     const double tol = PointTolerance(i);
     SYMOPT_CHECK(distance <= tol,
                  who << " is not on its manifold " << p.manifold->Describe()
@@ -135,12 +130,40 @@ RiemannianSgd<T>::RiemannianSgd(std::vector<Parameter<T>> params,
     if (g.lr) group_lr_[id] = *g.lr;
   }
   momentum_.resize(params_.size());
+  std::vector<TensorView<const T>> grads;
+  std::vector<std::string> labels;
   for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter<T>& p = params_[i];
     if (ParameterStepOptions(i).momentum > 0.0) {
-      momentum_[i].assign(params_[i].value.size(), T(0));
+      momentum_[i] = StateBuffer<T>(p.value.size(), p.value.device);
     }
+    grads.push_back(p.grad);
+    labels.push_back("parameter " + Quoted(p.name));
   }
+  screen_ = std::make_unique<internal::GradientScreen<T>>(grads, labels);
+  std::vector<StepTensor<T>> tensors;
+  std::vector<int> groups;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter<T>& p = params_[i];
+    StepTensor<T> t;
+    t.manifold = p.manifold.get();
+    t.x = p.value;
+    t.g = p.grad;
+    if (!momentum_[i].empty())
+      t.m = momentum_[i].View(p.value.rows, p.value.cols);
+    tensors.push_back(t);
+    groups.push_back(p.group);
+  }
+  plan_ = std::make_unique<internal::StepPlan<T>>(tensors, groups);
 }
+
+template <typename T>
+RiemannianSgd<T>::~RiemannianSgd() = default;
+template <typename T>
+RiemannianSgd<T>::RiemannianSgd(RiemannianSgd&&) noexcept = default;
+template <typename T>
+RiemannianSgd<T>& RiemannianSgd<T>::operator=(RiemannianSgd&&) noexcept =
+    default;
 
 template <typename T>
 double RiemannianSgd<T>::PointTolerance(std::size_t i) const {
@@ -171,30 +194,32 @@ StepOptions RiemannianSgd<T>::ParameterStepOptions(std::size_t i) const {
 template <typename T>
 StepSummary RiemannianSgd<T>::Step() {
   StepSummary summary;
-  // 1. Screen every gradient before anything moves.
+  // 1. Screen every gradient before anything moves (host gradients one by
+  // one, all GPU gradients in one launch).
   if (options_.check_finite) {
-    for (const Parameter<T>& p : params_) {
-      const std::int64_t bad = cpu::FirstNonFinite(p.grad.data, p.grad.size());
-      if (bad < 0) continue;
+    const internal::ScreenHit hit = screen_->First();
+    if (hit.tensor >= 0) {
+      const Parameter<T>& p = params_[std::size_t(hit.tensor)];
+      T bad_value = T(0);
+      Copy(TensorView<const T>(p.grad.data + hit.index, 1, 1, p.grad.device),
+           TensorView<T>(&bad_value, 1, 1));
       std::ostringstream os;
-      os << "gradient of parameter " << Quoted(p.name) << " has "
-         << p.grad.data[bad] << " at flat index " << bad << " (row "
-         << bad / p.grad.cols << ", col " << bad % p.grad.cols
+      os << "gradient of parameter " << Quoted(p.name) << " has " << bad_value
+         << " at flat index " << hit.index << " (row "
+         << hit.index / p.grad.cols << ", col " << hit.index % p.grad.cols
          << "); no parameter or optimizer state was changed";
       summary.status = StepStatus::kNonFiniteGradient;
       summary.message = os.str();
       return summary;
     }
   }
-  // 2. The fused step of every parameter.
+  // 2. The fused step of every parameter (on the GPU, a group's Euclidean
+  // and Oblique tensors in one launch each).
+  const std::vector<RetractReport> reports =
+      plan_->Run([this](std::size_t i) { return ParameterStepOptions(i); });
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    Parameter<T>& p = params_[i];
-    const StepOptions o = ParameterStepOptions(i);
-    TensorView<T> m;
-    if (!momentum_[i].empty()) {
-      m = TensorView<T>(momentum_[i].data(), p.value.rows, p.value.cols);
-    }
-    const RetractReport r = p.manifold->Step(p.value, p.grad, m, o);
+    const Parameter<T>& p = params_[i];
+    const RetractReport& r = reports[i];
     if (r.ok()) continue;
     if (summary.collapsed_parameter.empty()) {
       summary.collapsed_parameter = p.name;
@@ -227,34 +252,36 @@ void RiemannianSgd<T>::Restabilize() {
     Parameter<T>& p = params_[i];
     p.manifold->ProjectPoint(p.value);
     if (!momentum_[i].empty()) {
-      p.manifold->Project(
-          p.value,
-          TensorView<T>(momentum_[i].data(), p.value.rows, p.value.cols));
+      p.manifold->Project(p.value,
+                          momentum_[i].View(p.value.rows, p.value.cols));
     }
   }
 }
 
 template <typename T>
 void RiemannianSgd<T>::ZeroGrad() {
-  for (Parameter<T>& p : params_) cpu::Fill(T(0), p.grad.data, p.grad.size());
+  for (Parameter<T>& p : params_) internal::ZeroView(p.grad);
 }
 
+// On host copies of GPU values and gradients (Inner has no GPU path); the
+// norm is for stopping rules, not the hot path.
 template <typename T>
 double RiemannianSgd<T>::GradientNorm() const {
   double sum = 0.0;
-  std::vector<T> r;
+  std::vector<T> r, x_host;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Parameter<T>& p = params_[i];
     const StepOptions o = ParameterStepOptions(i);
     const std::int64_t n = p.value.size();
-    r.resize(n);
-    cpu::Copy(p.grad.data, r.data(), n);
-    if (o.weight_decay != 0.0) {
-      cpu::Axpby(T(o.weight_decay), p.value.data, T(1), r.data(), n);
-    }
+    const TensorView<const T> x = internal::HostView<T>(p.value, &x_host);
+    r.resize(std::size_t(n));
     const TensorView<T> rv(r.data(), p.value.rows, p.value.cols);
-    p.manifold->EgradToRgrad(p.value, rv);
-    sum += p.manifold->Inner(p.value, rv, rv);
+    Copy(TensorView<const T>(p.grad), rv);
+    if (o.weight_decay != 0.0) {
+      cpu::Axpby(T(o.weight_decay), x.data, T(1), r.data(), n);
+    }
+    p.manifold->EgradToRgrad(x, rv);
+    sum += p.manifold->Inner(x, rv, rv);
   }
   return std::sqrt(sum);
 }
@@ -305,8 +332,7 @@ TensorView<const T> RiemannianSgd<T>::MomentumBuffer(std::size_t i) const {
                "parameter index " << i << " out of range (" << params_.size()
                                   << " parameters)");
   if (momentum_[i].empty()) return {};
-  return TensorView<const T>(
-      momentum_[i].data(), params_[i].value.rows, params_[i].value.cols);
+  return momentum_[i].View(params_[i].value.rows, params_[i].value.cols);
 }
 
 template <typename T>
@@ -315,7 +341,8 @@ SgdState<T> RiemannianSgd<T>::State() const {
   s.step_count = step_count_;
   s.lr = lr_;
   s.group_lr = group_lr_;
-  s.momentum = momentum_;
+  s.momentum.reserve(momentum_.size());
+  for (const StateBuffer<T>& m : momentum_) s.momentum.push_back(m.ToHost());
   return s;
 }
 
@@ -341,7 +368,7 @@ void RiemannianSgd<T>::SetState(const SgdState<T>& s) {
                                       << params_.size() << " parameters");
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const bool has = !momentum_[i].empty();
-    const std::size_t want = has ? momentum_[i].size() : 0;
+    const std::size_t want = has ? std::size_t(momentum_[i].size()) : 0;
     SYMOPT_CHECK(s.momentum[i].size() == want,
                  "optimizer state: momentum buffer of parameter "
                      << Quoted(params_[i].name) << " has "
@@ -352,9 +379,7 @@ void RiemannianSgd<T>::SetState(const SgdState<T>& s) {
   lr_ = s.lr;
   group_lr_ = s.group_lr;
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    cpu::Copy(s.momentum[i].data(),
-              momentum_[i].data(),
-              std::int64_t(momentum_[i].size()));
+    momentum_[i].FromHost(s.momentum[i]);
   }
 }
 
@@ -363,8 +388,9 @@ std::vector<std::vector<T>> RiemannianSgd<T>::CopyValues() const {
   std::vector<std::vector<T>> values(params_.size());
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Parameter<T>& p = params_[i];
-    values[i].resize(p.value.size());
-    cpu::Copy(p.value.data, values[i].data(), p.value.size());
+    values[i].resize(std::size_t(p.value.size()));
+    Copy(TensorView<const T>(p.value),
+         TensorView<T>(values[i].data(), p.value.rows, p.value.cols));
   }
   return values;
 }
@@ -382,8 +408,66 @@ void RiemannianSgd<T>::SetValues(const std::vector<std::vector<T>>& values) {
                      << " entries, expected " << params_[i].value.size());
   }
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    cpu::Copy(values[i].data(), params_[i].value.data, params_[i].value.size());
+    const Parameter<T>& p = params_[i];
+    Copy(TensorView<const T>(values[i].data(), p.value.rows, p.value.cols),
+         p.value);
   }
+}
+
+template <typename T>
+void RiemannianSgd<T>::TakeSnapshot(SgdSnapshot<T>* snapshot) const {
+  SYMOPT_CHECK(snapshot != nullptr, "TakeSnapshot: snapshot is null");
+  // Reuse the buffers where they fit (same size and device), else allocate.
+  auto fit = [](StateBuffer<T>* b, std::int64_t n, Device device) {
+    if (b->size() != n || b->device() != device) {
+      *b = StateBuffer<T>(n, device);
+    }
+  };
+  snapshot->values.resize(params_.size());
+  snapshot->momentum.resize(params_.size());
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter<T>& p = params_[i];
+    fit(&snapshot->values[i], p.value.size(), p.value.device);
+    snapshot->values[i].CopyFrom(p.value);
+    fit(&snapshot->momentum[i], momentum_[i].size(), p.value.device);
+    if (!momentum_[i].empty()) {
+      snapshot->momentum[i].CopyFrom(MomentumBuffer(i));
+    }
+  }
+  snapshot->step_count = step_count_;
+}
+
+template <typename T>
+void RiemannianSgd<T>::RestoreSnapshot(const SgdSnapshot<T>& s) {
+  SYMOPT_CHECK(
+      s.values.size() == params_.size() && s.momentum.size() == params_.size(),
+      "snapshot has " << s.values.size() << " values and " << s.momentum.size()
+                      << " momentum buffers, the optimizer has "
+                      << params_.size() << " parameters");
+  SYMOPT_CHECK(s.step_count >= 0,
+               "snapshot: step count " << s.step_count << " < 0");
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Parameter<T>& p = params_[i];
+    SYMOPT_CHECK(
+        s.values[i].size() == p.value.size() &&
+            s.values[i].device() == p.value.device &&
+            s.momentum[i].size() == momentum_[i].size() &&
+            (s.momentum[i].empty() || s.momentum[i].device() == p.value.device),
+        "snapshot of parameter "
+            << Quoted(p.name) << " has " << s.values[i].size() << " values on "
+            << DeviceName(s.values[i].device()) << " and "
+            << s.momentum[i].size() << " momentum entries; expected "
+            << p.value.size() << " and " << momentum_[i].size() << " on "
+            << DeviceName(p.value.device));
+  }
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    s.values[i].CopyTo(params_[i].value);
+    if (!momentum_[i].empty()) {
+      s.momentum[i].CopyTo(
+          momentum_[i].View(params_[i].value.rows, params_[i].value.cols));
+    }
+  }
+  step_count_ = s.step_count;
 }
 
 template class RiemannianSgd<float>;

@@ -5,6 +5,8 @@
 #include <limits>
 #include <random>
 
+#include "backend/tied_oblique_ops.h"
+
 namespace symopt {
 
 namespace {
@@ -129,6 +131,16 @@ void TiedOblique<T>::Write(T value, T* a, std::int64_t pos) const {
 }
 
 template <typename T>
+TiedObliqueLayout TiedOblique<T>::Layout() const {
+  TiedObliqueLayout l;
+  l.row_start = row_start_.data();
+  l.member_start = member_start_.data();
+  l.members = members_.data();
+  l.rows = this->rows();
+  return l;
+}
+
+template <typename T>
 void TiedOblique<T>::ZeroZeros(T* a) const {
   for (const std::int32_t i : zero_members_) a[i] = T(0);
 }
@@ -183,23 +195,10 @@ void TiedOblique<T>::ProjectPointImpl(View x) const {
                  this->Describe() << ": ProjectPoint: entry (" << i / x.cols
                                   << ", " << i % x.cols << ") is not finite");
   }
-  ForEachRow([&](std::int64_t, std::int64_t b, std::int64_t e, double* s) {
-    const std::int64_t p = e - b;
-    double* xt = s;
-    double* n = s + p;
-    double entries = 0.0;
-    for (std::int64_t k = 0; k < p; ++k) {
-      n[k] = double(Size(b + k));
-      xt[k] = MeanOf(xs, b + k);
-      entries += n[k];
-    }
-    const double norm = std::sqrt(WeightedDot(xt, xt, n, p));
-    for (std::int64_t k = 0; k < p; ++k) {
-      Write(T(norm > collapse_tolerance_ ? xt[k] / norm
-                                         : 1.0 / std::sqrt(entries)),
-            xs,
-            b + k);
-    }
+  const TiedObliqueLayout l = Layout();
+  const double tol = collapse_tolerance_;
+  ForEachRow([&](std::int64_t r, std::int64_t, std::int64_t, double*) {
+    TiedObliqueOps::ProjectPointRow(l, r, xs, tol);
     return false;
   });
   ZeroZeros(xs);
@@ -207,42 +206,21 @@ void TiedOblique<T>::ProjectPointImpl(View x) const {
 
 template <typename T>
 void TiedOblique<T>::ProjectImpl(ConstView x, View u) const {
-  const T* xs = x.data;
-  T* us = u.data;
-  ForEachRow([&](std::int64_t, std::int64_t b, std::int64_t e, double* s) {
-    const std::int64_t p = e - b;
-    double *xt = s, *ut = s + p, *n = s + 2 * p;
-    for (std::int64_t k = 0; k < p; ++k) {
-      n[k] = double(Size(b + k));
-      xt[k] = MeanOf(xs, b + k);
-      ut[k] = MeanOf(us, b + k);
-    }
-    const double c = WeightedDot(xt, ut, n, p) / WeightedDot(xt, xt, n, p);
-    for (std::int64_t k = 0; k < p; ++k) Write(T(ut[k] - c * xt[k]), us, b + k);
+  const TiedObliqueLayout l = Layout();
+  ForEachRow([&](std::int64_t r, std::int64_t, std::int64_t, double*) {
+    TiedObliqueOps::ProjectRow(l, r, x.data, u.data);
     return false;
   });
-  ZeroZeros(us);
+  ZeroZeros(u.data);
 }
 
 template <typename T>
 RetractReport TiedOblique<T>::RetractImpl(View x, ConstView v) const {
-  T* xs = x.data;
-  const T* vs = v.data;
+  const TiedObliqueLayout l = Layout();
   const double tol = collapse_tolerance_;
-  return ForEachRow(
-      [&](std::int64_t, std::int64_t b, std::int64_t e, double* s) {
-        const std::int64_t p = e - b;
-        double *ct = s, *n = s + p;
-        for (std::int64_t k = 0; k < p; ++k) {
-          n[k] = double(Size(b + k));
-          ct[k] = double(T(MeanOf(xs, b + k))) + double(T(MeanOf(vs, b + k)));
-        }
-        const double norm = std::sqrt(WeightedDot(ct, ct, n, p));
-        // Collapsed (also when not finite): the row stays as it was.
-        if (!(norm > tol) || !std::isfinite(norm)) return true;
-        for (std::int64_t k = 0; k < p; ++k) Write(T(ct[k] / norm), xs, b + k);
-        return false;
-      });
+  return ForEachRow([&](std::int64_t r, std::int64_t, std::int64_t, double*) {
+    return TiedObliqueOps::RetractRow(l, r, x.data, v.data, tol);
+  });
 }
 
 // y = (x + v) / |x + v| with v _|_ x gives <x, y> = 1 / |x + v|, so
@@ -386,69 +364,26 @@ void TiedOblique<T>::TangentBasisTransposeMultiplyImpl(ConstView x,
 }
 
 // The composition, row by row in compact coordinates, rounding to T wherever
-// StepComposed stores a T.
+// StepComposed stores a T (TiedObliqueOps::StepRow).
 template <typename T>
 RetractReport TiedOblique<T>::StepImpl(View x,
                                        ConstView g,
                                        View m,
                                        const StepOptions& o) const {
-  const T beta = T(o.momentum), wd = T(o.weight_decay), neg_lr = T(-o.lr);
-  const bool momentum = o.momentum > 0.0, nesterov = o.nesterov;
-  const bool decay = o.weight_decay != 0.0;
+  const bool momentum = o.momentum > 0.0;
+  StepParams p;
+  p.lr = o.lr;
+  p.momentum = o.momentum;
+  p.nesterov = o.nesterov;
+  p.weight_decay = o.weight_decay;
+  const TiedObliqueLayout l = Layout();
   const double tol = collapse_tolerance_;
-  T* xs = x.data;
-  const T* gs = g.data;
   T* ms = momentum ? m.data : nullptr;
   const RetractReport report =
-      ForEachRow([&](std::int64_t, std::int64_t b, std::int64_t e, double* s) {
-        const std::int64_t p = e - b;
-        double *xt = s, *rt = s + p, *mt = s + 2 * p, *n = s + 3 * p;
-        double* ct = s + 4 * p;
-        for (std::int64_t k = 0; k < p; ++k) {
-          const std::int64_t pos = b + k;
-          n[k] = double(Size(pos));
-          double sx = 0.0, sg = 0.0;
-          for (std::int64_t j = member_start_[pos]; j < member_start_[pos + 1];
-               ++j) {
-            const T xi = xs[members_[j]];
-            sx += double(xi);
-            sg +=
-                double(decay ? T(wd * xi + gs[members_[j]]) : gs[members_[j]]);
-          }
-          xt[k] = sx / n[k];
-          rt[k] = sg / n[k];
-          mt[k] = momentum ? MeanOf(ms, pos) : 0.0;
-        }
-        // r = P_x(g + wd x), stored as T.
-        const double xx = WeightedDot(xt, xt, n, p);
-        const double cr = WeightedDot(xt, rt, n, p) / xx;
-        for (std::int64_t k = 0; k < p; ++k) {
-          const T r = T(rt[k] - cr * xt[k]);
-          T d = r;
-          if (momentum) {
-            const T mk = T(r + beta * T(mt[k]));
-            d = nesterov ? T(beta * mk + r) : mk;
-            mt[k] = double(mk);
-          }
-          ct[k] = double(T(xt[k])) + double(T(d * neg_lr));
-        }
-        const double norm = std::sqrt(WeightedDot(ct, ct, n, p));
-        // Collapsed (also when not finite): x and m rows unchanged.
-        if (!(norm > tol) || !std::isfinite(norm)) return true;
-        for (std::int64_t k = 0; k < p; ++k) {
-          xt[k] = double(T(ct[k] / norm));
-          Write(T(xt[k]), xs, b + k);
-        }
-        if (momentum) {
-          // m = P_x'(m)
-          const double cm =
-              WeightedDot(xt, mt, n, p) / WeightedDot(xt, xt, n, p);
-          for (std::int64_t k = 0; k < p; ++k)
-            Write(T(mt[k] - cm * xt[k]), ms, b + k);
-        }
-        return false;
+      ForEachRow([&](std::int64_t r, std::int64_t, std::int64_t, double*) {
+        return TiedObliqueOps::StepRow(l, r, x.data, g.data, ms, p, tol);
       });
-  ZeroZeros(xs);
+  ZeroZeros(x.data);
   if (momentum) ZeroZeros(ms);
   return report;
 }

@@ -40,7 +40,11 @@
 // at every retraction, so float rows keep |norm - 1| ~ 1e-7.
 //
 // Layout: classes sorted by row, each with its member list (CSR). Rows run on
-// OpenMP threads for large blocks.
+// OpenMP threads for large blocks. The per-row maths of ProjectPoint,
+// Project (= EgradToRgrad, Transport), Retract and the fused Step is shared
+// with the GPU (src/backend/tied_oblique_ops.h), which runs those operations
+// on Device::kCuda views with the CPU's bits (docs/cuda.md); the other
+// operations are CPU only.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +55,8 @@
 #include "manifolds/tie_subspace.h"
 
 namespace symopt {
+
+struct TiedObliqueLayout;  // src/backend/tied_oblique_ops.h
 
 template <typename T>
 class TiedOblique final : public Manifold<T> {
@@ -76,6 +82,15 @@ class TiedOblique final : public Manifold<T> {
   double collapse_tolerance() const { return collapse_tolerance_; }
   // The class ids again.
   TiePattern Pattern() const;
+
+  // The CSR layout the per-row Ops read (src/backend/tied_oblique_ops.h;
+  // the GPU backend uploads it once): classes sorted by row, row_start
+  // (rows + 1 class positions), member_start (classes + 1 offsets), members
+  // (flat indices by class) and the flat indices of the zeroed entries.
+  const std::vector<std::int64_t>& RowStart() const { return row_start_; }
+  const std::vector<std::int64_t>& MemberStart() const { return member_start_; }
+  const std::vector<std::int32_t>& Members() const { return members_; }
+  const std::vector<std::int32_t>& ZeroMembers() const { return zero_members_; }
 
  protected:
   void ProjectPointImpl(View x) const override;
@@ -107,6 +122,7 @@ class TiedOblique final : public Manifold<T> {
   double SumOf(const T* a, std::int64_t pos) const;
   void Write(T value, T* a, std::int64_t pos) const;
   void ZeroZeros(T* a) const;
+  TiedObliqueLayout Layout() const;
   std::int64_t Size(std::int64_t pos) const {
     return member_start_[pos + 1] - member_start_[pos];
   }

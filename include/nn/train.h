@@ -18,6 +18,16 @@
 // running statistics) taken at that point, so the rolled-back model is
 // exactly the accepted one.
 //
+// Devices: the loops run on the model's device (model.device(), set by
+// Sequential::To). For a GPU model each batch's images are uploaded once
+// (labels stay on the host), forward, loss (SoftmaxCrossEntropy,
+// CountCorrect on the device logits), backward and the optimizer step run on
+// the GPU, and the bold driver's rollback restores the parameters, momentum
+// buffers and the model's buffers (batch-norm running statistics) with
+// device-to-device copies. The optimizer must be built from the model's
+// parameters after the move (every parameter on the model's device, else
+// InvalidArgument naming it).
+//
 // Bad numbers: the loss of every batch and the gradients are screened. A
 // non-finite loss, or a step the optimizer refuses because a gradient holds
 // NaN/Inf (StepStatus::kNonFiniteGradient: nothing was written), throws

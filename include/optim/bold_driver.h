@@ -18,8 +18,10 @@
 // (RiemannianSgd::ScaleLr); the scaled default is clamped to [min_lr, max_lr].
 //
 // Rejection is an expected outcome, returned as a value (STYLE M7), never an
-// exception. The snapshot is a host copy of every parameter value and
-// momentum buffer (the driver's memory is about twice the model's).
+// exception. The snapshot is a copy of every parameter value and momentum
+// buffer ON THE PARAMETER'S DEVICE (RiemannianSgd::TakeSnapshot: for a model
+// on the GPU, snapshots and rollbacks are device-to-device copies); the
+// driver's memory is about twice the model's, on the model's device.
 #pragma once
 
 #include <cstdint>
@@ -79,10 +81,11 @@ class BoldDriver {
   const BoldDriverOptions& options() const { return options_; }
   RiemannianSgd<T>& optimizer() const { return *optimizer_; }
 
-  // For checkpoints. SetState validates the snapshot's sizes against the
-  // optimizer's parameters (and the loss) before changing anything; throws
-  // InvalidArgument naming the mismatch.
-  const BoldDriverState<T>& State() const { return state_; }
+  // For checkpoints: the counters and a host copy of the snapshot (a
+  // download for GPU parameters). SetState validates the snapshot's sizes
+  // against the optimizer's parameters (and the loss) before changing
+  // anything, then uploads it; throws InvalidArgument naming the mismatch.
+  BoldDriverState<T> State() const;
   void SetState(const BoldDriverState<T>& state);
 
  private:
@@ -93,7 +96,8 @@ class BoldDriver {
 
   RiemannianSgd<T>* optimizer_;
   BoldDriverOptions options_;
-  BoldDriverState<T> state_;
+  BoldDriverState<T> state_;  // counters only; the point is in snapshot_
+  SgdSnapshot<T> snapshot_;
 };
 
 extern template class BoldDriver<float>;

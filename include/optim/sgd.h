@@ -43,8 +43,23 @@
 //
 // Memory: parameters are views of the caller's memory (Parameter<T>); the
 // optimizer owns one momentum buffer per parameter whose group has momentum
-// > 0 (none otherwise), rows x cols, on the host. Parameters must stay valid
-// and must not overlap while the optimizer is used.
+// > 0 (none otherwise), rows x cols, ON THE PARAMETER'S DEVICE (a StateBuffer,
+// optim/state_buffer.h). Parameters must stay valid and must not overlap
+// while the optimizer is used.
+//
+// Devices (docs/cuda.md, "Optimizers and training on the GPU"): parameters
+// may live on the CPU or the GPU (Device::kCuda views, e.g. an nn model moved
+// with Sequential::To), each on its own device. For GPU parameters the
+// momentum buffers are device memory (zeroed), the NaN/Inf screen of all GPU
+// gradients is ONE kernel launch and one 8-byte copy back per Step, the step
+// is the manifolds' device Step (the Euclidean, and the Oblique, parameters
+// of one group in one MultiStep launch each), snapshots (TakeSnapshot) are
+// device copies, and State()/CopyValues() download while SetState()/SetValues()
+// validate on the host and then upload. The constructor's point check and
+// GradientNorm copy GPU values (and gradients) to the host (DistanceToManifold
+// and Inner have no GPU path). A build without CUDA refuses a GPU parameter
+// with NotCompiledError naming it (Error when no device is present), before
+// anything is allocated.
 //
 // Threads: one optimizer is used by one thread at a time; manifold steps
 // themselves may use OpenMP (manifolds/parallel.h).
@@ -58,11 +73,13 @@
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "optim/parameter.h"
+#include "optim/state_buffer.h"
 
 namespace symopt {
 
@@ -138,6 +155,25 @@ struct SgdState {
   std::vector<std::vector<T>> momentum;
 };
 
+namespace internal {
+template <typename T>
+class GradientScreen;
+template <typename T>
+class StepPlan;
+}  // namespace internal
+
+// An exact copy of an optimizer's parameter values, momentum buffers and step
+// count, each buffer on its parameter's device (for GPU parameters the copies
+// never leave the GPU). Filled by RiemannianSgd::TakeSnapshot, which reuses
+// the buffers of an earlier snapshot of the same optimizer.
+template <typename T>
+struct SgdSnapshot {
+  std::vector<StateBuffer<T>> values;    // one per parameter
+  std::vector<StateBuffer<T>> momentum;  // one per parameter (may be empty)
+  std::int64_t step_count = 0;
+  bool empty() const { return values.empty(); }
+};
+
 template <typename T>
 class RiemannianSgd {
  public:
@@ -146,6 +182,9 @@ class RiemannianSgd {
   // or option otherwise, NotCompiledError for a device this build lacks.
   // Ensures: momentum buffers are zero; step_count() == 0.
   RiemannianSgd(std::vector<Parameter<T>> params, SgdOptions options = {});
+  ~RiemannianSgd();
+  RiemannianSgd(RiemannianSgd&&) noexcept;
+  RiemannianSgd& operator=(RiemannianSgd&&) noexcept;
 
   // One step of every parameter (formula above). See StepSummary.
   StepSummary Step();
@@ -180,8 +219,8 @@ class RiemannianSgd {
 
   // The options parameter i steps with (its group's overrides applied).
   StepOptions ParameterStepOptions(std::size_t i) const;
-  // Parameter i's momentum buffer (rows x cols, host), or an empty view when
-  // its group has no momentum.
+  // Parameter i's momentum buffer (rows x cols, on the parameter's device),
+  // or an empty view when its group has no momentum.
   TensorView<const T> MomentumBuffer(std::size_t i) const;
 
   // State for snapshots and checkpoints. SetState validates the whole state
@@ -195,6 +234,15 @@ class RiemannianSgd {
   std::vector<std::vector<T>> CopyValues() const;
   void SetValues(const std::vector<std::vector<T>>& values);
 
+  // Snapshots for exact rollback (the bold driver): values, momentum buffers
+  // and step count copied into *snapshot on each parameter's device (its
+  // buffers are reused when it came from this optimizer). RestoreSnapshot
+  // validates every buffer's size and device first and throws
+  // InvalidArgument changing nothing on a mismatch; the learning rates are
+  // not part of a snapshot.
+  void TakeSnapshot(SgdSnapshot<T>* snapshot) const;
+  void RestoreSnapshot(const SgdSnapshot<T>& snapshot);
+
   // The tolerance used to accept parameter i's value as on its manifold.
   double PointTolerance(std::size_t i) const;
 
@@ -203,7 +251,9 @@ class RiemannianSgd {
   SgdOptions options_;
   double lr_;
   std::map<int, double> group_lr_;  // explicit overrides only
-  std::vector<std::vector<T>> momentum_;
+  std::vector<StateBuffer<T>> momentum_;
+  std::unique_ptr<internal::GradientScreen<T>> screen_;
+  std::unique_ptr<internal::StepPlan<T>> plan_;
   std::int64_t step_count_ = 0;
 };
 

@@ -25,6 +25,7 @@
 #include "manifolds/oblique.h"
 #include "manifolds/product.h"
 #include "manifolds/tie_subspace.h"
+#include "manifolds/tied_oblique.h"
 #include "symopt_config.h"
 #if SYMOPT_WITH_CUDA
 #include "cuda_backend.h"
@@ -216,7 +217,7 @@ TieHostPlan BuildTieHostPlan(const TiePattern& pattern) {
 
 namespace {
 
-enum class Kind { kEuclidean, kOblique, kTie, kLinear, kOther };
+enum class Kind { kEuclidean, kOblique, kTie, kLinear, kTiedOblique, kOther };
 
 template <typename T>
 Kind KindOf(const Manifold<T>& m) {
@@ -225,6 +226,9 @@ Kind KindOf(const Manifold<T>& m) {
   if (dynamic_cast<const TieSubspace<T>*>(&m) != nullptr) return Kind::kTie;
   if (dynamic_cast<const LinearSubspace<T>*>(&m) != nullptr) {
     return Kind::kLinear;
+  }
+  if (dynamic_cast<const TiedOblique<T>*>(&m) != nullptr) {
+    return Kind::kTiedOblique;
   }
   return Kind::kOther;
 }
@@ -410,6 +414,51 @@ void RunLinear(const Manifold<T>& m, F&& f) {
   f(s.plan);
 }
 
+// ---- TiedOblique: its CSR layout in device memory, one per manifold, built
+// on first use on the current device.
+struct TiedObliqueDeviceState : internal::DeviceState {
+  DeviceBuffer<std::int64_t> row_start, member_start;
+  DeviceBuffer<std::int32_t> members, zeros;
+  cuda::TiedObliquePlan plan;
+};
+
+template <typename T>
+DeviceBuffer<T> UploadVector(const std::vector<T>& v) {
+  DeviceBuffer<T> b(std::int64_t(v.size()));
+  if (!v.empty()) b.CopyFromHost(v.data());
+  return b;
+}
+
+// The plan of m (a TiedOblique) and a shared pointer keeping it alive.
+template <typename T>
+std::shared_ptr<internal::DeviceState> TiedObliqueState(const Manifold<T>& m) {
+  const auto& to = static_cast<const TiedOblique<T>&>(m);
+  return internal::DeviceStateAccess::Get(to, [&to] {
+    auto s = std::make_shared<TiedObliqueDeviceState>();
+    s->row_start = UploadVector(to.RowStart());
+    s->member_start = UploadVector(to.MemberStart());
+    s->members = UploadVector(to.Members());
+    s->zeros = UploadVector(to.ZeroMembers());
+    s->plan.layout.row_start = s->row_start.data();
+    s->plan.layout.member_start = s->member_start.data();
+    s->plan.layout.members = s->members.data();
+    s->plan.layout.rows = to.rows();
+    s->plan.d_zeros = s->zeros.data();
+    s->plan.num_zeros = std::int64_t(to.ZeroMembers().size());
+    return std::shared_ptr<internal::DeviceState>(std::move(s));
+  });
+}
+
+const cuda::TiedObliquePlan& PlanOf(
+    const std::shared_ptr<internal::DeviceState>& state) {
+  return static_cast<const TiedObliqueDeviceState&>(*state).plan;
+}
+
+template <typename T>
+double TiedTol(const Manifold<T>& m) {
+  return static_cast<const TiedOblique<T>&>(m).collapse_tolerance();
+}
+
 #endif  // SYMOPT_WITH_CUDA
 
 }  // namespace
@@ -422,7 +471,7 @@ template <typename T>
       " has no GPU implementation (the views are Device::kCuda); the CUDA "
       "backend covers ProjectPoint, Project, EgradToRgrad, Retract, "
       "Transport and Step of euclidean, oblique, tie_subspace, "
-      "linear_subspace and products of them (docs/cuda.md)");
+      "linear_subspace, tied_oblique and products of them (docs/cuda.md)");
 }
 
 template <typename T>
@@ -459,6 +508,16 @@ void ProjectPoint(const Manifold<T>& m, [[maybe_unused]] TensorView<T> x) {
         cuda::LinearProject(p, x.data, nullptr);
       });
       return;
+    case Kind::kTiedOblique: {
+      // Refuse a non-finite entry before anything is written (as the CPU).
+      const std::int64_t bad = cuda::FirstNonFinite(x.data, x.size(), nullptr);
+      SYMOPT_CHECK(bad < 0,
+                   m.Describe() << ": ProjectPoint: entry (" << bad / x.cols
+                                << ", " << bad % x.cols << ") is not finite");
+      const auto state = TiedObliqueState(m);
+      cuda::TiedObliqueProjectPoint(PlanOf(state), x.data, TiedTol(m), nullptr);
+      return;
+    }
     case Kind::kOther:
       break;
   }
@@ -495,6 +554,11 @@ void Project(const Manifold<T>& m,
         cuda::LinearProject(p, u.data, nullptr);
       });
       return;
+    case Kind::kTiedOblique: {
+      const auto state = TiedObliqueState(m);
+      cuda::TiedObliqueProject(PlanOf(state), x.data, u.data, nullptr);
+      return;
+    }
     case Kind::kOther:
       break;
   }
@@ -539,6 +603,11 @@ void EgradToRgrad(const Manifold<T>& m,
         cuda::LinearProject(p, g.data, nullptr);
       });
       return;
+    case Kind::kTiedOblique: {
+      const auto state = TiedObliqueState(m);
+      cuda::TiedObliqueProject(PlanOf(state), x.data, g.data, nullptr);
+      return;
+    }
     case Kind::kOther:
       break;
   }
@@ -583,6 +652,14 @@ RetractReport Retract(const Manifold<T>& m,
         cuda::LinearRetract(p, x.data, v.data, nullptr);
       });
       return {};
+    case Kind::kTiedOblique: {
+      const auto state = TiedObliqueState(m);
+      return ToReport(
+          cuda::RunWithReport(nullptr, [&](cuda::DeviceRetractReport* r) {
+            cuda::TiedObliqueRetract(
+                PlanOf(state), x.data, v.data, TiedTol(m), r, nullptr);
+          }));
+    }
     case Kind::kOther:
       break;
   }
@@ -617,6 +694,11 @@ void Transport(const Manifold<T>& m,
     case Kind::kOblique:
       cuda::ObliqueProject(x_new.data, v.data, x_new.rows, x_new.cols, nullptr);
       return;
+    case Kind::kTiedOblique: {
+      const auto state = TiedObliqueState(m);
+      cuda::TiedObliqueProject(PlanOf(state), x_new.data, v.data, nullptr);
+      return;
+    }
     case Kind::kOther:
       break;
   }
@@ -687,6 +769,15 @@ RetractReport Step(const Manifold<T>& m,
         cuda::LinearStep(p, x.data, g.data, d_m, ToStepParams(o), nullptr);
       });
       return {};
+    case Kind::kTiedOblique: {
+      const auto state = TiedObliqueState(m);
+      const StepParams p = ToStepParams(o);
+      return ToReport(
+          cuda::RunWithReport(nullptr, [&](cuda::DeviceRetractReport* r) {
+            cuda::TiedObliqueStep(
+                PlanOf(state), x.data, g.data, d_m, p, TiedTol(m), r, nullptr);
+          }));
+    }
     case Kind::kOther:
       break;
   }
