@@ -118,7 +118,7 @@ class Layer {
       if (p.grad.device == Device::kCpu) {
         for (std::int64_t i = 0; i < p.grad.size(); ++i) p.grad.data[i] = T(0);
       } else {
-        internal::DeviceMemset(p.grad.data,
+        symopt::internal::DeviceMemset(p.grad.data,
                                0,
                                std::size_t(p.grad.size()) * sizeof(T),
                                nullptr);
