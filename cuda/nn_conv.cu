@@ -1,0 +1,448 @@
+// CUDA kernels of the convolution, pooling and group layers (declared in
+// cuda/nn_conv_backend.h). Every kernel is one grid-stride loop over its
+// OUTPUT elements that calls the SYMOPT_HD maths of src/nn_conv_ops.h (STYLE
+// M1, M2: the index comes from the loop here, the maths from the Ops). Each
+// output element is written by exactly one thread, so there are no atomics
+// and results are deterministic; the backward passes of im2col and pooling
+// are gathers (each input element sums its own contributions, in the CPU
+// scatter's order). Matrix products are cuBLAS (cuda::Gemm), called by the
+// dispatch point.
+//
+// Indexing: all indices are int64, and the grid is capped at kMaxBlocks
+// blocks (far below the 2^31 - 1 grid limit), so any element count fits.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "check.cuh"
+#include "nn_conv_backend.h"
+
+namespace symopt {
+namespace cuda {
+namespace {
+
+using nn::internal::ClassOps;
+using nn::internal::ConvOps;
+using nn::internal::PoolOps;
+using nn::internal::RotationPoolOps;
+
+constexpr int kThreads = 256;
+constexpr std::int64_t kMaxBlocks = std::int64_t(1) << 20;
+
+// f(e) for e = 0 .. n-1, each by one thread. The loop condition is the bounds
+// guard (STYLE E5).
+template <typename F>
+__global__ void ForEachKernel(std::int64_t n, F f) {
+  const std::int64_t step = std::int64_t(gridDim.x) * blockDim.x;
+  for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+       e < n;
+       e += step) {
+    f(e);
+  }
+}
+
+template <typename F>
+void ForEach(std::int64_t n, const F& f, cudaStream_t stream) {
+  if (n <= 0) return;
+  const std::int64_t blocks =
+      std::min<std::int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
+  ForEachKernel<<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(n,
+                                                                           f);
+  SYMOPT_CUDA_CHECK(cudaGetLastError());
+}
+
+// ---- convolution -------------------------------------------------------------
+
+// e = row * ld + b * hw + pixel, ld = m * hw.
+template <typename T>
+struct Im2ColFn {
+  ConvGeometry g;
+  std::int64_t ld;
+  const T* x;
+  T* col;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t hw = g.hw(), row = e / ld, rest = e % ld;
+    col[e] = ConvOps::Im2ColValue(g, x + (rest / hw) * g.InputSize(), row,
+                                  rest % hw);
+  }
+};
+
+// e = b * (channels*h*w) + (c*h + r)*w + q.
+template <typename T>
+struct Col2ImFn {
+  ConvGeometry g;
+  std::int64_t ld;
+  const T* col;
+  T* dx;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t size = g.InputSize(), b = e / size, at = e % size;
+    const std::int64_t c = at / (g.h * g.w), r = (at / g.w) % g.h,
+                       q = at % g.w;
+    dx[e] = ConvOps::Col2ImGather(g, col + b * g.hw(), ld, c, r, q);
+  }
+};
+
+// e = (b * rows + r) * hw + p  <->  z index r * (m * hw) + b * hw + p.
+template <typename T>
+struct ColumnsToChannelsFn {
+  const T* z;
+  const T* bias;
+  std::int64_t rows, m, hw;
+  T* y;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t b = e / (rows * hw), r = (e / hw) % rows, p = e % hw;
+    const T v = z[r * (m * hw) + b * hw + p];
+    y[e] = bias != nullptr ? v + bias[r] : v;
+  }
+};
+
+template <typename T>
+struct ChannelsToColumnsFn {
+  const T* dy;
+  std::int64_t rows, m, hw;
+  T* z;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t b = e / (rows * hw), r = (e / hw) % rows, p = e % hw;
+    z[r * (m * hw) + b * hw + p] = dy[e];
+  }
+};
+
+template <typename T>
+struct FillFn {
+  T* out;
+  T value;
+  __device__ void operator()(std::int64_t e) const { out[e] = value; }
+};
+
+// ---- tie patterns: expansion, class sums, fold/unfold --------------------------
+
+template <typename T>
+struct GatherRowsFn {
+  const T* in;
+  std::int64_t in_cols;
+  const std::int32_t* index;
+  std::int64_t cols;
+  T* out;
+  __device__ void operator()(std::int64_t e) const {
+    out[e] = in[(e / cols) * in_cols + index[e % cols]];
+  }
+};
+
+template <typename T>
+struct ClassSumRowsFn {
+  const T* in;
+  std::int64_t in_cols;
+  const std::int32_t* offsets;
+  const std::int32_t* members;
+  std::int64_t classes;
+  bool accumulate;
+  T* out;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t s = e / classes, c = e % classes;
+    out[e] = ClassOps::Sum(in + s * in_cols,
+                           members,
+                           offsets[c],
+                           offsets[c + 1],
+                           accumulate ? out[e] : T(0));
+  }
+};
+
+// ---- pooling -------------------------------------------------------------------
+
+// e = plane * (ho*wo) + i*wo + j.
+template <typename T>
+struct MaxPoolForwardFn {
+  const T* x;
+  std::int64_t h, w, k, s, ho, wo;
+  T* y;
+  std::int32_t* arg;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t howo = ho * wo, o = e % howo;
+    const T* plane = x + (e / howo) * h * w;
+    const std::int64_t best = PoolOps::MaxWindow(plane, w, k, s, o / wo, o % wo);
+    y[e] = plane[best];
+    arg[e] = static_cast<std::int32_t>(best);
+  }
+};
+
+// e = plane * (h*w) + r*w + q.
+template <typename T>
+struct MaxPoolBackwardFn {
+  const T* dy;
+  const std::int32_t* arg;
+  std::int64_t h, w, k, s, ho, wo;
+  T* dx;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t plane = e / (h * w), at = e % (h * w);
+    const std::int64_t out = plane * ho * wo;
+    dx[e] = PoolOps::MaxBackwardGather(
+        dy + out, arg + out, w, k, s, ho, wo, at / w, at % w);
+  }
+};
+
+template <typename T>
+struct AvgPoolForwardFn {
+  const T* x;
+  std::int64_t h, w, k, s, ho, wo;
+  T scale;
+  T* y;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t howo = ho * wo, o = e % howo;
+    y[e] = PoolOps::AvgWindow(
+        x + (e / howo) * h * w, w, k, s, o / wo, o % wo, scale);
+  }
+};
+
+template <typename T>
+struct AvgPoolBackwardFn {
+  const T* dy;
+  std::int64_t h, w, k, s, ho, wo;
+  T scale;
+  T* dx;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t plane = e / (h * w), at = e % (h * w);
+    dx[e] = PoolOps::AvgBackwardGather(
+        dy + plane * ho * wo, k, s, ho, wo, at / w, at % w, scale);
+  }
+};
+
+// e = group * hw + p.
+template <typename T>
+struct RotationPoolForwardFn {
+  const T* x;
+  std::int64_t hw;
+  bool is_max;
+  T* y;
+  __device__ void operator()(std::int64_t e) const {
+    const T* xg = x + (e / hw) * RotationPoolOps::kOrder * hw;
+    y[e] = is_max ? RotationPoolOps::Max(xg, hw, e % hw)
+                  : RotationPoolOps::Mean(xg, hw, e % hw);
+  }
+};
+
+// e = group * hw + p; writes the 4 rotations of pixel p.
+template <typename T>
+struct RotationPoolBackwardFn {
+  const T* x;
+  const T* dy;
+  std::int64_t hw;
+  bool is_max;
+  T* dx;
+  __device__ void operator()(std::int64_t e) const {
+    const std::int64_t at = (e / hw) * RotationPoolOps::kOrder * hw;
+    RotationPoolOps::Backward(x + at, dy[e], hw, e % hw, is_max, dx + at);
+  }
+};
+
+}  // namespace
+
+template <typename T>
+void ConvIm2Col(const ConvGeometry& g,
+                std::int64_t m,
+                const T* d_x,
+                T* d_col,
+                cudaStream_t stream) {
+  const std::int64_t ld = m * g.hw();
+  ForEach(g.kk() * ld, Im2ColFn<T>{g, ld, d_x, d_col}, stream);
+}
+
+template <typename T>
+void ConvCol2Im(const ConvGeometry& g,
+                std::int64_t m,
+                const T* d_col,
+                T* d_dx,
+                cudaStream_t stream) {
+  ForEach(m * g.InputSize(), Col2ImFn<T>{g, m * g.hw(), d_col, d_dx}, stream);
+}
+
+template <typename T>
+void ColumnsToChannels(const T* d_z,
+                       const T* d_bias,
+                       std::int64_t rows,
+                       std::int64_t m,
+                       std::int64_t hw,
+                       T* d_y,
+                       cudaStream_t stream) {
+  ForEach(m * rows * hw,
+          ColumnsToChannelsFn<T>{d_z, d_bias, rows, m, hw, d_y},
+          stream);
+}
+
+template <typename T>
+void ChannelsToColumns(const T* d_dy,
+                       std::int64_t rows,
+                       std::int64_t m,
+                       std::int64_t hw,
+                       T* d_z,
+                       cudaStream_t stream) {
+  ForEach(m * rows * hw, ChannelsToColumnsFn<T>{d_dy, rows, m, hw, d_z}, stream);
+}
+
+template <typename T>
+void FillValue(T* d_out, std::int64_t n, T value, cudaStream_t stream) {
+  ForEach(n, FillFn<T>{d_out, value}, stream);
+}
+
+template <typename T>
+void GatherRows(const T* d_in,
+                std::int64_t in_cols,
+                const std::int32_t* d_index,
+                std::int64_t rows,
+                std::int64_t cols,
+                T* d_out,
+                cudaStream_t stream) {
+  ForEach(rows * cols,
+          GatherRowsFn<T>{d_in, in_cols, d_index, cols, d_out},
+          stream);
+}
+
+template <typename T>
+void ClassSumRows(const T* d_in,
+                  std::int64_t in_cols,
+                  const std::int32_t* d_offsets,
+                  const std::int32_t* d_members,
+                  std::int64_t rows,
+                  std::int64_t classes,
+                  bool accumulate,
+                  T* d_out,
+                  cudaStream_t stream) {
+  ForEach(rows * classes,
+          ClassSumRowsFn<T>{
+              d_in, in_cols, d_offsets, d_members, classes, accumulate, d_out},
+          stream);
+}
+
+template <typename T>
+void MaxPoolForward(const T* d_x,
+                    std::int64_t planes,
+                    std::int64_t h,
+                    std::int64_t w,
+                    std::int64_t k,
+                    std::int64_t s,
+                    std::int64_t ho,
+                    std::int64_t wo,
+                    T* d_y,
+                    std::int32_t* d_arg,
+                    cudaStream_t stream) {
+  ForEach(planes * ho * wo,
+          MaxPoolForwardFn<T>{d_x, h, w, k, s, ho, wo, d_y, d_arg},
+          stream);
+}
+
+template <typename T>
+void MaxPoolBackward(const T* d_dy,
+                     const std::int32_t* d_arg,
+                     std::int64_t planes,
+                     std::int64_t h,
+                     std::int64_t w,
+                     std::int64_t k,
+                     std::int64_t s,
+                     std::int64_t ho,
+                     std::int64_t wo,
+                     T* d_dx,
+                     cudaStream_t stream) {
+  ForEach(planes * h * w,
+          MaxPoolBackwardFn<T>{d_dy, d_arg, h, w, k, s, ho, wo, d_dx},
+          stream);
+}
+
+template <typename T>
+void AvgPoolForward(const T* d_x,
+                    std::int64_t planes,
+                    std::int64_t h,
+                    std::int64_t w,
+                    std::int64_t k,
+                    std::int64_t s,
+                    std::int64_t ho,
+                    std::int64_t wo,
+                    T* d_y,
+                    cudaStream_t stream) {
+  const T scale = T(1) / T(k * k);  // as the CPU's AvgPool2d
+  ForEach(planes * ho * wo,
+          AvgPoolForwardFn<T>{d_x, h, w, k, s, ho, wo, scale, d_y},
+          stream);
+}
+
+template <typename T>
+void AvgPoolBackward(const T* d_dy,
+                     std::int64_t planes,
+                     std::int64_t h,
+                     std::int64_t w,
+                     std::int64_t k,
+                     std::int64_t s,
+                     std::int64_t ho,
+                     std::int64_t wo,
+                     T* d_dx,
+                     cudaStream_t stream) {
+  const T scale = T(1) / T(k * k);
+  ForEach(planes * h * w,
+          AvgPoolBackwardFn<T>{d_dy, h, w, k, s, ho, wo, scale, d_dx},
+          stream);
+}
+
+template <typename T>
+void RotationPoolForward(const T* d_x,
+                         std::int64_t groups,
+                         std::int64_t hw,
+                         bool is_max,
+                         T* d_y,
+                         cudaStream_t stream) {
+  ForEach(groups * hw, RotationPoolForwardFn<T>{d_x, hw, is_max, d_y}, stream);
+}
+
+template <typename T>
+void RotationPoolBackward(const T* d_x,
+                          const T* d_dy,
+                          std::int64_t groups,
+                          std::int64_t hw,
+                          bool is_max,
+                          T* d_dx,
+                          cudaStream_t stream) {
+  ForEach(groups * hw,
+          RotationPoolBackwardFn<T>{d_x, d_dy, hw, is_max, d_dx},
+          stream);
+}
+
+#define SYMOPT_INSTANTIATE_NN_CONV(T)                                          \
+  template void ConvIm2Col<T>(                                                 \
+      const ConvGeometry&, std::int64_t, const T*, T*, cudaStream_t);          \
+  template void ConvCol2Im<T>(                                                 \
+      const ConvGeometry&, std::int64_t, const T*, T*, cudaStream_t);          \
+  template void ColumnsToChannels<T>(const T*, const T*, std::int64_t,         \
+                                     std::int64_t, std::int64_t, T*,           \
+                                     cudaStream_t);                            \
+  template void ChannelsToColumns<T>(const T*, std::int64_t, std::int64_t,     \
+                                     std::int64_t, T*, cudaStream_t);          \
+  template void FillValue<T>(T*, std::int64_t, T, cudaStream_t);               \
+  template void GatherRows<T>(const T*, std::int64_t, const std::int32_t*,     \
+                              std::int64_t, std::int64_t, T*, cudaStream_t);   \
+  template void ClassSumRows<T>(const T*, std::int64_t, const std::int32_t*,   \
+                                const std::int32_t*, std::int64_t,             \
+                                std::int64_t, bool, T*, cudaStream_t);         \
+  template void MaxPoolForward<T>(const T*, std::int64_t, std::int64_t,        \
+                                  std::int64_t, std::int64_t, std::int64_t,    \
+                                  std::int64_t, std::int64_t, T*,              \
+                                  std::int32_t*, cudaStream_t);                \
+  template void MaxPoolBackward<T>(const T*, const std::int32_t*,              \
+                                   std::int64_t, std::int64_t, std::int64_t,   \
+                                   std::int64_t, std::int64_t, std::int64_t,   \
+                                   std::int64_t, T*, cudaStream_t);            \
+  template void AvgPoolForward<T>(const T*, std::int64_t, std::int64_t,        \
+                                  std::int64_t, std::int64_t, std::int64_t,    \
+                                  std::int64_t, std::int64_t, T*,              \
+                                  cudaStream_t);                               \
+  template void AvgPoolBackward<T>(const T*, std::int64_t, std::int64_t,       \
+                                   std::int64_t, std::int64_t, std::int64_t,   \
+                                   std::int64_t, std::int64_t, T*,             \
+                                   cudaStream_t);                              \
+  template void RotationPoolForward<T>(const T*, std::int64_t, std::int64_t,   \
+                                       bool, T*, cudaStream_t);                \
+  template void RotationPoolBackward<T>(const T*, const T*, std::int64_t,      \
+                                        std::int64_t, bool, T*, cudaStream_t);
+SYMOPT_INSTANTIATE_NN_CONV(float)
+SYMOPT_INSTANTIATE_NN_CONV(double)
+#undef SYMOPT_INSTANTIATE_NN_CONV
+
+}  // namespace cuda
+}  // namespace symopt

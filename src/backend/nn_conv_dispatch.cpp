@@ -1,0 +1,381 @@
+// The dispatch point of the convolution, pooling and group layers (see
+// backend/nn_conv_dispatch.h): chunk planning and the host-side orchestration
+// of the GPU convolution (kernels of cuda/nn_conv.cu plus cuda::Gemm), or
+// NotCompiledError in a build without CUDA.
+#include "backend/nn_conv_dispatch.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "manifolds/check.h"
+#include "symopt_config.h"
+#if SYMOPT_WITH_CUDA
+#include "cuda_backend.h"
+#include "nn_conv_backend.h"
+#endif
+
+namespace symopt {
+namespace nn {
+namespace backend {
+
+namespace {
+
+#if !SYMOPT_WITH_CUDA
+// The arguments are only named so that every signature stays the same.
+template <typename... Args>
+[[noreturn]] void NoCuda(const char* what, const Args&...) {
+  throw NotCompiledError(std::string(what) +
+                         " got device tensors (Device::kCuda), but this build "
+                         "of symopt has no CUDA backend (configure with "
+                         "-DSYMOPT_WITH_CUDA=ON on a machine with nvcc)");
+}
+#endif
+
+}  // namespace
+
+void CheckDevice(const std::string& layer,
+                 Device layer_device,
+                 const char* what,
+                 Device got) {
+  SYMOPT_CHECK(got == layer_device,
+               layer << ": " << what << " is on " << DeviceName(got)
+                     << ", but the layer is on " << DeviceName(layer_device)
+                     << " (move one with To(Device::k"
+                     << (layer_device == Device::kCpu ? "Cpu" : "Cuda")
+                     << ") first)");
+}
+
+std::int64_t ConvChunkSamples(const ConvGeometry& g,
+                              std::int64_t rows,
+                              std::int64_t budget) {
+  const std::int64_t kk = g.kk(), hw = g.hw();
+  SYMOPT_CHECK(budget >= 1 && g.n >= 1 && kk >= 1 && rows >= 1 && hw >= 1,
+               "ConvChunkSamples: need budget, samples, kk, rows, hw >= 1, got "
+                   << budget << ", " << g.n << ", " << kk << ", " << rows
+                   << ", " << hw);
+  SYMOPT_CHECK(kk <= INT_MAX && rows <= INT_MAX && hw <= INT_MAX,
+               "ConvChunkSamples: a convolution with kk = "
+                   << kk << ", rows = " << rows << ", hw = " << hw
+                   << " exceeds cuBLAS's 32-bit sizes");
+  const std::int64_t per_sample = std::max(kk, rows) * hw;
+  std::int64_t m = std::max<std::int64_t>(1, budget / per_sample);
+  m = std::min(m, std::max<std::int64_t>(1, INT_MAX / hw));
+  return std::min(m, g.n);
+}
+
+template <typename T>
+void ConvForwardGpu(const ConvGeometry& g,
+                    const T* d_x,
+                    const T* d_weight,
+                    std::int64_t rows,
+                    const T* d_bias,
+                    T* d_y,
+                    ConvDeviceScratch<T>& scratch,
+                    std::int64_t budget) {
+#if SYMOPT_WITH_CUDA
+  const std::int64_t kk = g.kk(), hw = g.hw();
+  const std::int64_t chunk = ConvChunkSamples(g, rows, budget);
+  T* col = Reserve(scratch.col, kk * chunk * hw);
+  T* z = Reserve(scratch.mat, rows * chunk * hw);
+  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
+    cuda::ConvIm2Col(g, m, d_x + b0 * g.InputSize(), col, nullptr);
+    cuda::Gemm(false, false, rows, ld, kk, T(1), d_weight, kk, col, ld, T(0),
+               z, ld, nullptr);
+    cuda::ColumnsToChannels(z, d_bias, rows, m, hw, d_y + b0 * rows * hw,
+                            nullptr);
+  }
+#else
+  NoCuda("conv forward", g, d_x, d_weight, rows, d_bias, d_y, scratch, budget);
+#endif
+}
+
+template <typename T>
+void ConvBackwardGpu(const ConvGeometry& g,
+                     const T* d_x,
+                     const T* d_weight,
+                     std::int64_t rows,
+                     const T* d_dy,
+                     T* d_dweight,
+                     T* d_dbias,
+                     T* d_dx,
+                     ConvDeviceScratch<T>& scratch,
+                     std::int64_t budget) {
+#if SYMOPT_WITH_CUDA
+  const std::int64_t kk = g.kk(), hw = g.hw();
+  const std::int64_t chunk = ConvChunkSamples(g, rows, budget);
+  T* col = Reserve(scratch.col, kk * chunk * hw);
+  T* dz = Reserve(scratch.mat, rows * chunk * hw);
+  T* ones = nullptr;
+  if (d_dbias != nullptr) {
+    ones = Reserve(scratch.ones, chunk * hw);
+    cuda::FillValue(ones, chunk * hw, T(1), nullptr);
+  }
+  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
+    cuda::ConvIm2Col(g, m, d_x + b0 * g.InputSize(), col, nullptr);
+    cuda::ChannelsToColumns(d_dy + b0 * rows * hw, rows, m, hw, dz, nullptr);
+    // dW += dZ col^T (rows x kk, inner dimension m*hw).
+    cuda::Gemm(false, true, rows, kk, ld, T(1), dz, ld, col, ld, T(1),
+               d_dweight, kk, nullptr);
+    // db += dZ 1: the row sums as a product (deterministic, no atomics).
+    if (d_dbias != nullptr) {
+      cuda::Gemm(false, false, rows, 1, ld, T(1), dz, ld, ones, 1, T(1),
+                 d_dbias, 1, nullptr);
+    }
+    if (d_dx != nullptr) {
+      // dcol = W^T dZ into the column buffer (the products above that read
+      // col are ordered before it on the stream), then the gather col2im.
+      cuda::Gemm(true, false, kk, ld, rows, T(1), d_weight, kk, dz, ld, T(0),
+                 col, ld, nullptr);
+      cuda::ConvCol2Im(g, m, col, d_dx + b0 * g.InputSize(), nullptr);
+    }
+  }
+#else
+  NoCuda("conv backward", g, d_x, d_weight, rows, d_dy, d_dweight, d_dbias,
+         d_dx, scratch, budget);
+#endif
+}
+
+DeviceTieTables UploadTieTables(const std::vector<std::int32_t>& class_of,
+                                std::int64_t num_classes) {
+  const internal::MemberCsr csr =
+      internal::BuildMemberCsr(class_of, num_classes);
+  SYMOPT_CHECK(std::int64_t(csr.members.size()) ==
+                   std::int64_t(class_of.size()),
+               "UploadTieTables: the pattern has zeroed entries; the layers' "
+               "patterns have none");
+  DeviceTieTables t;
+  t.size = std::int64_t(class_of.size());
+  t.classes = num_classes;
+  t.class_of = DeviceBuffer<std::int32_t>(t.size);
+  t.offsets = DeviceBuffer<std::int32_t>(num_classes + 1);
+  t.members = DeviceBuffer<std::int32_t>(t.size);
+  t.class_of.CopyFromHost(class_of.data());
+  t.offsets.CopyFromHost(csr.offsets.data());
+  t.members.CopyFromHost(csr.members.data());
+  return t;
+}
+
+template <typename T>
+void ExpandGpu(const DeviceTieTables& t,
+               std::int64_t rows,
+               const T* d_in,
+               std::int64_t in_cols,
+               T* d_out) {
+#if SYMOPT_WITH_CUDA
+  cuda::GatherRows(d_in, in_cols, t.class_of.data(), rows, t.size, d_out,
+                   nullptr);
+#else
+  NoCuda("tie expansion", t, rows, d_in, in_cols, d_out);
+#endif
+}
+
+template <typename T>
+void ClassSumGpu(const DeviceTieTables& t,
+                 std::int64_t rows,
+                 const T* d_in,
+                 std::int64_t in_cols,
+                 bool accumulate,
+                 T* d_out) {
+#if SYMOPT_WITH_CUDA
+  cuda::ClassSumRows(d_in, in_cols, t.offsets.data(), t.members.data(), rows,
+                     t.classes, accumulate, d_out, nullptr);
+#else
+  NoCuda("class sum", t, rows, d_in, in_cols, accumulate, d_out);
+#endif
+}
+
+template <typename T>
+void DenseForwardGpu(std::int64_t m,
+                     std::int64_t n,
+                     std::int64_t k,
+                     const T* d_x,
+                     const T* d_weight,
+                     const T* d_bias,
+                     T* d_ones,
+                     T* d_y) {
+#if SYMOPT_WITH_CUDA
+  cuda::Gemm(false, true, m, n, k, T(1), d_x, k, d_weight, k, T(0), d_y, n,
+             nullptr);
+  if (d_bias != nullptr) {
+    // Y += 1 bias^T: a rank-1 product with inner dimension 1, so each entry
+    // is y + b rounded once, as the CPU's Y.rowwise() += b.
+    cuda::FillValue(d_ones, m, T(1), nullptr);
+    cuda::Gemm(false, false, m, n, 1, T(1), d_ones, 1, d_bias, n, T(1), d_y,
+               n, nullptr);
+  }
+#else
+  NoCuda("dense forward", m, n, k, d_x, d_weight, d_bias, d_ones, d_y);
+#endif
+}
+
+template <typename T>
+void DenseBackwardGpu(std::int64_t m,
+                      std::int64_t n,
+                      std::int64_t k,
+                      const T* d_x,
+                      const T* d_weight,
+                      const T* d_dy,
+                      T* d_dweight,
+                      T* d_dbias,
+                      T* d_ones,
+                      T* d_dx) {
+#if SYMOPT_WITH_CUDA
+  cuda::Gemm(true, false, n, k, m, T(1), d_dy, n, d_x, k, T(1), d_dweight, k,
+             nullptr);
+  if (d_dbias != nullptr) {
+    cuda::FillValue(d_ones, m, T(1), nullptr);
+    cuda::Gemm(true, false, n, 1, m, T(1), d_dy, n, d_ones, 1, T(1), d_dbias,
+               1, nullptr);
+  }
+  if (d_dx != nullptr) {
+    cuda::Gemm(false, false, m, k, n, T(1), d_dy, n, d_weight, k, T(0), d_dx,
+               k, nullptr);
+  }
+#else
+  NoCuda("dense backward", m, n, k, d_x, d_weight, d_dy, d_dweight, d_dbias,
+         d_ones, d_dx);
+#endif
+}
+
+template <typename T>
+void MaxPoolForwardGpu(const T* d_x,
+                       std::int64_t planes,
+                       std::int64_t h,
+                       std::int64_t w,
+                       std::int64_t k,
+                       std::int64_t s,
+                       std::int64_t ho,
+                       std::int64_t wo,
+                       T* d_y,
+                       std::int32_t* d_arg) {
+#if SYMOPT_WITH_CUDA
+  cuda::MaxPoolForward(d_x, planes, h, w, k, s, ho, wo, d_y, d_arg, nullptr);
+#else
+  NoCuda("maxpool forward", d_x, planes, h, w, k, s, ho, wo, d_y, d_arg);
+#endif
+}
+
+template <typename T>
+void MaxPoolBackwardGpu(const T* d_dy,
+                        const std::int32_t* d_arg,
+                        std::int64_t planes,
+                        std::int64_t h,
+                        std::int64_t w,
+                        std::int64_t k,
+                        std::int64_t s,
+                        std::int64_t ho,
+                        std::int64_t wo,
+                        T* d_dx) {
+#if SYMOPT_WITH_CUDA
+  cuda::MaxPoolBackward(d_dy, d_arg, planes, h, w, k, s, ho, wo, d_dx,
+                        nullptr);
+#else
+  NoCuda("maxpool backward", d_dy, d_arg, planes, h, w, k, s, ho, wo, d_dx);
+#endif
+}
+
+template <typename T>
+void AvgPoolForwardGpu(const T* d_x,
+                       std::int64_t planes,
+                       std::int64_t h,
+                       std::int64_t w,
+                       std::int64_t k,
+                       std::int64_t s,
+                       std::int64_t ho,
+                       std::int64_t wo,
+                       T* d_y) {
+#if SYMOPT_WITH_CUDA
+  cuda::AvgPoolForward(d_x, planes, h, w, k, s, ho, wo, d_y, nullptr);
+#else
+  NoCuda("avgpool forward", d_x, planes, h, w, k, s, ho, wo, d_y);
+#endif
+}
+
+template <typename T>
+void AvgPoolBackwardGpu(const T* d_dy,
+                        std::int64_t planes,
+                        std::int64_t h,
+                        std::int64_t w,
+                        std::int64_t k,
+                        std::int64_t s,
+                        std::int64_t ho,
+                        std::int64_t wo,
+                        T* d_dx) {
+#if SYMOPT_WITH_CUDA
+  cuda::AvgPoolBackward(d_dy, planes, h, w, k, s, ho, wo, d_dx, nullptr);
+#else
+  NoCuda("avgpool backward", d_dy, planes, h, w, k, s, ho, wo, d_dx);
+#endif
+}
+
+template <typename T>
+void RotationPoolForwardGpu(const T* d_x,
+                            std::int64_t groups,
+                            std::int64_t hw,
+                            bool is_max,
+                            T* d_y) {
+#if SYMOPT_WITH_CUDA
+  cuda::RotationPoolForward(d_x, groups, hw, is_max, d_y, nullptr);
+#else
+  NoCuda("rotation pool forward", d_x, groups, hw, is_max, d_y);
+#endif
+}
+
+template <typename T>
+void RotationPoolBackwardGpu(const T* d_x,
+                             const T* d_dy,
+                             std::int64_t groups,
+                             std::int64_t hw,
+                             bool is_max,
+                             T* d_dx) {
+#if SYMOPT_WITH_CUDA
+  cuda::RotationPoolBackward(d_x, d_dy, groups, hw, is_max, d_dx, nullptr);
+#else
+  NoCuda("rotation pool backward", d_x, d_dy, groups, hw, is_max, d_dx);
+#endif
+}
+
+#define SYMOPT_INSTANTIATE_NN_CONV_DISPATCH(T)                                 \
+  template void ConvForwardGpu<T>(const ConvGeometry&, const T*, const T*,     \
+                                  std::int64_t, const T*, T*,                  \
+                                  ConvDeviceScratch<T>&, std::int64_t);        \
+  template void ConvBackwardGpu<T>(const ConvGeometry&, const T*, const T*,    \
+                                   std::int64_t, const T*, T*, T*, T*,         \
+                                   ConvDeviceScratch<T>&, std::int64_t);       \
+  template void ExpandGpu<T>(const DeviceTieTables&, std::int64_t, const T*,   \
+                             std::int64_t, T*);                                \
+  template void ClassSumGpu<T>(const DeviceTieTables&, std::int64_t,           \
+                               const T*, std::int64_t, bool, T*);              \
+  template void DenseForwardGpu<T>(std::int64_t, std::int64_t, std::int64_t,   \
+                                   const T*, const T*, const T*, T*, T*);      \
+  template void DenseBackwardGpu<T>(std::int64_t, std::int64_t, std::int64_t,  \
+                                    const T*, const T*, const T*, T*, T*, T*,  \
+                                    T*);                                       \
+  template void MaxPoolForwardGpu<T>(const T*, std::int64_t, std::int64_t,     \
+                                     std::int64_t, std::int64_t, std::int64_t, \
+                                     std::int64_t, std::int64_t, T*,           \
+                                     std::int32_t*);                           \
+  template void MaxPoolBackwardGpu<T>(                                         \
+      const T*, const std::int32_t*, std::int64_t, std::int64_t,               \
+      std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,    \
+      T*);                                                                     \
+  template void AvgPoolForwardGpu<T>(const T*, std::int64_t, std::int64_t,     \
+                                     std::int64_t, std::int64_t, std::int64_t, \
+                                     std::int64_t, std::int64_t, T*);          \
+  template void AvgPoolBackwardGpu<T>(const T*, std::int64_t, std::int64_t,    \
+                                      std::int64_t, std::int64_t,              \
+                                      std::int64_t, std::int64_t,              \
+                                      std::int64_t, T*);                       \
+  template void RotationPoolForwardGpu<T>(const T*, std::int64_t,              \
+                                          std::int64_t, bool, T*);             \
+  template void RotationPoolBackwardGpu<T>(const T*, const T*, std::int64_t,   \
+                                           std::int64_t, bool, T*);
+SYMOPT_INSTANTIATE_NN_CONV_DISPATCH(float)
+SYMOPT_INSTANTIATE_NN_CONV_DISPATCH(double)
+#undef SYMOPT_INSTANTIATE_NN_CONV_DISPATCH
+
+}  // namespace backend
+}  // namespace nn
+}  // namespace symopt
