@@ -23,8 +23,8 @@ namespace cuda {
 namespace {
 
 using nn::internal::ClassOps;
-using nn::internal::ConvOps;
-using nn::internal::PoolOps;
+using nn::internal::ConvLayoutOps;
+using nn::internal::PoolLayoutOps;
 using nn::internal::RotationPoolOps;
 
 constexpr int kThreads = 256;
@@ -54,7 +54,6 @@ void ForEach(std::int64_t n, const F& f, cudaStream_t stream) {
 
 // ---- convolution -------------------------------------------------------------
 
-// e = row * ld + b * hw + pixel, ld = m * hw.
 template <typename T>
 struct Im2ColFn {
   ConvGeometry g;
@@ -62,13 +61,10 @@ struct Im2ColFn {
   const T* x;
   T* col;
   __device__ void operator()(std::int64_t e) const {
-    const std::int64_t hw = g.hw(), row = e / ld, rest = e % ld;
-    col[e] = ConvOps::Im2ColValue(g, x + (rest / hw) * g.InputSize(), row,
-                                  rest % hw);
+    ConvLayoutOps::Im2Col(g, ld, x, col, e);
   }
 };
 
-// e = b * (channels*h*w) + (c*h + r)*w + q.
 template <typename T>
 struct Col2ImFn {
   ConvGeometry g;
@@ -76,14 +72,10 @@ struct Col2ImFn {
   const T* col;
   T* dx;
   __device__ void operator()(std::int64_t e) const {
-    const std::int64_t size = g.InputSize(), b = e / size, at = e % size;
-    const std::int64_t c = at / (g.h * g.w), r = (at / g.w) % g.h,
-                       q = at % g.w;
-    dx[e] = ConvOps::Col2ImGather(g, col + b * g.hw(), ld, c, r, q);
+    ConvLayoutOps::Col2Im(g, ld, col, dx, e);
   }
 };
 
-// e = (b * rows + r) * hw + p  <->  z index r * (m * hw) + b * hw + p.
 template <typename T>
 struct ColumnsToChannelsFn {
   const T* z;
@@ -91,9 +83,7 @@ struct ColumnsToChannelsFn {
   std::int64_t rows, m, hw;
   T* y;
   __device__ void operator()(std::int64_t e) const {
-    const std::int64_t b = e / (rows * hw), r = (e / hw) % rows, p = e % hw;
-    const T v = z[r * (m * hw) + b * hw + p];
-    y[e] = bias != nullptr ? v + bias[r] : v;
+    ConvLayoutOps::ColumnsToChannels(z, bias, rows, m, hw, y, e);
   }
 };
 
@@ -103,8 +93,7 @@ struct ChannelsToColumnsFn {
   std::int64_t rows, m, hw;
   T* z;
   __device__ void operator()(std::int64_t e) const {
-    const std::int64_t b = e / (rows * hw), r = (e / hw) % rows, p = e % hw;
-    z[r * (m * hw) + b * hw + p] = dy[e];
+    ConvLayoutOps::ChannelsToColumns(dy, rows, m, hw, z, e);
   }
 };
 
@@ -125,7 +114,7 @@ struct GatherRowsFn {
   std::int64_t cols;
   T* out;
   __device__ void operator()(std::int64_t e) const {
-    out[e] = in[(e / cols) * in_cols + index[e % cols]];
+    ClassOps::GatherRowsAt(in, in_cols, index, cols, out, e);
   }
 };
 
@@ -139,18 +128,13 @@ struct ClassSumRowsFn {
   bool accumulate;
   T* out;
   __device__ void operator()(std::int64_t e) const {
-    const std::int64_t s = e / classes, c = e % classes;
-    out[e] = ClassOps::Sum(in + s * in_cols,
-                           members,
-                           offsets[c],
-                           offsets[c + 1],
-                           accumulate ? out[e] : T(0));
+    ClassOps::SumRowsAt(
+        in, in_cols, offsets, members, classes, accumulate, out, e);
   }
 };
 
 // ---- pooling -------------------------------------------------------------------
 
-// e = plane * (ho*wo) + i*wo + j.
 template <typename T>
 struct MaxPoolForwardFn {
   const T* x;
@@ -158,15 +142,10 @@ struct MaxPoolForwardFn {
   T* y;
   std::int32_t* arg;
   __device__ void operator()(std::int64_t e) const {
-    const std::int64_t howo = ho * wo, o = e % howo;
-    const T* plane = x + (e / howo) * h * w;
-    const std::int64_t best = PoolOps::MaxWindow(plane, w, k, s, o / wo, o % wo);
-    y[e] = plane[best];
-    arg[e] = static_cast<std::int32_t>(best);
+    PoolLayoutOps::MaxForward(x, h, w, k, s, ho, wo, y, arg, e);
   }
 };
 
-// e = plane * (h*w) + r*w + q.
 template <typename T>
 struct MaxPoolBackwardFn {
   const T* dy;
@@ -174,10 +153,7 @@ struct MaxPoolBackwardFn {
   std::int64_t h, w, k, s, ho, wo;
   T* dx;
   __device__ void operator()(std::int64_t e) const {
-    const std::int64_t plane = e / (h * w), at = e % (h * w);
-    const std::int64_t out = plane * ho * wo;
-    dx[e] = PoolOps::MaxBackwardGather(
-        dy + out, arg + out, w, k, s, ho, wo, at / w, at % w);
+    PoolLayoutOps::MaxBackward(dy, arg, h, w, k, s, ho, wo, dx, e);
   }
 };
 
@@ -188,9 +164,7 @@ struct AvgPoolForwardFn {
   T scale;
   T* y;
   __device__ void operator()(std::int64_t e) const {
-    const std::int64_t howo = ho * wo, o = e % howo;
-    y[e] = PoolOps::AvgWindow(
-        x + (e / howo) * h * w, w, k, s, o / wo, o % wo, scale);
+    PoolLayoutOps::AvgForward(x, h, w, k, s, ho, wo, scale, y, e);
   }
 };
 
@@ -201,9 +175,7 @@ struct AvgPoolBackwardFn {
   T scale;
   T* dx;
   __device__ void operator()(std::int64_t e) const {
-    const std::int64_t plane = e / (h * w), at = e % (h * w);
-    dx[e] = PoolOps::AvgBackwardGather(
-        dy + plane * ho * wo, k, s, ho, wo, at / w, at % w, scale);
+    PoolLayoutOps::AvgBackward(dy, h, w, k, s, ho, wo, scale, dx, e);
   }
 };
 

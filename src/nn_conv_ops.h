@@ -89,6 +89,64 @@ struct ConvOps {
   }
 };
 
+// The per-element bodies of the GPU convolution's kernels (one call per
+// output element e, each writing only element e), so the host can run the
+// same code in a loop (tests/nn_conv_ops_test.cpp). A chunk of m samples has
+// its columns side by side: col [kk, ld], ld = m * hw, and the row matrix
+// z [rows, ld] holds z[r, b*hw + p] for sample b, row r, pixel p.
+struct ConvLayoutOps {
+  // e = row * ld + b * hw + pixel: col[e] from the chunk's input x.
+  template <typename T>
+  static SYMOPT_HD void Im2Col(const ConvGeometry& g,
+                               std::int64_t ld,
+                               const T* x,
+                               T* col,
+                               std::int64_t e) {
+    const std::int64_t hw = g.hw(), row = e / ld, rest = e % ld;
+    col[e] = ConvOps::Im2ColValue(g, x + (rest / hw) * g.InputSize(), row,
+                                  rest % hw);
+  }
+
+  // e = b * (channels*h*w) + (c*h + r)*w + q: dx[e] from the chunk's col.
+  template <typename T>
+  static SYMOPT_HD void Col2Im(const ConvGeometry& g,
+                               std::int64_t ld,
+                               const T* col,
+                               T* dx,
+                               std::int64_t e) {
+    const std::int64_t size = g.InputSize(), b = e / size, at = e % size;
+    const std::int64_t c = at / (g.h * g.w), r = (at / g.w) % g.h,
+                       q = at % g.w;
+    dx[e] = ConvOps::Col2ImGather(g, col + b * g.hw(), ld, c, r, q);
+  }
+
+  // e = (b * rows + r) * hw + p: y[e] = z[r, b*hw + p] (+ bias[r]).
+  template <typename T>
+  static SYMOPT_HD void ColumnsToChannels(const T* z,
+                                          const T* bias,
+                                          std::int64_t rows,
+                                          std::int64_t m,
+                                          std::int64_t hw,
+                                          T* y,
+                                          std::int64_t e) {
+    const std::int64_t b = e / (rows * hw), r = (e / hw) % rows, p = e % hw;
+    const T v = z[r * (m * hw) + b * hw + p];
+    y[e] = bias != nullptr ? v + bias[r] : v;
+  }
+
+  // e = (b * rows + r) * hw + p: z[r, b*hw + p] = dy[e].
+  template <typename T>
+  static SYMOPT_HD void ChannelsToColumns(const T* dy,
+                                          std::int64_t rows,
+                                          std::int64_t m,
+                                          std::int64_t hw,
+                                          T* z,
+                                          std::int64_t e) {
+    const std::int64_t b = e / (rows * hw), r = (e / hw) % rows, p = e % hw;
+    z[r * (m * hw) + b * hw + p] = dy[e];
+  }
+};
+
 // Pooling windows over planes h x w (no padding): output (i, j) covers rows
 // i*s .. i*s + k - 1 and columns j*s .. j*s + k - 1.
 struct PoolOps {
@@ -190,6 +248,80 @@ struct PoolOps {
   }
 };
 
+// The per-element bodies of the pooling kernels over `planes` planes
+// (cuda/nn_conv.cu; host loops in tests/nn_conv_ops_test.cpp). Forward: e =
+// plane * (ho*wo) + i*wo + j; backward: e = plane * (h*w) + r*w + q. Each
+// call writes only element e (and arg[e]).
+struct PoolLayoutOps {
+  template <typename T>
+  static SYMOPT_HD void MaxForward(const T* x,
+                                   std::int64_t h,
+                                   std::int64_t w,
+                                   std::int64_t k,
+                                   std::int64_t s,
+                                   std::int64_t ho,
+                                   std::int64_t wo,
+                                   T* y,
+                                   std::int32_t* arg,
+                                   std::int64_t e) {
+    const std::int64_t howo = ho * wo, o = e % howo;
+    const T* plane = x + (e / howo) * h * w;
+    const std::int64_t best =
+        PoolOps::MaxWindow(plane, w, k, s, o / wo, o % wo);
+    y[e] = plane[best];
+    arg[e] = static_cast<std::int32_t>(best);
+  }
+
+  template <typename T>
+  static SYMOPT_HD void MaxBackward(const T* dy,
+                                    const std::int32_t* arg,
+                                    std::int64_t h,
+                                    std::int64_t w,
+                                    std::int64_t k,
+                                    std::int64_t s,
+                                    std::int64_t ho,
+                                    std::int64_t wo,
+                                    T* dx,
+                                    std::int64_t e) {
+    const std::int64_t plane = e / (h * w), at = e % (h * w);
+    const std::int64_t out = plane * ho * wo;
+    dx[e] = PoolOps::MaxBackwardGather(
+        dy + out, arg + out, w, k, s, ho, wo, at / w, at % w);
+  }
+
+  template <typename T>
+  static SYMOPT_HD void AvgForward(const T* x,
+                                   std::int64_t h,
+                                   std::int64_t w,
+                                   std::int64_t k,
+                                   std::int64_t s,
+                                   std::int64_t ho,
+                                   std::int64_t wo,
+                                   T scale,
+                                   T* y,
+                                   std::int64_t e) {
+    const std::int64_t howo = ho * wo, o = e % howo;
+    y[e] = PoolOps::AvgWindow(
+        x + (e / howo) * h * w, w, k, s, o / wo, o % wo, scale);
+  }
+
+  template <typename T>
+  static SYMOPT_HD void AvgBackward(const T* dy,
+                                    std::int64_t h,
+                                    std::int64_t w,
+                                    std::int64_t k,
+                                    std::int64_t s,
+                                    std::int64_t ho,
+                                    std::int64_t wo,
+                                    T scale,
+                                    T* dx,
+                                    std::int64_t e) {
+    const std::int64_t plane = e / (h * w), at = e % (h * w);
+    dx[e] = PoolOps::AvgBackwardGather(
+        dy + plane * ho * wo, k, s, ho, wo, at / w, at % w, scale);
+  }
+};
+
 // Pooling over the 4 rotations of a P4 map: x points at one group channel's
 // [4, hw] block, p is the pixel.
 struct RotationPoolOps {
@@ -247,6 +379,37 @@ struct ClassOps {
                          T acc) {
     for (std::int32_t m = begin; m < end; ++m) acc += in[members[m]];
     return acc;
+  }
+
+  // Kernel bodies (one call per output element e). Expansion / unfold:
+  // out[s, i] = in[s * in_cols + index[i]], e = s * cols + i.
+  template <typename T>
+  static SYMOPT_HD void GatherRowsAt(const T* in,
+                                     std::int64_t in_cols,
+                                     const std::int32_t* index,
+                                     std::int64_t cols,
+                                     T* out,
+                                     std::int64_t e) {
+    out[e] = in[(e / cols) * in_cols + index[e % cols]];
+  }
+
+  // Class sums / fold: out[s, c] = (accumulate ? out[s, c] : 0) + Sum over
+  // the members of class c of in[s * in_cols + .], e = s * classes + c.
+  template <typename T>
+  static SYMOPT_HD void SumRowsAt(const T* in,
+                                  std::int64_t in_cols,
+                                  const std::int32_t* offsets,
+                                  const std::int32_t* members,
+                                  std::int64_t classes,
+                                  bool accumulate,
+                                  T* out,
+                                  std::int64_t e) {
+    const std::int64_t s = e / classes, c = e % classes;
+    out[e] = Sum(in + s * in_cols,
+                 members,
+                 offsets[c],
+                 offsets[c + 1],
+                 accumulate ? out[e] : T(0));
   }
 };
 

@@ -20,7 +20,58 @@ namespace backend {
 
 namespace {
 
-#if !SYMOPT_WITH_CUDA
+#if SYMOPT_WITH_CUDA
+// The kernel set of the *Steps templates: the CUDA kernels and cuBLAS, on the
+// legacy default stream.
+struct CudaKernels {
+  template <typename T>
+  static void Im2Col(const ConvGeometry& g, std::int64_t m, const T* x, T* col) {
+    cuda::ConvIm2Col(g, m, x, col, nullptr);
+  }
+  template <typename T>
+  static void Col2Im(const ConvGeometry& g, std::int64_t m, const T* col, T* dx) {
+    cuda::ConvCol2Im(g, m, col, dx, nullptr);
+  }
+  template <typename T>
+  static void ColumnsToChannels(const T* z,
+                                const T* bias,
+                                std::int64_t rows,
+                                std::int64_t m,
+                                std::int64_t hw,
+                                T* y) {
+    cuda::ColumnsToChannels(z, bias, rows, m, hw, y, nullptr);
+  }
+  template <typename T>
+  static void ChannelsToColumns(const T* dy,
+                                std::int64_t rows,
+                                std::int64_t m,
+                                std::int64_t hw,
+                                T* z) {
+    cuda::ChannelsToColumns(dy, rows, m, hw, z, nullptr);
+  }
+  template <typename T>
+  static void Fill(T* out, std::int64_t n, T value) {
+    cuda::FillValue(out, n, value, nullptr);
+  }
+  template <typename T>
+  static void Gemm(bool trans_a,
+                   bool trans_b,
+                   std::int64_t m,
+                   std::int64_t n,
+                   std::int64_t k,
+                   T alpha,
+                   const T* a,
+                   std::int64_t lda,
+                   const T* b,
+                   std::int64_t ldb,
+                   T beta,
+                   T* c,
+                   std::int64_t ldc) {
+    cuda::Gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+               nullptr);
+  }
+};
+#else
 // The arguments are only named so that every signature stays the same.
 template <typename... Args>
 [[noreturn]] void NoCuda(const char* what, const Args&...) {
@@ -77,14 +128,8 @@ void ConvForwardGpu(const ConvGeometry& g,
   const std::int64_t chunk = ConvChunkSamples(g, rows, budget);
   T* col = Reserve(scratch.col, kk * chunk * hw);
   T* z = Reserve(scratch.mat, rows * chunk * hw);
-  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
-    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
-    cuda::ConvIm2Col(g, m, d_x + b0 * g.InputSize(), col, nullptr);
-    cuda::Gemm(false, false, rows, ld, kk, T(1), d_weight, kk, col, ld, T(0),
-               z, ld, nullptr);
-    cuda::ColumnsToChannels(z, d_bias, rows, m, hw, d_y + b0 * rows * hw,
-                            nullptr);
-  }
+  ConvForwardSteps<CudaKernels>(
+      g, d_x, d_weight, rows, d_bias, d_y, chunk, col, z);
 #else
   NoCuda("conv forward", g, d_x, d_weight, rows, d_bias, d_y, scratch, budget);
 #endif
@@ -106,31 +151,9 @@ void ConvBackwardGpu(const ConvGeometry& g,
   const std::int64_t chunk = ConvChunkSamples(g, rows, budget);
   T* col = Reserve(scratch.col, kk * chunk * hw);
   T* dz = Reserve(scratch.mat, rows * chunk * hw);
-  T* ones = nullptr;
-  if (d_dbias != nullptr) {
-    ones = Reserve(scratch.ones, chunk * hw);
-    cuda::FillValue(ones, chunk * hw, T(1), nullptr);
-  }
-  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
-    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
-    cuda::ConvIm2Col(g, m, d_x + b0 * g.InputSize(), col, nullptr);
-    cuda::ChannelsToColumns(d_dy + b0 * rows * hw, rows, m, hw, dz, nullptr);
-    // dW += dZ col^T (rows x kk, inner dimension m*hw).
-    cuda::Gemm(false, true, rows, kk, ld, T(1), dz, ld, col, ld, T(1),
-               d_dweight, kk, nullptr);
-    // db += dZ 1: the row sums as a product (deterministic, no atomics).
-    if (d_dbias != nullptr) {
-      cuda::Gemm(false, false, rows, 1, ld, T(1), dz, ld, ones, 1, T(1),
-                 d_dbias, 1, nullptr);
-    }
-    if (d_dx != nullptr) {
-      // dcol = W^T dZ into the column buffer (the products above that read
-      // col are ordered before it on the stream), then the gather col2im.
-      cuda::Gemm(true, false, kk, ld, rows, T(1), d_weight, kk, dz, ld, T(0),
-                 col, ld, nullptr);
-      cuda::ConvCol2Im(g, m, col, d_dx + b0 * g.InputSize(), nullptr);
-    }
-  }
+  T* ones = d_dbias != nullptr ? Reserve(scratch.ones, chunk * hw) : nullptr;
+  ConvBackwardSteps<CudaKernels>(g, d_x, d_weight, rows, d_dy, d_dweight,
+                                 d_dbias, d_dx, chunk, col, dz, ones);
 #else
   NoCuda("conv backward", g, d_x, d_weight, rows, d_dy, d_dweight, d_dbias,
          d_dx, scratch, budget);
@@ -196,15 +219,7 @@ void DenseForwardGpu(std::int64_t m,
                      T* d_ones,
                      T* d_y) {
 #if SYMOPT_WITH_CUDA
-  cuda::Gemm(false, true, m, n, k, T(1), d_x, k, d_weight, k, T(0), d_y, n,
-             nullptr);
-  if (d_bias != nullptr) {
-    // Y += 1 bias^T: a rank-1 product with inner dimension 1, so each entry
-    // is y + b rounded once, as the CPU's Y.rowwise() += b.
-    cuda::FillValue(d_ones, m, T(1), nullptr);
-    cuda::Gemm(false, false, m, n, 1, T(1), d_ones, 1, d_bias, n, T(1), d_y,
-               n, nullptr);
-  }
+  DenseForwardSteps<CudaKernels>(m, n, k, d_x, d_weight, d_bias, d_ones, d_y);
 #else
   NoCuda("dense forward", m, n, k, d_x, d_weight, d_bias, d_ones, d_y);
 #endif
@@ -222,17 +237,8 @@ void DenseBackwardGpu(std::int64_t m,
                       T* d_ones,
                       T* d_dx) {
 #if SYMOPT_WITH_CUDA
-  cuda::Gemm(true, false, n, k, m, T(1), d_dy, n, d_x, k, T(1), d_dweight, k,
-             nullptr);
-  if (d_dbias != nullptr) {
-    cuda::FillValue(d_ones, m, T(1), nullptr);
-    cuda::Gemm(true, false, n, 1, m, T(1), d_dy, n, d_ones, 1, T(1), d_dbias,
-               1, nullptr);
-  }
-  if (d_dx != nullptr) {
-    cuda::Gemm(false, false, m, k, n, T(1), d_dy, n, d_weight, k, T(0), d_dx,
-               k, nullptr);
-  }
+  DenseBackwardSteps<CudaKernels>(m, n, k, d_x, d_weight, d_dy, d_dweight,
+                                  d_dbias, d_ones, d_dx);
 #else
   NoCuda("dense backward", m, n, k, d_x, d_weight, d_dy, d_dweight, d_dbias,
          d_ones, d_dx);

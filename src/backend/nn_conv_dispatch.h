@@ -23,6 +23,7 @@
 // results are deterministic.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -59,6 +60,126 @@ constexpr std::int64_t kDefaultColumnBudget = std::int64_t(1) << 24;
 std::int64_t ConvChunkSamples(const ConvGeometry& g,
                               std::int64_t rows,
                               std::int64_t budget);
+
+// ---- the steps of the GPU convolution and dense products -------------------
+//
+// Written once over a kernel set K (static functions; pointers on K's
+// device; work runs in call order):
+//   K::Im2Col(g, m, x, col)                      ConvLayoutOps::Im2Col
+//   K::Col2Im(g, m, col, dx)                     ConvLayoutOps::Col2Im
+//   K::ColumnsToChannels(z, bias, rows, m, hw, y)
+//   K::ChannelsToColumns(dy, rows, m, hw, z)
+//   K::Fill(out, n, value)
+//   K::Gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+//                                                cuda::Gemm's contract
+// The dispatch point runs them with the CUDA kernels; the CPU test
+// (tests/nn_conv_ops_test.cpp) with host loops over the same per-element ops
+// and a reference GEMM, which checks layouts, chunking and every product's
+// arguments without a GPU.
+
+// Forward over chunks of `chunk` samples. Scratch: col [kk * chunk * hw],
+// z [rows * chunk * hw].
+template <typename K, typename T>
+void ConvForwardSteps(const ConvGeometry& g,
+                      const T* x,
+                      const T* weight,
+                      std::int64_t rows,
+                      const T* bias,
+                      T* y,
+                      std::int64_t chunk,
+                      T* col,
+                      T* z) {
+  const std::int64_t kk = g.kk(), hw = g.hw();
+  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
+    K::Im2Col(g, m, x + b0 * g.InputSize(), col);
+    K::Gemm(false, false, rows, ld, kk, T(1), weight, kk, col, ld, T(0), z, ld);
+    K::ColumnsToChannels(z, bias, rows, m, hw, y + b0 * rows * hw);
+  }
+}
+
+// Backward over chunks: dweight += dZ col^T, dbias += dZ 1 (when not null;
+// `ones` [chunk * hw] is filled here), dx = col2im(W^T dZ) (when not null).
+// Scratch: col [kk * chunk * hw] (columns, then their gradient), dz [rows *
+// chunk * hw].
+template <typename K, typename T>
+void ConvBackwardSteps(const ConvGeometry& g,
+                       const T* x,
+                       const T* weight,
+                       std::int64_t rows,
+                       const T* dy,
+                       T* dweight,
+                       T* dbias,
+                       T* dx,
+                       std::int64_t chunk,
+                       T* col,
+                       T* dz,
+                       T* ones) {
+  const std::int64_t kk = g.kk(), hw = g.hw();
+  if (dbias != nullptr) K::Fill(ones, chunk * hw, T(1));
+  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
+    K::Im2Col(g, m, x + b0 * g.InputSize(), col);
+    K::ChannelsToColumns(dy + b0 * rows * hw, rows, m, hw, dz);
+    // dW += dZ col^T (rows x kk, inner dimension m*hw).
+    K::Gemm(false, true, rows, kk, ld, T(1), dz, ld, col, ld, T(1), dweight,
+            kk);
+    // db += dZ 1: the row sums as a product (deterministic, no atomics).
+    if (dbias != nullptr) {
+      K::Gemm(false, false, rows, 1, ld, T(1), dz, ld, ones, 1, T(1), dbias,
+              1);
+    }
+    if (dx != nullptr) {
+      // dcol = W^T dZ into the column buffer (the products above that read it
+      // run first), then the gather col2im.
+      K::Gemm(true, false, kk, ld, rows, T(1), weight, kk, dz, ld, T(0), col,
+              ld);
+      K::Col2Im(g, m, col, dx + b0 * g.InputSize());
+    }
+  }
+}
+
+// Y [m, n] = X [m, k] W^T (W [n, k]) (+ bias [n] on every row: Y += 1 b^T, a
+// product with inner dimension 1, so each entry is y + b rounded once, as the
+// CPU's Y.rowwise() += b; `ones` [m] is filled here).
+template <typename K, typename T>
+void DenseForwardSteps(std::int64_t m,
+                       std::int64_t n,
+                       std::int64_t k,
+                       const T* x,
+                       const T* weight,
+                       const T* bias,
+                       T* ones,
+                       T* y) {
+  K::Gemm(false, true, m, n, k, T(1), x, k, weight, k, T(0), y, n);
+  if (bias != nullptr) {
+    K::Fill(ones, m, T(1));
+    K::Gemm(false, false, m, n, 1, T(1), ones, 1, bias, n, T(1), y, n);
+  }
+}
+
+// dW [n, k] += dY^T X; dbias [n] += dY^T 1 (when not null; `ones` [m] filled
+// here); dX [m, k] = dY W (when not null; may alias x: it is written last).
+template <typename K, typename T>
+void DenseBackwardSteps(std::int64_t m,
+                        std::int64_t n,
+                        std::int64_t k,
+                        const T* x,
+                        const T* weight,
+                        const T* dy,
+                        T* dweight,
+                        T* dbias,
+                        T* ones,
+                        T* dx) {
+  K::Gemm(true, false, n, k, m, T(1), dy, n, x, k, T(1), dweight, k);
+  if (dbias != nullptr) {
+    K::Fill(ones, m, T(1));
+    K::Gemm(true, false, n, 1, m, T(1), dy, n, ones, 1, T(1), dbias, 1);
+  }
+  if (dx != nullptr) {
+    K::Gemm(false, false, m, k, n, T(1), dy, n, weight, k, T(0), dx, k);
+  }
+}
 
 // Device scratch of one convolution layer, allocated on first use on the
 // current device and grown when a larger input needs it.
