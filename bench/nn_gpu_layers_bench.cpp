@@ -53,8 +53,8 @@ Tensor<T> Random(const Shape& shape, std::uint64_t seed) {
 }
 
 [[noreturn]] void Fail(const char* what, double value) {
-  std::fprintf(stderr, "nn_gpu_layers_bench: validation failed: %s (%g)\n",
-               what, value);
+  std::fprintf(
+      stderr, "nn_gpu_layers_bench: validation failed: %s (%g)\n", what, value);
   std::abort();
 }
 
@@ -106,8 +106,9 @@ Tensor<float> TimeLayer(benchmark::State& state,
 }
 
 void SetFlops(benchmark::State& state, double flops_per_iteration) {
-  state.counters["GFLOPs"] = benchmark::Counter(
-      flops_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(flops_per_iteration * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_Conv2d(benchmark::State& state) {
@@ -132,8 +133,10 @@ void BM_Conv2d(benchmark::State& state) {
   layer.To(Device::kCpu);
   std::mt19937_64 rng(3);
   for (int trial = 0; trial < 64; ++trial) {
-    const std::int64_t b = std::int64_t(rng() % n), o = std::int64_t(rng() % cout),
-                       i = std::int64_t(rng() % hw), j = std::int64_t(rng() % hw);
+    const std::int64_t b = std::int64_t(rng() % n),
+                       o = std::int64_t(rng() % cout),
+                       i = std::int64_t(rng() % hw),
+                       j = std::int64_t(rng() % hw);
     double acc = layer.bias()[o];
     for (std::int64_t c = 0; c < cin; ++c)
       for (std::int64_t u = 0; u < k; ++u)

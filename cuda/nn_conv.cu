@@ -48,11 +48,12 @@ void ForEach(std::int64_t n, const F& f, cudaStream_t stream) {
   const std::int64_t blocks =
       std::min<std::int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
   ForEachKernel<<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(n,
-                                                                           f);
+                                                                            f);
   SYMOPT_CUDA_CHECK(cudaGetLastError());
 }
 
-// ---- convolution -------------------------------------------------------------
+// ---- convolution
+// -------------------------------------------------------------
 
 template <typename T>
 struct Im2ColFn {
@@ -104,7 +105,8 @@ struct FillFn {
   __device__ void operator()(std::int64_t e) const { out[e] = value; }
 };
 
-// ---- tie patterns: expansion, class sums, fold/unfold --------------------------
+// ---- tie patterns: expansion, class sums, fold/unfold
+// --------------------------
 
 template <typename T>
 struct GatherRowsFn {
@@ -133,7 +135,8 @@ struct ClassSumRowsFn {
   }
 };
 
-// ---- pooling -------------------------------------------------------------------
+// ---- pooling
+// -------------------------------------------------------------------
 
 template <typename T>
 struct MaxPoolForwardFn {
@@ -248,7 +251,8 @@ void ChannelsToColumns(const T* d_dy,
                        std::int64_t hw,
                        T* d_z,
                        cudaStream_t stream) {
-  ForEach(m * rows * hw, ChannelsToColumnsFn<T>{d_dy, rows, m, hw, d_z}, stream);
+  ForEach(
+      m * rows * hw, ChannelsToColumnsFn<T>{d_dy, rows, m, hw, d_z}, stream);
 }
 
 template <typename T>
@@ -376,42 +380,83 @@ void RotationPoolBackward(const T* d_x,
           stream);
 }
 
-#define SYMOPT_INSTANTIATE_NN_CONV(T)                                          \
-  template void ConvIm2Col<T>(                                                 \
-      const ConvGeometry&, std::int64_t, const T*, T*, cudaStream_t);          \
-  template void ConvCol2Im<T>(                                                 \
-      const ConvGeometry&, std::int64_t, const T*, T*, cudaStream_t);          \
-  template void ColumnsToChannels<T>(const T*, const T*, std::int64_t,         \
-                                     std::int64_t, std::int64_t, T*,           \
-                                     cudaStream_t);                            \
-  template void ChannelsToColumns<T>(const T*, std::int64_t, std::int64_t,     \
-                                     std::int64_t, T*, cudaStream_t);          \
-  template void FillValue<T>(T*, std::int64_t, T, cudaStream_t);               \
-  template void GatherRows<T>(const T*, std::int64_t, const std::int32_t*,     \
-                              std::int64_t, std::int64_t, T*, cudaStream_t);   \
-  template void ClassSumRows<T>(const T*, std::int64_t, const std::int32_t*,   \
-                                const std::int32_t*, std::int64_t,             \
-                                std::int64_t, bool, T*, cudaStream_t);         \
-  template void MaxPoolForward<T>(const T*, std::int64_t, std::int64_t,        \
-                                  std::int64_t, std::int64_t, std::int64_t,    \
-                                  std::int64_t, std::int64_t, T*,              \
-                                  std::int32_t*, cudaStream_t);                \
-  template void MaxPoolBackward<T>(const T*, const std::int32_t*,              \
-                                   std::int64_t, std::int64_t, std::int64_t,   \
-                                   std::int64_t, std::int64_t, std::int64_t,   \
-                                   std::int64_t, T*, cudaStream_t);            \
-  template void AvgPoolForward<T>(const T*, std::int64_t, std::int64_t,        \
-                                  std::int64_t, std::int64_t, std::int64_t,    \
-                                  std::int64_t, std::int64_t, T*,              \
-                                  cudaStream_t);                               \
-  template void AvgPoolBackward<T>(const T*, std::int64_t, std::int64_t,       \
-                                   std::int64_t, std::int64_t, std::int64_t,   \
-                                   std::int64_t, std::int64_t, T*,             \
-                                   cudaStream_t);                              \
-  template void RotationPoolForward<T>(const T*, std::int64_t, std::int64_t,   \
-                                       bool, T*, cudaStream_t);                \
-  template void RotationPoolBackward<T>(const T*, const T*, std::int64_t,      \
-                                        std::int64_t, bool, T*, cudaStream_t);
+#define SYMOPT_INSTANTIATE_NN_CONV(T)                                        \
+  template void ConvIm2Col<T>(                                               \
+      const ConvGeometry&, std::int64_t, const T*, T*, cudaStream_t);        \
+  template void ConvCol2Im<T>(                                               \
+      const ConvGeometry&, std::int64_t, const T*, T*, cudaStream_t);        \
+  template void ColumnsToChannels<T>(const T*,                               \
+                                     const T*,                               \
+                                     std::int64_t,                           \
+                                     std::int64_t,                           \
+                                     std::int64_t,                           \
+                                     T*,                                     \
+                                     cudaStream_t);                          \
+  template void ChannelsToColumns<T>(                                        \
+      const T*, std::int64_t, std::int64_t, std::int64_t, T*, cudaStream_t); \
+  template void FillValue<T>(T*, std::int64_t, T, cudaStream_t);             \
+  template void GatherRows<T>(const T*,                                      \
+                              std::int64_t,                                  \
+                              const std::int32_t*,                           \
+                              std::int64_t,                                  \
+                              std::int64_t,                                  \
+                              T*,                                            \
+                              cudaStream_t);                                 \
+  template void ClassSumRows<T>(const T*,                                    \
+                                std::int64_t,                                \
+                                const std::int32_t*,                         \
+                                const std::int32_t*,                         \
+                                std::int64_t,                                \
+                                std::int64_t,                                \
+                                bool,                                        \
+                                T*,                                          \
+                                cudaStream_t);                               \
+  template void MaxPoolForward<T>(const T*,                                  \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  T*,                                        \
+                                  std::int32_t*,                             \
+                                  cudaStream_t);                             \
+  template void MaxPoolBackward<T>(const T*,                                 \
+                                   const std::int32_t*,                      \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   T*,                                       \
+                                   cudaStream_t);                            \
+  template void AvgPoolForward<T>(const T*,                                  \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  std::int64_t,                              \
+                                  T*,                                        \
+                                  cudaStream_t);                             \
+  template void AvgPoolBackward<T>(const T*,                                 \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   std::int64_t,                             \
+                                   T*,                                       \
+                                   cudaStream_t);                            \
+  template void RotationPoolForward<T>(                                      \
+      const T*, std::int64_t, std::int64_t, bool, T*, cudaStream_t);         \
+  template void RotationPoolBackward<T>(                                     \
+      const T*, const T*, std::int64_t, std::int64_t, bool, T*, cudaStream_t);
 SYMOPT_INSTANTIATE_NN_CONV(float)
 SYMOPT_INSTANTIATE_NN_CONV(double)
 #undef SYMOPT_INSTANTIATE_NN_CONV

@@ -53,9 +53,9 @@ void Conv2d<T>::To(Device device) {
 
 template <typename T>
 void Conv2d<T>::set_column_budget(std::int64_t elements) {
-  SYMOPT_CHECK(elements >= 1,
-               Name() << ": the column budget must be >= 1 element, got "
-                      << elements);
+  SYMOPT_CHECK(
+      elements >= 1,
+      Name() << ": the column budget must be >= 1 element, got " << elements);
   column_budget_ = elements;
 }
 

@@ -103,8 +103,8 @@ struct ConvLayoutOps {
                                T* col,
                                std::int64_t e) {
     const std::int64_t hw = g.hw(), row = e / ld, rest = e % ld;
-    col[e] = ConvOps::Im2ColValue(g, x + (rest / hw) * g.InputSize(), row,
-                                  rest % hw);
+    col[e] = ConvOps::Im2ColValue(
+        g, x + (rest / hw) * g.InputSize(), row, rest % hw);
   }
 
   // e = b * (channels*h*w) + (c*h + r)*w + q: dx[e] from the chunk's col.
@@ -115,8 +115,7 @@ struct ConvLayoutOps {
                                T* dx,
                                std::int64_t e) {
     const std::int64_t size = g.InputSize(), b = e / size, at = e % size;
-    const std::int64_t c = at / (g.h * g.w), r = (at / g.w) % g.h,
-                       q = at % g.w;
+    const std::int64_t c = at / (g.h * g.w), r = (at / g.w) % g.h, q = at % g.w;
     dx[e] = ConvOps::Col2ImGather(g, col + b * g.hw(), ld, c, r, q);
   }
 
@@ -347,12 +346,8 @@ struct RotationPoolOps {
   // dx[r * hw + p] for r = 0..3: dy to the first maximal rotation (is_max),
   // or dy / 4 to every rotation.
   template <typename T>
-  static SYMOPT_HD void Backward(const T* x,
-                                 T dy,
-                                 std::int64_t hw,
-                                 std::int64_t p,
-                                 bool is_max,
-                                 T* dx) {
+  static SYMOPT_HD void Backward(
+      const T* x, T dy, std::int64_t hw, std::int64_t p, bool is_max, T* dx) {
     if (!is_max) {
       for (std::int64_t r = 0; r < kOrder; ++r) dx[r * hw + p] = dy / T(kOrder);
       return;
@@ -445,7 +440,8 @@ inline MemberCsr BuildMemberCsr(const std::vector<std::int32_t>& class_of,
   std::vector<std::int32_t> next(csr.offsets.begin(), csr.offsets.end() - 1);
   for (std::size_t e = 0; e < class_of.size(); ++e) {
     const std::int32_t c = class_of[e];
-    if (c >= 0) csr.members[std::size_t(next[std::size_t(c)]++)] = std::int32_t(e);
+    if (c >= 0)
+      csr.members[std::size_t(next[std::size_t(c)]++)] = std::int32_t(e);
   }
   return csr;
 }

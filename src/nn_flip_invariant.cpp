@@ -181,16 +181,17 @@ void FlipInvariantDense<T>::Backward(const Tensor<T>& x,
     backend::FlipDeviceState<T>& st = DeviceState();
     T* xf = backend::Reserve(st.folded, n * K);
     backend::ClassSumGpu(st.tables, n, x.data(), d, false, xf);
-    backend::DenseBackwardGpu(n,
-                              f_,
-                              K,
-                              static_cast<const T*>(xf),
-                              weight_.value.data(),
-                              dy.data(),
-                              weight_.grad.data(),
-                              has_bias_ ? bias_.grad.data() : nullptr,
-                              has_bias_ ? backend::Reserve(st.ones, n) : nullptr,
-                              need_dx ? xf : nullptr);
+    backend::DenseBackwardGpu(
+        n,
+        f_,
+        K,
+        static_cast<const T*>(xf),
+        weight_.value.data(),
+        dy.data(),
+        weight_.grad.data(),
+        has_bias_ ? bias_.grad.data() : nullptr,
+        has_bias_ ? backend::Reserve(st.ones, n) : nullptr,
+        need_dx ? xf : nullptr);
     dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
     if (need_dx) {
       backend::ExpandGpu(st.tables, n, static_cast<const T*>(xf), K, dx.data());

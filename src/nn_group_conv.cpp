@@ -161,9 +161,9 @@ void P4Conv<T>::To(Device device) {
 
 template <typename T>
 void P4Conv<T>::set_column_budget(std::int64_t elements) {
-  SYMOPT_CHECK(elements >= 1,
-               Name() << ": the column budget must be >= 1 element, got "
-                      << elements);
+  SYMOPT_CHECK(
+      elements >= 1,
+      Name() << ": the column budget must be >= 1 element, got " << elements);
   column_budget_ = elements;
 }
 
@@ -237,11 +237,8 @@ void P4Conv<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
     T* bias_rows = nullptr;
     if (has_bias_) {
       bias_rows = backend::Reserve(st.bias_rows, rows);
-      backend::ExpandGpu(st.bias_tables,
-                         1,
-                         bias_.value.data(),
-                         std::int64_t(0),
-                         bias_rows);
+      backend::ExpandGpu(
+          st.bias_tables, 1, bias_.value.data(), std::int64_t(0), bias_rows);
     }
     y.Resize(ys, x.device());
     backend::ConvForwardGpu(

@@ -93,12 +93,13 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
   nn::backend::CheckDevice(this->Name(), this->device(), "input", x.device());
   nn::backend::CheckDevice(
       this->Name(), this->device(), "output gradient", dy.device());
-  const std::int64_t recorded = x.is_cuda() ? argmax_device_count_
-                                            : std::int64_t(argmax_.size());
+  const std::int64_t recorded =
+      x.is_cuda() ? argmax_device_count_ : std::int64_t(argmax_.size());
   SYMOPT_CHECK(recorded == dy.size(),
                this->Name()
                    << ": Backward without a Forward on an input of shape "
-                   << ShapeString(x.shape()) << " on " << DeviceName(x.device()));
+                   << ShapeString(x.shape()) << " on "
+                   << DeviceName(x.device()));
   dx.Resize(x.shape(), x.device());
   const int r = x.ndim();
   if (x.is_cuda()) {

@@ -160,19 +160,17 @@ std::vector<T> CheckLayerParity(Layer<T>& cpu,
   gpu.Backward(xd, yd, dyd, dxd);
   REQUIRE(dxd.shape() == dx.shape());
   const std::vector<T> dx_gpu = HostCopy(dxd);
-  CheckClose(dx_gpu,
-             std::vector<T>(dx.data(), dx.data() + dx.size()),
-             tol.dx,
-             "dx");
+  CheckClose(
+      dx_gpu, std::vector<T>(dx.data(), dx.data() + dx.size()), tol.dx, "dx");
   pg = gpu.Params();
   for (std::size_t i = 0; i < pc.size(); ++i) {
     INFO("parameter " << pc[i].name);
     REQUIRE(pg[i].grad.device == Device::kCuda);
-    CheckClose(HostCopy(TensorView<const T>(pg[i].grad)),
-               std::vector<T>(pc[i].grad.data,
-                              pc[i].grad.data + pc[i].grad.size()),
-               tol.grad,
-               "parameter gradient");
+    CheckClose(
+        HostCopy(TensorView<const T>(pg[i].grad)),
+        std::vector<T>(pc[i].grad.data, pc[i].grad.data + pc[i].grad.size()),
+        tol.grad,
+        "parameter gradient");
   }
 
   // Deterministic: the same run again repeats bitwise.
@@ -208,13 +206,13 @@ TEMPLATE_TEST_CASE("Conv2d on the GPU equals the CPU",
   using T = TestType;
   // Sums of up to C_in*k^2 (y, dx) and N*Ho*Wo (dW, db) products in cuBLAS's
   // order: a few ulps at the data's scale.
-  const Tolerances tol{Tol<T>(2e-5, 1e-12), Tol<T>(2e-5, 1e-12),
-                       Tol<T>(1e-4, 1e-11)};
+  const Tolerances tol{
+      Tol<T>(2e-5, 1e-12), Tol<T>(2e-5, 1e-12), Tol<T>(1e-4, 1e-11)};
   for (const ConvCase& c : kConvCases) {
     for (const bool small_chunks : {false, true}) {
       INFO("case n=" << c.n << " " << c.cin << "->" << c.cout << " " << c.h
-                     << "x" << c.w << " k" << c.k << " s" << c.s << " p"
-                     << c.p << (small_chunks ? " chunks of 2" : ""));
+                     << "x" << c.w << " k" << c.k << " s" << c.s << " p" << c.p
+                     << (small_chunks ? " chunks of 2" : ""));
       Conv2d<T> cpu(c.cin, c.cout, c.k, c.s, c.p, 7);
       Conv2d<T> gpu(c.cin, c.cout, c.k, c.s, c.p, 7);
       if (small_chunks) {
@@ -285,7 +283,8 @@ TEMPLATE_TEST_CASE("Pooling on the GPU equals the CPU bitwise",
             dxd = PoisonedDevice<T>(x.shape());
   gpu.Forward(xd, yd, Mode::kTrain);
   gpu.Backward(xd, yd, dyd, dxd);
-  CHECK(SameBits(HostCopy(dxd), std::vector<T>(dx.data(), dx.data() + dx.size())));
+  CHECK(SameBits(HostCopy(dxd),
+                 std::vector<T>(dx.data(), dx.data() + dx.size())));
 }
 
 TEMPLATE_TEST_CASE("P4 layers on the GPU equal the CPU",
@@ -293,8 +292,8 @@ TEMPLATE_TEST_CASE("P4 layers on the GPU equal the CPU",
                    float,
                    double) {
   using T = TestType;
-  const Tolerances tol{Tol<T>(2e-5, 1e-12), Tol<T>(2e-5, 1e-12),
-                       Tol<T>(1e-4, 1e-11)};
+  const Tolerances tol{
+      Tol<T>(2e-5, 1e-12), Tol<T>(2e-5, 1e-12), Tol<T>(1e-4, 1e-11)};
   struct Case {
     P4Input input;
     std::int64_t n, cin, cout, hw, k, p;
@@ -306,8 +305,8 @@ TEMPLATE_TEST_CASE("P4 layers on the GPU equal the CPU",
                         Case{P4Input::kP4, 5, 3, 2, 6, 3, 0, true},
                         Case{P4Input::kP4, 4, 2, 2, 5, 1, 0, false}}) {
     INFO("case " << (c.input == P4Input::kZ2 ? "lift" : "p4") << " n=" << c.n
-                 << " " << c.cin << "->" << c.cout << " " << c.hw << " k"
-                 << c.k << " p" << c.p);
+                 << " " << c.cin << "->" << c.cout << " " << c.hw << " k" << c.k
+                 << " p" << c.p);
     P4Conv<T> cpu(c.input, c.cin, c.cout, c.k, c.p, 41);
     P4Conv<T> gpu(c.input, c.cin, c.cout, c.k, c.p, 41);
     if (c.small_chunks) gpu.set_column_budget(1);  // one sample per chunk
@@ -362,10 +361,10 @@ TEMPLATE_TEST_CASE("P4 layers are equivariant on the GPU",
     conv.Forward(ActP4(h_host, t).To(Device::kCuda), gy, Mode::kEval);
     const Tensor<T> y_expected = ActP4(y.To(Device::kCpu), t);
     const Tensor<T> gy_host = gy.To(Device::kCpu);
-    CHECK(MaxError(std::vector<T>(gy_host.data(), gy_host.data() + gy_host.size()),
-                   std::vector<T>(y_expected.data(),
-                                  y_expected.data() + y_expected.size())) <=
-          tol);
+    CHECK(MaxError(
+              std::vector<T>(gy_host.data(), gy_host.data() + gy_host.size()),
+              std::vector<T>(y_expected.data(),
+                             y_expected.data() + y_expected.size())) <= tol);
   }
 }
 
@@ -387,8 +386,8 @@ TEMPLATE_TEST_CASE("FlipInvariantDense on the GPU equals the CPU",
                    double) {
   using T = TestType;
   // Products of K ~ C*H*W/2 terms (y), F terms (dx) and N terms (dtheta).
-  const Tolerances tol{Tol<T>(2e-5, 1e-12), Tol<T>(2e-5, 1e-12),
-                       Tol<T>(5e-5, 1e-12)};
+  const Tolerances tol{
+      Tol<T>(2e-5, 1e-12), Tol<T>(2e-5, 1e-12), Tol<T>(5e-5, 1e-12)};
   for (const std::int64_t W : {6, 7}) {
     FlipInvariantDense<T> cpu(4, 3, W, 9, 71), gpu(4, 3, W, 9, 71);
     CheckLayerParity<T>(cpu, gpu, {5, 4, 3, W}, 72, tol);
@@ -399,8 +398,8 @@ TEMPLATE_TEST_CASE("FlipInvariantDense on the GPU equals the CPU",
     DeviceBuffer<T> dense_d(size);
     dense_d.FillBytes(0xFF);
     gpu.ExpandWeights(dense_d.data());
-    CHECK(SameBits(HostCopy(TensorView<const T>(dense_d.View(1, size))),
-                   dense));
+    CHECK(
+        SameBits(HostCopy(TensorView<const T>(dense_d.View(1, size))), dense));
   }
   // No bias, no dx.
   FlipInvariantDense<T> cpu(2, 2, 5, 3, 73, false), gpu(2, 2, 5, 3, 73, false);

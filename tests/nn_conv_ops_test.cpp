@@ -85,14 +85,20 @@ double MaxRelError(const T* a, const T* b, std::int64_t n, double floor) {
 // checks: a wrong leading dimension fails the test).
 struct HostKernels {
   template <typename T>
-  static void Im2Col(const ConvGeometry& g, std::int64_t m, const T* x, T* col) {
+  static void Im2Col(const ConvGeometry& g,
+                     std::int64_t m,
+                     const T* x,
+                     T* col) {
     const std::int64_t ld = m * g.hw();
     for (std::int64_t e = 0; e < g.kk() * ld; ++e) {
       ConvLayoutOps::Im2Col(g, ld, x, col, e);
     }
   }
   template <typename T>
-  static void Col2Im(const ConvGeometry& g, std::int64_t m, const T* col, T* dx) {
+  static void Col2Im(const ConvGeometry& g,
+                     std::int64_t m,
+                     const T* col,
+                     T* dx) {
     for (std::int64_t e = 0; e < m * g.InputSize(); ++e) {
       ConvLayoutOps::Col2Im(g, m * g.hw(), col, dx, e);
     }
@@ -109,11 +115,8 @@ struct HostKernels {
     }
   }
   template <typename T>
-  static void ChannelsToColumns(const T* dy,
-                                std::int64_t rows,
-                                std::int64_t m,
-                                std::int64_t hw,
-                                T* z) {
+  static void ChannelsToColumns(
+      const T* dy, std::int64_t rows, std::int64_t m, std::int64_t hw, T* z) {
     for (std::int64_t e = 0; e < m * rows * hw; ++e) {
       ConvLayoutOps::ChannelsToColumns(dy, rows, m, hw, z, e);
     }
@@ -194,12 +197,21 @@ TEST_CASE("GPU im2col and gather col2im equal the CPU loops bitwise",
     HostKernels::Im2Col(g, m, x.data(), col.data());
     std::vector<double> one(std::size_t(kk * hw));
     for (std::int64_t b = 0; b < m; ++b) {
-      nn::internal::Im2Col(x.data() + b * g.InputSize(), g.channels, g.h, g.w, g.k,
-                       g.stride, g.pad, g.ho, g.wo, one.data());
+      nn::internal::Im2Col(x.data() + b * g.InputSize(),
+                           g.channels,
+                           g.h,
+                           g.w,
+                           g.k,
+                           g.stride,
+                           g.pad,
+                           g.ho,
+                           g.wo,
+                           one.data());
       bool same = true;
       for (std::int64_t r = 0; r < kk; ++r) {
         same = same && SameBits(&col[std::size_t(r * ld + b * hw)],
-                                &one[std::size_t(r * hw)], hw);
+                                &one[std::size_t(r * hw)],
+                                hw);
       }
       CHECK(same);
     }
@@ -210,14 +222,22 @@ TEST_CASE("GPU im2col and gather col2im equal the CPU loops bitwise",
     HostKernels::Col2Im(g, m, dcol.data(), dx.data());
     for (std::int64_t b = 0; b < m; ++b) {
       for (std::int64_t r = 0; r < kk; ++r) {
-        std::copy_n(&dcol[std::size_t(r * ld + b * hw)], hw,
-                    &one[std::size_t(r * hw)]);
+        std::copy_n(
+            &dcol[std::size_t(r * ld + b * hw)], hw, &one[std::size_t(r * hw)]);
       }
       std::vector<double> ref(std::size_t(g.InputSize()), 0.0);
-      nn::internal::Col2Im(one.data(), g.channels, g.h, g.w, g.k, g.stride, g.pad,
-                       g.ho, g.wo, ref.data());
-      CHECK(SameBits(&dx[std::size_t(b * g.InputSize())], ref.data(),
-                     g.InputSize()));
+      nn::internal::Col2Im(one.data(),
+                           g.channels,
+                           g.h,
+                           g.w,
+                           g.k,
+                           g.stride,
+                           g.pad,
+                           g.ho,
+                           g.wo,
+                           ref.data());
+      CHECK(SameBits(
+          &dx[std::size_t(b * g.InputSize())], ref.data(), g.InputSize()));
     }
   }
 }
@@ -240,13 +260,19 @@ TEMPLATE_TEST_CASE("Chunked GPU convolution steps equal the CPU convolution",
     const std::vector<T> db0 = Random<T>(rows, 26);
     std::vector<std::vector<T>> cpu_scratch;
     std::vector<T> y_ref(std::size_t(g.n * rows * hw));
-    nn::internal::ConvForwardCpu(g, x.data(), w.data(), rows, bias.data(),
-                             y_ref.data(), cpu_scratch);
+    nn::internal::ConvForwardCpu(
+        g, x.data(), w.data(), rows, bias.data(), y_ref.data(), cpu_scratch);
     std::vector<T> dw_ref = dw0, db_ref = db0;
     std::vector<T> dx_ref(std::size_t(g.n * g.InputSize()));
-    nn::internal::ConvBackwardCpu(g, x.data(), w.data(), rows, dy.data(),
-                              dw_ref.data(), db_ref.data(), dx_ref.data(),
-                              cpu_scratch);
+    nn::internal::ConvBackwardCpu(g,
+                                  x.data(),
+                                  w.data(),
+                                  rows,
+                                  dy.data(),
+                                  dw_ref.data(),
+                                  db_ref.data(),
+                                  dx_ref.data(),
+                                  cpu_scratch);
     // Every chunk size from one sample to the whole batch (ragged last
     // chunks included), with and without bias and dx.
     for (std::int64_t chunk = 1; chunk <= g.n; ++chunk) {
@@ -254,15 +280,30 @@ TEMPLATE_TEST_CASE("Chunked GPU convolution steps equal the CPU convolution",
       std::vector<T> z = Poisoned<T>(rows * chunk * hw);
       std::vector<T> ones = Poisoned<T>(chunk * hw);
       std::vector<T> y = Poisoned<T>(g.n * rows * hw);
-      nn::backend::ConvForwardSteps<HostKernels>(g, x.data(), w.data(), rows,
-                                                 bias.data(), y.data(), chunk,
-                                                 col.data(), z.data());
+      nn::backend::ConvForwardSteps<HostKernels>(g,
+                                                 x.data(),
+                                                 w.data(),
+                                                 rows,
+                                                 bias.data(),
+                                                 y.data(),
+                                                 chunk,
+                                                 col.data(),
+                                                 z.data());
       CHECK(MaxRelError(y.data(), y_ref.data(), g.n * rows * hw, 1.0) <= tol);
       std::vector<T> dw = dw0, db = db0;
       std::vector<T> dx = Poisoned<T>(g.n * g.InputSize());
-      nn::backend::ConvBackwardSteps<HostKernels>(
-          g, x.data(), w.data(), rows, dy.data(), dw.data(), db.data(),
-          dx.data(), chunk, col.data(), z.data(), ones.data());
+      nn::backend::ConvBackwardSteps<HostKernels>(g,
+                                                  x.data(),
+                                                  w.data(),
+                                                  rows,
+                                                  dy.data(),
+                                                  dw.data(),
+                                                  db.data(),
+                                                  dx.data(),
+                                                  chunk,
+                                                  col.data(),
+                                                  z.data(),
+                                                  ones.data());
       CHECK(MaxRelError(dw.data(), dw_ref.data(), rows * kk, 1.0) <= tol);
       CHECK(MaxRelError(db.data(), db_ref.data(), rows, 1.0) <= tol);
       CHECK(MaxRelError(dx.data(), dx_ref.data(), g.n * g.InputSize(), 1.0) <=
@@ -270,20 +311,35 @@ TEMPLATE_TEST_CASE("Chunked GPU convolution steps equal the CPU convolution",
       // No bias, no dx: the weight gradient is the same, nothing else is
       // touched.
       std::vector<T> dw2 = dw0;
-      nn::backend::ConvBackwardSteps<HostKernels>(
-          g, x.data(), w.data(), rows, dy.data(), dw2.data(),
-          static_cast<T*>(nullptr), static_cast<T*>(nullptr), chunk,
-          col.data(), z.data(), static_cast<T*>(nullptr));
+      nn::backend::ConvBackwardSteps<HostKernels>(g,
+                                                  x.data(),
+                                                  w.data(),
+                                                  rows,
+                                                  dy.data(),
+                                                  dw2.data(),
+                                                  static_cast<T*>(nullptr),
+                                                  static_cast<T*>(nullptr),
+                                                  chunk,
+                                                  col.data(),
+                                                  z.data(),
+                                                  static_cast<T*>(nullptr));
       CHECK(SameBits(dw2.data(), dw.data(), rows * kk));
       std::vector<T> y_nobias = Poisoned<T>(g.n * rows * hw);
-      nn::backend::ConvForwardSteps<HostKernels>(
-          g, x.data(), w.data(), rows, static_cast<const T*>(nullptr),
-          y_nobias.data(), chunk, col.data(), z.data());
+      nn::backend::ConvForwardSteps<HostKernels>(g,
+                                                 x.data(),
+                                                 w.data(),
+                                                 rows,
+                                                 static_cast<const T*>(nullptr),
+                                                 y_nobias.data(),
+                                                 chunk,
+                                                 col.data(),
+                                                 z.data());
       double worst = 0;
       for (std::int64_t e = 0; e < g.n * rows * hw; ++e) {
         const T b = bias[std::size_t((e / hw) % rows)];
-        worst = std::max(worst, std::abs(double(y_nobias[std::size_t(e)]) +
-                                         double(b) - double(y[std::size_t(e)])));
+        worst = std::max(worst,
+                         std::abs(double(y_nobias[std::size_t(e)]) + double(b) -
+                                  double(y[std::size_t(e)])));
       }
       CHECK(worst <= 10 * tol);
     }
@@ -319,34 +375,61 @@ TEMPLATE_TEST_CASE("Folded dense steps equal FlipInvariantDense on the CPU",
         layer.pattern().class_of, layer.pattern().num_classes);
     std::vector<T> xf = Poisoned<T>(n * K);
     for (std::int64_t e = 0; e < n * K; ++e) {
-      ClassOps::SumRowsAt(x.data(), d, csr.offsets.data(), csr.members.data(),
-                          K, false, xf.data(), e);
+      ClassOps::SumRowsAt(x.data(),
+                          d,
+                          csr.offsets.data(),
+                          csr.members.data(),
+                          K,
+                          false,
+                          xf.data(),
+                          e);
     }
     std::vector<T> y = Poisoned<T>(n * F), ones = Poisoned<T>(n);
     nn::backend::DenseForwardSteps<HostKernels>(
-        n, F, K, static_cast<const T*>(xf.data()), layer.weight().data(),
-        static_cast<const T*>(layer.bias().data()), ones.data(), y.data());
+        n,
+        F,
+        K,
+        static_cast<const T*>(xf.data()),
+        layer.weight().data(),
+        static_cast<const T*>(layer.bias().data()),
+        ones.data(),
+        y.data());
     CHECK(MaxRelError(y.data(), y_ref.data(), n * F, 1.0) <= tol);
 
     std::vector<T> dw = dw0, db = db0;
     nn::backend::DenseBackwardSteps<HostKernels>(
-        n, F, K, static_cast<const T*>(xf.data()), layer.weight().data(),
-        dy.data(), dw.data(), db.data(), ones.data(), xf.data());
+        n,
+        F,
+        K,
+        static_cast<const T*>(xf.data()),
+        layer.weight().data(),
+        dy.data(),
+        dw.data(),
+        db.data(),
+        ones.data(),
+        xf.data());
     CHECK(MaxRelError(dw.data(), layer.Params()[0].grad.data, F * K, 1.0) <=
           tol);
     CHECK(MaxRelError(db.data(), layer.Params()[1].grad.data, F, 1.0) <= tol);
     // The unfold: the gather body by class_of.
     std::vector<T> dx = Poisoned<T>(n * d);
     for (std::int64_t e = 0; e < n * d; ++e) {
-      ClassOps::GatherRowsAt(static_cast<const T*>(xf.data()), K,
-                             layer.pattern().class_of.data(), d, dx.data(), e);
+      ClassOps::GatherRowsAt(static_cast<const T*>(xf.data()),
+                             K,
+                             layer.pattern().class_of.data(),
+                             d,
+                             dx.data(),
+                             e);
     }
     CHECK(MaxRelError(dx.data(), dx_ref.data(), n * d, 1.0) <= tol);
     // The expansion of theta (rows = F) equals ExpandWeights bitwise.
     std::vector<T> dense = Poisoned<T>(F * d), dense_ref(std::size_t(F * d));
     for (std::int64_t e = 0; e < F * d; ++e) {
-      ClassOps::GatherRowsAt(static_cast<const T*>(layer.weight().data()), K,
-                             layer.pattern().class_of.data(), d, dense.data(),
+      ClassOps::GatherRowsAt(static_cast<const T*>(layer.weight().data()),
+                             K,
+                             layer.pattern().class_of.data(),
+                             d,
+                             dense.data(),
                              e);
     }
     layer.ExpandWeights(dense_ref.data());
@@ -388,26 +471,26 @@ TEMPLATE_TEST_CASE("Pooling kernel bodies equal the CPU layers bitwise",
     std::vector<T> y = Poisoned<T>(n_out), dx = Poisoned<T>(n_in);
     std::vector<std::int32_t> arg(std::size_t(n_out), -1);
     for (std::int64_t e = 0; e < n_out; ++e) {
-      PoolLayoutOps::MaxForward(x.data(), h, w, c.k, c.s, ho, wo, y.data(),
-                                arg.data(), e);
+      PoolLayoutOps::MaxForward(
+          x.data(), h, w, c.k, c.s, ho, wo, y.data(), arg.data(), e);
     }
     CHECK(SameBits(y.data(), y_max.data(), n_out));
     for (std::int64_t e = 0; e < n_in; ++e) {
-      PoolLayoutOps::MaxBackward(dy.data(), arg.data(), h, w, c.k, c.s, ho, wo,
-                                 dx.data(), e);
+      PoolLayoutOps::MaxBackward(
+          dy.data(), arg.data(), h, w, c.k, c.s, ho, wo, dx.data(), e);
     }
     CHECK(SameBits(dx.data(), dx_max.data(), n_in));
     const T scale = T(1) / T(c.k * c.k);
     y = Poisoned<T>(n_out);
     dx = Poisoned<T>(n_in);
     for (std::int64_t e = 0; e < n_out; ++e) {
-      PoolLayoutOps::AvgForward(x.data(), h, w, c.k, c.s, ho, wo, scale,
-                                y.data(), e);
+      PoolLayoutOps::AvgForward(
+          x.data(), h, w, c.k, c.s, ho, wo, scale, y.data(), e);
     }
     CHECK(SameBits(y.data(), y_avg.data(), n_out));
     for (std::int64_t e = 0; e < n_in; ++e) {
-      PoolLayoutOps::AvgBackward(dy.data(), h, w, c.k, c.s, ho, wo, scale,
-                                 dx.data(), e);
+      PoolLayoutOps::AvgBackward(
+          dy.data(), h, w, c.k, c.s, ho, wo, scale, dx.data(), e);
     }
     CHECK(SameBits(dx.data(), dx_avg.data(), n_in));
   }
@@ -429,10 +512,10 @@ TEMPLATE_TEST_CASE("P4 bank expansion and dtheta gathers equal the scatter",
     REQUIRE(csr.offsets.back() == size);
     std::vector<int> seen(std::size_t(size), 0);
     for (std::int64_t c = 0; c < p.num_classes; ++c) {
-      CHECK(csr.offsets[std::size_t(c) + 1] - csr.offsets[std::size_t(c)] ==
-            4);
+      CHECK(csr.offsets[std::size_t(c) + 1] - csr.offsets[std::size_t(c)] == 4);
       for (std::int32_t m = csr.offsets[std::size_t(c)];
-           m < csr.offsets[std::size_t(c) + 1]; ++m) {
+           m < csr.offsets[std::size_t(c) + 1];
+           ++m) {
         const std::int32_t e = csr.members[std::size_t(m)];
         CHECK(p.class_of[std::size_t(e)] == c);
         if (m > csr.offsets[std::size_t(c)]) {
@@ -443,10 +526,15 @@ TEMPLATE_TEST_CASE("P4 bank expansion and dtheta gathers equal the scatter",
     }
     CHECK(std::count(seen.begin(), seen.end(), 1) == size);
     // The expansion kernel body equals ExpandFilters bitwise.
-    std::vector<T> bank = Poisoned<T>(size), bank_ref(static_cast<std::size_t>(size));
+    std::vector<T> bank = Poisoned<T>(size),
+                   bank_ref(static_cast<std::size_t>(size));
     for (std::int64_t e = 0; e < size; ++e) {
-      ClassOps::GatherRowsAt(static_cast<const T*>(layer.weight().data()), 0,
-                             p.class_of.data(), size, bank.data(), e);
+      ClassOps::GatherRowsAt(static_cast<const T*>(layer.weight().data()),
+                             0,
+                             p.class_of.data(),
+                             size,
+                             bank.data(),
+                             e);
     }
     layer.ExpandFilters(bank_ref.data());
     CHECK(SameBits(bank.data(), bank_ref.data(), size));
@@ -459,9 +547,14 @@ TEMPLATE_TEST_CASE("P4 bank expansion and dtheta gathers equal the scatter",
       scatter[std::size_t(p.class_of[std::size_t(e)])] += dbank[std::size_t(e)];
     }
     for (std::int64_t e = 0; e < p.num_classes; ++e) {
-      ClassOps::SumRowsAt(dbank.data(), 0, csr.offsets.data(),
-                          csr.members.data(), p.num_classes, true,
-                          gather.data(), e);
+      ClassOps::SumRowsAt(dbank.data(),
+                          0,
+                          csr.offsets.data(),
+                          csr.members.data(),
+                          p.num_classes,
+                          true,
+                          gather.data(),
+                          e);
     }
     CHECK(SameBits(gather.data(), scatter.data(), p.num_classes));
   }
@@ -483,8 +576,7 @@ TEST_CASE("Convolution chunks bound the scratch and cover the batch",
       for (const std::int64_t rows : {4, 32, 200}) {
         for (const std::int64_t budget : {1, 1000, 100000, 1 << 24}) {
           const ConvGeometry g{n, channels, 14, 14, 5, 1, 2, 14, 14};
-          const std::int64_t m =
-              nn::backend::ConvChunkSamples(g, rows, budget);
+          const std::int64_t m = nn::backend::ConvChunkSamples(g, rows, budget);
           const std::int64_t per = std::max(g.kk(), rows) * g.hw();
           CHECK(m >= 1);
           CHECK(m <= n);
@@ -502,8 +594,8 @@ TEST_CASE("Convolution chunks bound the scratch and cover the batch",
   const ConvGeometry g{4, 1, 8, 8, 3, 1, 1, 8, 8};
   CHECK_THROWS_AS(nn::backend::ConvChunkSamples(g, 1, 0), InvalidArgument);
   // Many pixels per sample: m * hw stays within int.
-  const ConvGeometry wide{100000, 1, 1 << 14, 1 << 14, 1, 1, 0, 1 << 14,
-                          1 << 14};
+  const ConvGeometry wide{
+      100000, 1, 1 << 14, 1 << 14, 1, 1, 0, 1 << 14, 1 << 14};
   const std::int64_t m =
       nn::backend::ConvChunkSamples(wide, 1, std::int64_t(1) << 40);
   CHECK(m * wide.hw() <= std::int64_t(INT_MAX));

@@ -25,11 +25,17 @@ namespace {
 // legacy default stream.
 struct CudaKernels {
   template <typename T>
-  static void Im2Col(const ConvGeometry& g, std::int64_t m, const T* x, T* col) {
+  static void Im2Col(const ConvGeometry& g,
+                     std::int64_t m,
+                     const T* x,
+                     T* col) {
     cuda::ConvIm2Col(g, m, x, col, nullptr);
   }
   template <typename T>
-  static void Col2Im(const ConvGeometry& g, std::int64_t m, const T* col, T* dx) {
+  static void Col2Im(const ConvGeometry& g,
+                     std::int64_t m,
+                     const T* col,
+                     T* dx) {
     cuda::ConvCol2Im(g, m, col, dx, nullptr);
   }
   template <typename T>
@@ -42,11 +48,8 @@ struct CudaKernels {
     cuda::ColumnsToChannels(z, bias, rows, m, hw, y, nullptr);
   }
   template <typename T>
-  static void ChannelsToColumns(const T* dy,
-                                std::int64_t rows,
-                                std::int64_t m,
-                                std::int64_t hw,
-                                T* z) {
+  static void ChannelsToColumns(
+      const T* dy, std::int64_t rows, std::int64_t m, std::int64_t hw, T* z) {
     cuda::ChannelsToColumns(dy, rows, m, hw, z, nullptr);
   }
   template <typename T>
@@ -67,7 +70,19 @@ struct CudaKernels {
                    T beta,
                    T* c,
                    std::int64_t ldc) {
-    cuda::Gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+    cuda::Gemm(trans_a,
+               trans_b,
+               m,
+               n,
+               k,
+               alpha,
+               a,
+               lda,
+               b,
+               ldb,
+               beta,
+               c,
+               ldc,
                nullptr);
   }
 };
@@ -152,11 +167,30 @@ void ConvBackwardGpu(const ConvGeometry& g,
   T* col = Reserve(scratch.col, kk * chunk * hw);
   T* dz = Reserve(scratch.mat, rows * chunk * hw);
   T* ones = d_dbias != nullptr ? Reserve(scratch.ones, chunk * hw) : nullptr;
-  ConvBackwardSteps<CudaKernels>(g, d_x, d_weight, rows, d_dy, d_dweight,
-                                 d_dbias, d_dx, chunk, col, dz, ones);
+  ConvBackwardSteps<CudaKernels>(g,
+                                 d_x,
+                                 d_weight,
+                                 rows,
+                                 d_dy,
+                                 d_dweight,
+                                 d_dbias,
+                                 d_dx,
+                                 chunk,
+                                 col,
+                                 dz,
+                                 ones);
 #else
-  NoCuda("conv backward", g, d_x, d_weight, rows, d_dy, d_dweight, d_dbias,
-         d_dx, scratch, budget);
+  NoCuda("conv backward",
+         g,
+         d_x,
+         d_weight,
+         rows,
+         d_dy,
+         d_dweight,
+         d_dbias,
+         d_dx,
+         scratch,
+         budget);
 #endif
 }
 
@@ -164,10 +198,10 @@ DeviceTieTables UploadTieTables(const std::vector<std::int32_t>& class_of,
                                 std::int64_t num_classes) {
   const internal::MemberCsr csr =
       internal::BuildMemberCsr(class_of, num_classes);
-  SYMOPT_CHECK(std::int64_t(csr.members.size()) ==
-                   std::int64_t(class_of.size()),
-               "UploadTieTables: the pattern has zeroed entries; the layers' "
-               "patterns have none");
+  SYMOPT_CHECK(
+      std::int64_t(csr.members.size()) == std::int64_t(class_of.size()),
+      "UploadTieTables: the pattern has zeroed entries; the layers' "
+      "patterns have none");
   DeviceTieTables t;
   t.size = std::int64_t(class_of.size());
   t.classes = num_classes;
@@ -187,8 +221,8 @@ void ExpandGpu(const DeviceTieTables& t,
                std::int64_t in_cols,
                T* d_out) {
 #if SYMOPT_WITH_CUDA
-  cuda::GatherRows(d_in, in_cols, t.class_of.data(), rows, t.size, d_out,
-                   nullptr);
+  cuda::GatherRows(
+      d_in, in_cols, t.class_of.data(), rows, t.size, d_out, nullptr);
 #else
   NoCuda("tie expansion", t, rows, d_in, in_cols, d_out);
 #endif
@@ -202,8 +236,15 @@ void ClassSumGpu(const DeviceTieTables& t,
                  bool accumulate,
                  T* d_out) {
 #if SYMOPT_WITH_CUDA
-  cuda::ClassSumRows(d_in, in_cols, t.offsets.data(), t.members.data(), rows,
-                     t.classes, accumulate, d_out, nullptr);
+  cuda::ClassSumRows(d_in,
+                     in_cols,
+                     t.offsets.data(),
+                     t.members.data(),
+                     rows,
+                     t.classes,
+                     accumulate,
+                     d_out,
+                     nullptr);
 #else
   NoCuda("class sum", t, rows, d_in, in_cols, accumulate, d_out);
 #endif
@@ -237,11 +278,20 @@ void DenseBackwardGpu(std::int64_t m,
                       T* d_ones,
                       T* d_dx) {
 #if SYMOPT_WITH_CUDA
-  DenseBackwardSteps<CudaKernels>(m, n, k, d_x, d_weight, d_dy, d_dweight,
-                                  d_dbias, d_ones, d_dx);
+  DenseBackwardSteps<CudaKernels>(
+      m, n, k, d_x, d_weight, d_dy, d_dweight, d_dbias, d_ones, d_dx);
 #else
-  NoCuda("dense backward", m, n, k, d_x, d_weight, d_dy, d_dweight, d_dbias,
-         d_ones, d_dx);
+  NoCuda("dense backward",
+         m,
+         n,
+         k,
+         d_x,
+         d_weight,
+         d_dy,
+         d_dweight,
+         d_dbias,
+         d_ones,
+         d_dx);
 #endif
 }
 
@@ -275,8 +325,7 @@ void MaxPoolBackwardGpu(const T* d_dy,
                         std::int64_t wo,
                         T* d_dx) {
 #if SYMOPT_WITH_CUDA
-  cuda::MaxPoolBackward(d_dy, d_arg, planes, h, w, k, s, ho, wo, d_dx,
-                        nullptr);
+  cuda::MaxPoolBackward(d_dy, d_arg, planes, h, w, k, s, ho, wo, d_dx, nullptr);
 #else
   NoCuda("maxpool backward", d_dy, d_arg, planes, h, w, k, s, ho, wo, d_dx);
 #endif
@@ -317,11 +366,8 @@ void AvgPoolBackwardGpu(const T* d_dy,
 }
 
 template <typename T>
-void RotationPoolForwardGpu(const T* d_x,
-                            std::int64_t groups,
-                            std::int64_t hw,
-                            bool is_max,
-                            T* d_y) {
+void RotationPoolForwardGpu(
+    const T* d_x, std::int64_t groups, std::int64_t hw, bool is_max, T* d_y) {
 #if SYMOPT_WITH_CUDA
   cuda::RotationPoolForward(d_x, groups, hw, is_max, d_y, nullptr);
 #else
@@ -344,40 +390,88 @@ void RotationPoolBackwardGpu(const T* d_x,
 }
 
 #define SYMOPT_INSTANTIATE_NN_CONV_DISPATCH(T)                                 \
-  template void ConvForwardGpu<T>(const ConvGeometry&, const T*, const T*,     \
-                                  std::int64_t, const T*, T*,                  \
-                                  ConvDeviceScratch<T>&, std::int64_t);        \
-  template void ConvBackwardGpu<T>(const ConvGeometry&, const T*, const T*,    \
-                                   std::int64_t, const T*, T*, T*, T*,         \
-                                   ConvDeviceScratch<T>&, std::int64_t);       \
-  template void ExpandGpu<T>(const DeviceTieTables&, std::int64_t, const T*,   \
-                             std::int64_t, T*);                                \
-  template void ClassSumGpu<T>(const DeviceTieTables&, std::int64_t,           \
-                               const T*, std::int64_t, bool, T*);              \
-  template void DenseForwardGpu<T>(std::int64_t, std::int64_t, std::int64_t,   \
-                                   const T*, const T*, const T*, T*, T*);      \
-  template void DenseBackwardGpu<T>(std::int64_t, std::int64_t, std::int64_t,  \
-                                    const T*, const T*, const T*, T*, T*, T*,  \
+  template void ConvForwardGpu<T>(const ConvGeometry&,                         \
+                                  const T*,                                    \
+                                  const T*,                                    \
+                                  std::int64_t,                                \
+                                  const T*,                                    \
+                                  T*,                                          \
+                                  ConvDeviceScratch<T>&,                       \
+                                  std::int64_t);                               \
+  template void ConvBackwardGpu<T>(const ConvGeometry&,                        \
+                                   const T*,                                   \
+                                   const T*,                                   \
+                                   std::int64_t,                               \
+                                   const T*,                                   \
+                                   T*,                                         \
+                                   T*,                                         \
+                                   T*,                                         \
+                                   ConvDeviceScratch<T>&,                      \
+                                   std::int64_t);                              \
+  template void ExpandGpu<T>(                                                  \
+      const DeviceTieTables&, std::int64_t, const T*, std::int64_t, T*);       \
+  template void ClassSumGpu<T>(                                                \
+      const DeviceTieTables&, std::int64_t, const T*, std::int64_t, bool, T*); \
+  template void DenseForwardGpu<T>(std::int64_t,                               \
+                                   std::int64_t,                               \
+                                   std::int64_t,                               \
+                                   const T*,                                   \
+                                   const T*,                                   \
+                                   const T*,                                   \
+                                   T*,                                         \
+                                   T*);                                        \
+  template void DenseBackwardGpu<T>(std::int64_t,                              \
+                                    std::int64_t,                              \
+                                    std::int64_t,                              \
+                                    const T*,                                  \
+                                    const T*,                                  \
+                                    const T*,                                  \
+                                    T*,                                        \
+                                    T*,                                        \
+                                    T*,                                        \
                                     T*);                                       \
-  template void MaxPoolForwardGpu<T>(const T*, std::int64_t, std::int64_t,     \
-                                     std::int64_t, std::int64_t, std::int64_t, \
-                                     std::int64_t, std::int64_t, T*,           \
+  template void MaxPoolForwardGpu<T>(const T*,                                 \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     T*,                                       \
                                      std::int32_t*);                           \
-  template void MaxPoolBackwardGpu<T>(                                         \
-      const T*, const std::int32_t*, std::int64_t, std::int64_t,               \
-      std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,    \
-      T*);                                                                     \
-  template void AvgPoolForwardGpu<T>(const T*, std::int64_t, std::int64_t,     \
-                                     std::int64_t, std::int64_t, std::int64_t, \
-                                     std::int64_t, std::int64_t, T*);          \
-  template void AvgPoolBackwardGpu<T>(const T*, std::int64_t, std::int64_t,    \
-                                      std::int64_t, std::int64_t,              \
-                                      std::int64_t, std::int64_t,              \
-                                      std::int64_t, T*);                       \
-  template void RotationPoolForwardGpu<T>(const T*, std::int64_t,              \
-                                          std::int64_t, bool, T*);             \
-  template void RotationPoolBackwardGpu<T>(const T*, const T*, std::int64_t,   \
-                                           std::int64_t, bool, T*);
+  template void MaxPoolBackwardGpu<T>(const T*,                                \
+                                      const std::int32_t*,                     \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      T*);                                     \
+  template void AvgPoolForwardGpu<T>(const T*,                                 \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     std::int64_t,                             \
+                                     T*);                                      \
+  template void AvgPoolBackwardGpu<T>(const T*,                                \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      std::int64_t,                            \
+                                      T*);                                     \
+  template void RotationPoolForwardGpu<T>(                                     \
+      const T*, std::int64_t, std::int64_t, bool, T*);                         \
+  template void RotationPoolBackwardGpu<T>(                                    \
+      const T*, const T*, std::int64_t, std::int64_t, bool, T*);
 SYMOPT_INSTANTIATE_NN_CONV_DISPATCH(float)
 SYMOPT_INSTANTIATE_NN_CONV_DISPATCH(double)
 #undef SYMOPT_INSTANTIATE_NN_CONV_DISPATCH

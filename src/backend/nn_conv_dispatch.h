@@ -122,18 +122,17 @@ void ConvBackwardSteps(const ConvGeometry& g,
     K::Im2Col(g, m, x + b0 * g.InputSize(), col);
     K::ChannelsToColumns(dy + b0 * rows * hw, rows, m, hw, dz);
     // dW += dZ col^T (rows x kk, inner dimension m*hw).
-    K::Gemm(false, true, rows, kk, ld, T(1), dz, ld, col, ld, T(1), dweight,
-            kk);
+    K::Gemm(
+        false, true, rows, kk, ld, T(1), dz, ld, col, ld, T(1), dweight, kk);
     // db += dZ 1: the row sums as a product (deterministic, no atomics).
     if (dbias != nullptr) {
-      K::Gemm(false, false, rows, 1, ld, T(1), dz, ld, ones, 1, T(1), dbias,
-              1);
+      K::Gemm(false, false, rows, 1, ld, T(1), dz, ld, ones, 1, T(1), dbias, 1);
     }
     if (dx != nullptr) {
       // dcol = W^T dZ into the column buffer (the products above that read it
       // run first), then the gather col2im.
-      K::Gemm(true, false, kk, ld, rows, T(1), weight, kk, dz, ld, T(0), col,
-              ld);
+      K::Gemm(
+          true, false, kk, ld, rows, T(1), weight, kk, dz, ld, T(0), col, ld);
       K::Col2Im(g, m, col, dx + b0 * g.InputSize());
     }
   }
@@ -344,11 +343,8 @@ void AvgPoolBackwardGpu(const T* d_dy,
                         std::int64_t wo,
                         T* d_dx);
 template <typename T>
-void RotationPoolForwardGpu(const T* d_x,
-                            std::int64_t groups,
-                            std::int64_t hw,
-                            bool is_max,
-                            T* d_y);
+void RotationPoolForwardGpu(
+    const T* d_x, std::int64_t groups, std::int64_t hw, bool is_max, T* d_y);
 template <typename T>
 void RotationPoolBackwardGpu(const T* d_x,
                              const T* d_dy,
