@@ -140,45 +140,45 @@ struct ClassSumRowsFn {
 
 template <typename T>
 struct MaxPoolForwardFn {
+  PoolGeometry g;
   const T* x;
-  std::int64_t h, w, k, s, ho, wo;
   T* y;
   std::int32_t* arg;
   __device__ void operator()(std::int64_t e) const {
-    PoolLayoutOps::MaxForward(x, h, w, k, s, ho, wo, y, arg, e);
+    PoolLayoutOps::MaxForward(g, x, y, arg, e);
   }
 };
 
 template <typename T>
 struct MaxPoolBackwardFn {
+  PoolGeometry g;
   const T* dy;
   const std::int32_t* arg;
-  std::int64_t h, w, k, s, ho, wo;
   T* dx;
   __device__ void operator()(std::int64_t e) const {
-    PoolLayoutOps::MaxBackward(dy, arg, h, w, k, s, ho, wo, dx, e);
+    PoolLayoutOps::MaxBackward(g, dy, arg, dx, e);
   }
 };
 
 template <typename T>
 struct AvgPoolForwardFn {
+  PoolGeometry g;
   const T* x;
-  std::int64_t h, w, k, s, ho, wo;
   T scale;
   T* y;
   __device__ void operator()(std::int64_t e) const {
-    PoolLayoutOps::AvgForward(x, h, w, k, s, ho, wo, scale, y, e);
+    PoolLayoutOps::AvgForward(g, x, scale, y, e);
   }
 };
 
 template <typename T>
 struct AvgPoolBackwardFn {
+  PoolGeometry g;
   const T* dy;
-  std::int64_t h, w, k, s, ho, wo;
   T scale;
   T* dx;
   __device__ void operator()(std::int64_t e) const {
-    PoolLayoutOps::AvgBackward(dy, h, w, k, s, ho, wo, scale, dx, e);
+    PoolLayoutOps::AvgBackward(g, dy, scale, dx, e);
   }
 };
 
@@ -290,71 +290,39 @@ void ClassSumRows(const T* d_in,
 }
 
 template <typename T>
-void MaxPoolForward(const T* d_x,
-                    std::int64_t planes,
-                    std::int64_t h,
-                    std::int64_t w,
-                    std::int64_t k,
-                    std::int64_t s,
-                    std::int64_t ho,
-                    std::int64_t wo,
+void MaxPoolForward(const PoolGeometry& g,
+                    const T* d_x,
                     T* d_y,
                     std::int32_t* d_arg,
                     cudaStream_t stream) {
-  ForEach(planes * ho * wo,
-          MaxPoolForwardFn<T>{d_x, h, w, k, s, ho, wo, d_y, d_arg},
-          stream);
+  ForEach(g.OutputSize(), MaxPoolForwardFn<T>{g, d_x, d_y, d_arg}, stream);
 }
 
 template <typename T>
-void MaxPoolBackward(const T* d_dy,
+void MaxPoolBackward(const PoolGeometry& g,
+                     const T* d_dy,
                      const std::int32_t* d_arg,
-                     std::int64_t planes,
-                     std::int64_t h,
-                     std::int64_t w,
-                     std::int64_t k,
-                     std::int64_t s,
-                     std::int64_t ho,
-                     std::int64_t wo,
                      T* d_dx,
                      cudaStream_t stream) {
-  ForEach(planes * h * w,
-          MaxPoolBackwardFn<T>{d_dy, d_arg, h, w, k, s, ho, wo, d_dx},
-          stream);
+  ForEach(g.InputSize(), MaxPoolBackwardFn<T>{g, d_dy, d_arg, d_dx}, stream);
 }
 
 template <typename T>
-void AvgPoolForward(const T* d_x,
-                    std::int64_t planes,
-                    std::int64_t h,
-                    std::int64_t w,
-                    std::int64_t k,
-                    std::int64_t s,
-                    std::int64_t ho,
-                    std::int64_t wo,
+void AvgPoolForward(const PoolGeometry& g,
+                    const T* d_x,
                     T* d_y,
                     cudaStream_t stream) {
-  const T scale = T(1) / T(k * k);  // as the CPU's AvgPool2d
-  ForEach(planes * ho * wo,
-          AvgPoolForwardFn<T>{d_x, h, w, k, s, ho, wo, scale, d_y},
-          stream);
+  const T scale = T(1) / T(g.k * g.k);  // as the CPU's AvgPool2d
+  ForEach(g.OutputSize(), AvgPoolForwardFn<T>{g, d_x, scale, d_y}, stream);
 }
 
 template <typename T>
-void AvgPoolBackward(const T* d_dy,
-                     std::int64_t planes,
-                     std::int64_t h,
-                     std::int64_t w,
-                     std::int64_t k,
-                     std::int64_t s,
-                     std::int64_t ho,
-                     std::int64_t wo,
+void AvgPoolBackward(const PoolGeometry& g,
+                     const T* d_dy,
                      T* d_dx,
                      cudaStream_t stream) {
-  const T scale = T(1) / T(k * k);
-  ForEach(planes * h * w,
-          AvgPoolBackwardFn<T>{d_dy, h, w, k, s, ho, wo, scale, d_dx},
-          stream);
+  const T scale = T(1) / T(g.k * g.k);
+  ForEach(g.InputSize(), AvgPoolBackwardFn<T>{g, d_dy, scale, d_dx}, stream);
 }
 
 template <typename T>
@@ -411,48 +379,14 @@ void RotationPoolBackward(const T* d_x,
                                 bool,                                        \
                                 T*,                                          \
                                 cudaStream_t);                               \
-  template void MaxPoolForward<T>(const T*,                                  \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  T*,                                        \
-                                  std::int32_t*,                             \
-                                  cudaStream_t);                             \
-  template void MaxPoolBackward<T>(const T*,                                 \
-                                   const std::int32_t*,                      \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   T*,                                       \
-                                   cudaStream_t);                            \
-  template void AvgPoolForward<T>(const T*,                                  \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  std::int64_t,                              \
-                                  T*,                                        \
-                                  cudaStream_t);                             \
-  template void AvgPoolBackward<T>(const T*,                                 \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   std::int64_t,                             \
-                                   T*,                                       \
-                                   cudaStream_t);                            \
+  template void MaxPoolForward<T>(                                           \
+      const PoolGeometry&, const T*, T*, std::int32_t*, cudaStream_t);       \
+  template void MaxPoolBackward<T>(                                          \
+      const PoolGeometry&, const T*, const std::int32_t*, T*, cudaStream_t); \
+  template void AvgPoolForward<T>(                                           \
+      const PoolGeometry&, const T*, T*, cudaStream_t);                      \
+  template void AvgPoolBackward<T>(                                          \
+      const PoolGeometry&, const T*, T*, cudaStream_t);                      \
   template void RotationPoolForward<T>(                                      \
       const T*, std::int64_t, std::int64_t, bool, T*, cudaStream_t);         \
   template void RotationPoolBackward<T>(                                     \

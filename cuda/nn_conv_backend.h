@@ -19,6 +19,7 @@ namespace symopt {
 namespace cuda {
 
 using nn::internal::ConvGeometry;
+using nn::internal::PoolGeometry;
 
 // d_col [g.kk(), m * g.hw()] (row-major) = the columns of the m samples of
 // d_x [m, g.channels, g.h, g.w] side by side: ConvOps::Im2ColValue.
@@ -89,57 +90,29 @@ void ClassSumRows(const T* d_in,
                   T* d_out,
                   cudaStream_t stream);
 
-// Pooling over `planes` planes h x w -> ho x wo (kernel k, stride s, no
-// padding). Max: d_y and the arg-max offsets d_arg (PoolOps::MaxWindow).
+// Pooling (no padding): max writes d_y [g.OutputSize()] and the arg-max
+// offsets d_arg (PoolOps::MaxWindow); the backward passes overwrite d_dx
+// [g.InputSize()] (gathers; max from the forward's d_arg).
 template <typename T>
-void MaxPoolForward(const T* d_x,
-                    std::int64_t planes,
-                    std::int64_t h,
-                    std::int64_t w,
-                    std::int64_t k,
-                    std::int64_t s,
-                    std::int64_t ho,
-                    std::int64_t wo,
+void MaxPoolForward(const PoolGeometry& g,
+                    const T* d_x,
                     T* d_y,
                     std::int32_t* d_arg,
                     cudaStream_t stream);
-
-// d_dx [planes, h, w] (overwritten) from d_dy and the forward's d_arg.
 template <typename T>
-void MaxPoolBackward(const T* d_dy,
+void MaxPoolBackward(const PoolGeometry& g,
+                     const T* d_dy,
                      const std::int32_t* d_arg,
-                     std::int64_t planes,
-                     std::int64_t h,
-                     std::int64_t w,
-                     std::int64_t k,
-                     std::int64_t s,
-                     std::int64_t ho,
-                     std::int64_t wo,
                      T* d_dx,
                      cudaStream_t stream);
-
 template <typename T>
-void AvgPoolForward(const T* d_x,
-                    std::int64_t planes,
-                    std::int64_t h,
-                    std::int64_t w,
-                    std::int64_t k,
-                    std::int64_t s,
-                    std::int64_t ho,
-                    std::int64_t wo,
+void AvgPoolForward(const PoolGeometry& g,
+                    const T* d_x,
                     T* d_y,
                     cudaStream_t stream);
-
-// d_dx [planes, h, w] (overwritten).
 template <typename T>
-void AvgPoolBackward(const T* d_dy,
-                     std::int64_t planes,
-                     std::int64_t h,
-                     std::int64_t w,
-                     std::int64_t k,
-                     std::int64_t s,
-                     std::int64_t ho,
-                     std::int64_t wo,
+void AvgPoolBackward(const PoolGeometry& g,
+                     const T* d_dy,
                      T* d_dx,
                      cudaStream_t stream);
 

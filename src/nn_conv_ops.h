@@ -247,77 +247,64 @@ struct PoolOps {
   }
 };
 
-// The per-element bodies of the pooling kernels over `planes` planes
-// (cuda/nn_conv.cu; host loops in tests/nn_conv_ops_test.cpp). Forward: e =
-// plane * (ho*wo) + i*wo + j; backward: e = plane * (h*w) + r*w + q. Each
-// call writes only element e (and arg[e]).
+// Pooling over `planes` planes h x w -> ho x wo, kernel k, stride s.
+struct PoolGeometry {
+  std::int64_t planes, h, w, k, s, ho, wo;
+  SYMOPT_HD std::int64_t InputSize() const { return planes * h * w; }
+  SYMOPT_HD std::int64_t OutputSize() const { return planes * ho * wo; }
+};
+
+// The per-element bodies of the pooling kernels (cuda/nn_conv.cu; host loops
+// in tests/nn_conv_ops_test.cpp). Forward: e = plane * (ho*wo) + i*wo + j,
+// e < g.OutputSize(); backward: e = plane * (h*w) + r*w + q, e <
+// g.InputSize(). Each call writes only element e (and arg[e]).
 struct PoolLayoutOps {
   template <typename T>
-  static SYMOPT_HD void MaxForward(const T* x,
-                                   std::int64_t h,
-                                   std::int64_t w,
-                                   std::int64_t k,
-                                   std::int64_t s,
-                                   std::int64_t ho,
-                                   std::int64_t wo,
+  static SYMOPT_HD void MaxForward(const PoolGeometry& g,
+                                   const T* x,
                                    T* y,
                                    std::int32_t* arg,
                                    std::int64_t e) {
-    const std::int64_t howo = ho * wo, o = e % howo;
-    const T* plane = x + (e / howo) * h * w;
+    const std::int64_t howo = g.ho * g.wo, o = e % howo;
+    const T* plane = x + (e / howo) * g.h * g.w;
     const std::int64_t best =
-        PoolOps::MaxWindow(plane, w, k, s, o / wo, o % wo);
+        PoolOps::MaxWindow(plane, g.w, g.k, g.s, o / g.wo, o % g.wo);
     y[e] = plane[best];
     arg[e] = static_cast<std::int32_t>(best);
   }
 
   template <typename T>
-  static SYMOPT_HD void MaxBackward(const T* dy,
+  static SYMOPT_HD void MaxBackward(const PoolGeometry& g,
+                                    const T* dy,
                                     const std::int32_t* arg,
-                                    std::int64_t h,
-                                    std::int64_t w,
-                                    std::int64_t k,
-                                    std::int64_t s,
-                                    std::int64_t ho,
-                                    std::int64_t wo,
                                     T* dx,
                                     std::int64_t e) {
-    const std::int64_t plane = e / (h * w), at = e % (h * w);
-    const std::int64_t out = plane * ho * wo;
+    const std::int64_t plane = e / (g.h * g.w), at = e % (g.h * g.w);
+    const std::int64_t out = plane * g.ho * g.wo;
     dx[e] = PoolOps::MaxBackwardGather(
-        dy + out, arg + out, w, k, s, ho, wo, at / w, at % w);
+        dy + out, arg + out, g.w, g.k, g.s, g.ho, g.wo, at / g.w, at % g.w);
   }
 
   template <typename T>
-  static SYMOPT_HD void AvgForward(const T* x,
-                                   std::int64_t h,
-                                   std::int64_t w,
-                                   std::int64_t k,
-                                   std::int64_t s,
-                                   std::int64_t ho,
-                                   std::int64_t wo,
-                                   T scale,
-                                   T* y,
-                                   std::int64_t e) {
-    const std::int64_t howo = ho * wo, o = e % howo;
+  static SYMOPT_HD void AvgForward(
+      const PoolGeometry& g, const T* x, T scale, T* y, std::int64_t e) {
+    const std::int64_t howo = g.ho * g.wo, o = e % howo;
     y[e] = PoolOps::AvgWindow(
-        x + (e / howo) * h * w, w, k, s, o / wo, o % wo, scale);
+        x + (e / howo) * g.h * g.w, g.w, g.k, g.s, o / g.wo, o % g.wo, scale);
   }
 
   template <typename T>
-  static SYMOPT_HD void AvgBackward(const T* dy,
-                                    std::int64_t h,
-                                    std::int64_t w,
-                                    std::int64_t k,
-                                    std::int64_t s,
-                                    std::int64_t ho,
-                                    std::int64_t wo,
-                                    T scale,
-                                    T* dx,
-                                    std::int64_t e) {
-    const std::int64_t plane = e / (h * w), at = e % (h * w);
-    dx[e] = PoolOps::AvgBackwardGather(
-        dy + plane * ho * wo, k, s, ho, wo, at / w, at % w, scale);
+  static SYMOPT_HD void AvgBackward(
+      const PoolGeometry& g, const T* dy, T scale, T* dx, std::int64_t e) {
+    const std::int64_t plane = e / (g.h * g.w), at = e % (g.h * g.w);
+    dx[e] = PoolOps::AvgBackwardGather(dy + plane * g.ho * g.wo,
+                                       g.k,
+                                       g.s,
+                                       g.ho,
+                                       g.wo,
+                                       at / g.w,
+                                       at % g.w,
+                                       scale);
   }
 };
 

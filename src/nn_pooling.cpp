@@ -8,6 +8,25 @@
 namespace symopt {
 namespace nn {
 
+namespace {
+
+// Input [..., h, w] -> output [..., ho, wo] as planes for the GPU kernels.
+internal::PoolGeometry Geometry(const Shape& x,
+                                const Shape& y,
+                                std::int64_t k,
+                                std::int64_t s) {
+  const std::size_t r = x.size();
+  return {NumElements(x) / (x[r - 2] * x[r - 1]),
+          x[r - 2],
+          x[r - 1],
+          k,
+          s,
+          y[r - 2],
+          y[r - 1]};
+}
+
+}  // namespace
+
 template <typename T>
 Pool2d<T>::Pool2d(const char* kind, std::int64_t kernel, std::int64_t stride)
     : kind_(kind), k_(kernel), s_(stride == 0 ? kernel : stride) {
@@ -61,7 +80,7 @@ void MaxPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
     argmax_device_count_ = -1;
     std::int32_t* arg = nn::backend::Reserve(argmax_device_, y.size());
     nn::backend::MaxPoolForwardGpu(
-        x.data(), planes, h, w, this->k_, this->s_, ho, wo, y.data(), arg);
+        Geometry(x.shape(), ys, this->k_, this->s_), x.data(), y.data(), arg);
     argmax_device_count_ = y.size();
     return;
   }
@@ -103,17 +122,11 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
   dx.Resize(x.shape(), x.device());
   const int r = x.ndim();
   if (x.is_cuda()) {
-    const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
-    nn::backend::MaxPoolBackwardGpu(dy.data(),
-                                    argmax_device_.data(),
-                                    x.size() / (h * w),
-                                    h,
-                                    w,
-                                    this->k_,
-                                    this->s_,
-                                    ys[r - 2],
-                                    ys[r - 1],
-                                    dx.data());
+    nn::backend::MaxPoolBackwardGpu(
+        Geometry(x.shape(), ys, this->k_, this->s_),
+        dy.data(),
+        static_cast<const std::int32_t*>(argmax_device_.data()),
+        dx.data());
     return;
   }
   dx.Fill(T(0));
@@ -140,7 +153,7 @@ void AvgPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const std::int64_t planes = x.size() / (h * w);
   if (x.is_cuda()) {
     nn::backend::AvgPoolForwardGpu(
-        x.data(), planes, h, w, this->k_, this->s_, ho, wo, y.data());
+        Geometry(x.shape(), ys, this->k_, this->s_), x.data(), y.data());
     return;
   }
   const T scale = T(1) / T(this->k_ * this->k_);
@@ -174,7 +187,7 @@ void AvgPool2d<T>::Backward(const Tensor<T>& x,
   const std::int64_t planes = x.size() / (h * w);
   if (x.is_cuda()) {
     nn::backend::AvgPoolBackwardGpu(
-        dy.data(), planes, h, w, this->k_, this->s_, ho, wo, dx.data());
+        Geometry(x.shape(), ys, this->k_, this->s_), dy.data(), dx.data());
     return;
   }
   dx.Fill(T(0));

@@ -467,30 +467,31 @@ TEMPLATE_TEST_CASE("Pooling kernel bodies equal the CPU layers bitwise",
     maxpool.Backward(x, y_max, dy, dx_max);
     avgpool.Backward(x, y_avg, dy, dx_avg);
 
-    const std::int64_t n_out = planes * ho * wo, n_in = planes * h * w;
+    const nn::internal::PoolGeometry g{planes, h, w, c.k, c.s, ho, wo};
+    const std::int64_t n_out = g.OutputSize(), n_in = g.InputSize();
     std::vector<T> y = Poisoned<T>(n_out), dx = Poisoned<T>(n_in);
     std::vector<std::int32_t> arg(std::size_t(n_out), -1);
     for (std::int64_t e = 0; e < n_out; ++e) {
-      PoolLayoutOps::MaxForward(
-          x.data(), h, w, c.k, c.s, ho, wo, y.data(), arg.data(), e);
+      PoolLayoutOps::MaxForward(g, x.data(), y.data(), arg.data(), e);
     }
     CHECK(SameBits(y.data(), y_max.data(), n_out));
     for (std::int64_t e = 0; e < n_in; ++e) {
-      PoolLayoutOps::MaxBackward(
-          dy.data(), arg.data(), h, w, c.k, c.s, ho, wo, dx.data(), e);
+      PoolLayoutOps::MaxBackward(g,
+                                 dy.data(),
+                                 static_cast<const std::int32_t*>(arg.data()),
+                                 dx.data(),
+                                 e);
     }
     CHECK(SameBits(dx.data(), dx_max.data(), n_in));
     const T scale = T(1) / T(c.k * c.k);
     y = Poisoned<T>(n_out);
     dx = Poisoned<T>(n_in);
     for (std::int64_t e = 0; e < n_out; ++e) {
-      PoolLayoutOps::AvgForward(
-          x.data(), h, w, c.k, c.s, ho, wo, scale, y.data(), e);
+      PoolLayoutOps::AvgForward(g, x.data(), scale, y.data(), e);
     }
     CHECK(SameBits(y.data(), y_avg.data(), n_out));
     for (std::int64_t e = 0; e < n_in; ++e) {
-      PoolLayoutOps::AvgBackward(
-          dy.data(), h, w, c.k, c.s, ho, wo, scale, dx.data(), e);
+      PoolLayoutOps::AvgBackward(g, dy.data(), scale, dx.data(), e);
     }
     CHECK(SameBits(dx.data(), dx_avg.data(), n_in));
   }

@@ -296,72 +296,46 @@ void DenseBackwardGpu(std::int64_t m,
 }
 
 template <typename T>
-void MaxPoolForwardGpu(const T* d_x,
-                       std::int64_t planes,
-                       std::int64_t h,
-                       std::int64_t w,
-                       std::int64_t k,
-                       std::int64_t s,
-                       std::int64_t ho,
-                       std::int64_t wo,
+void MaxPoolForwardGpu(const internal::PoolGeometry& g,
+                       const T* d_x,
                        T* d_y,
                        std::int32_t* d_arg) {
 #if SYMOPT_WITH_CUDA
-  cuda::MaxPoolForward(d_x, planes, h, w, k, s, ho, wo, d_y, d_arg, nullptr);
+  cuda::MaxPoolForward(g, d_x, d_y, d_arg, nullptr);
 #else
-  NoCuda("maxpool forward", d_x, planes, h, w, k, s, ho, wo, d_y, d_arg);
+  NoCuda("maxpool forward", g, d_x, d_y, d_arg);
 #endif
 }
 
 template <typename T>
-void MaxPoolBackwardGpu(const T* d_dy,
+void MaxPoolBackwardGpu(const internal::PoolGeometry& g,
+                        const T* d_dy,
                         const std::int32_t* d_arg,
-                        std::int64_t planes,
-                        std::int64_t h,
-                        std::int64_t w,
-                        std::int64_t k,
-                        std::int64_t s,
-                        std::int64_t ho,
-                        std::int64_t wo,
                         T* d_dx) {
 #if SYMOPT_WITH_CUDA
-  cuda::MaxPoolBackward(d_dy, d_arg, planes, h, w, k, s, ho, wo, d_dx, nullptr);
+  cuda::MaxPoolBackward(g, d_dy, d_arg, d_dx, nullptr);
 #else
-  NoCuda("maxpool backward", d_dy, d_arg, planes, h, w, k, s, ho, wo, d_dx);
+  NoCuda("maxpool backward", g, d_dy, d_arg, d_dx);
 #endif
 }
 
 template <typename T>
-void AvgPoolForwardGpu(const T* d_x,
-                       std::int64_t planes,
-                       std::int64_t h,
-                       std::int64_t w,
-                       std::int64_t k,
-                       std::int64_t s,
-                       std::int64_t ho,
-                       std::int64_t wo,
-                       T* d_y) {
+void AvgPoolForwardGpu(const internal::PoolGeometry& g, const T* d_x, T* d_y) {
 #if SYMOPT_WITH_CUDA
-  cuda::AvgPoolForward(d_x, planes, h, w, k, s, ho, wo, d_y, nullptr);
+  cuda::AvgPoolForward(g, d_x, d_y, nullptr);
 #else
-  NoCuda("avgpool forward", d_x, planes, h, w, k, s, ho, wo, d_y);
+  NoCuda("avgpool forward", g, d_x, d_y);
 #endif
 }
 
 template <typename T>
-void AvgPoolBackwardGpu(const T* d_dy,
-                        std::int64_t planes,
-                        std::int64_t h,
-                        std::int64_t w,
-                        std::int64_t k,
-                        std::int64_t s,
-                        std::int64_t ho,
-                        std::int64_t wo,
+void AvgPoolBackwardGpu(const internal::PoolGeometry& g,
+                        const T* d_dy,
                         T* d_dx) {
 #if SYMOPT_WITH_CUDA
-  cuda::AvgPoolBackward(d_dy, planes, h, w, k, s, ho, wo, d_dx, nullptr);
+  cuda::AvgPoolBackward(g, d_dy, d_dx, nullptr);
 #else
-  NoCuda("avgpool backward", d_dy, planes, h, w, k, s, ho, wo, d_dx);
+  NoCuda("avgpool backward", g, d_dy, d_dx);
 #endif
 }
 
@@ -430,44 +404,14 @@ void RotationPoolBackwardGpu(const T* d_x,
                                     T*,                                        \
                                     T*,                                        \
                                     T*);                                       \
-  template void MaxPoolForwardGpu<T>(const T*,                                 \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     T*,                                       \
-                                     std::int32_t*);                           \
-  template void MaxPoolBackwardGpu<T>(const T*,                                \
-                                      const std::int32_t*,                     \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      T*);                                     \
-  template void AvgPoolForwardGpu<T>(const T*,                                 \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     std::int64_t,                             \
-                                     T*);                                      \
-  template void AvgPoolBackwardGpu<T>(const T*,                                \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      std::int64_t,                            \
-                                      T*);                                     \
+  template void MaxPoolForwardGpu<T>(                                          \
+      const internal::PoolGeometry&, const T*, T*, std::int32_t*);             \
+  template void MaxPoolBackwardGpu<T>(                                         \
+      const internal::PoolGeometry&, const T*, const std::int32_t*, T*);       \
+  template void AvgPoolForwardGpu<T>(                                          \
+      const internal::PoolGeometry&, const T*, T*);                            \
+  template void AvgPoolBackwardGpu<T>(                                         \
+      const internal::PoolGeometry&, const T*, T*);                            \
   template void RotationPoolForwardGpu<T>(                                     \
       const T*, std::int64_t, std::int64_t, bool, T*);                         \
   template void RotationPoolBackwardGpu<T>(                                    \

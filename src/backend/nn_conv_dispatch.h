@@ -299,48 +299,23 @@ void DenseBackwardGpu(std::int64_t m,
                       T* d_ones,
                       T* d_dx);
 
-// Pooling over `planes` planes h x w -> ho x wo (cuda/nn_conv_backend.h).
+// Pooling (cuda/nn_conv_backend.h): d_y [g.OutputSize()], the arg-max
+// offsets d_arg [g.OutputSize()], d_dx [g.InputSize()] (overwritten).
 template <typename T>
-void MaxPoolForwardGpu(const T* d_x,
-                       std::int64_t planes,
-                       std::int64_t h,
-                       std::int64_t w,
-                       std::int64_t k,
-                       std::int64_t s,
-                       std::int64_t ho,
-                       std::int64_t wo,
+void MaxPoolForwardGpu(const internal::PoolGeometry& g,
+                       const T* d_x,
                        T* d_y,
                        std::int32_t* d_arg);
 template <typename T>
-void MaxPoolBackwardGpu(const T* d_dy,
+void MaxPoolBackwardGpu(const internal::PoolGeometry& g,
+                        const T* d_dy,
                         const std::int32_t* d_arg,
-                        std::int64_t planes,
-                        std::int64_t h,
-                        std::int64_t w,
-                        std::int64_t k,
-                        std::int64_t s,
-                        std::int64_t ho,
-                        std::int64_t wo,
                         T* d_dx);
 template <typename T>
-void AvgPoolForwardGpu(const T* d_x,
-                       std::int64_t planes,
-                       std::int64_t h,
-                       std::int64_t w,
-                       std::int64_t k,
-                       std::int64_t s,
-                       std::int64_t ho,
-                       std::int64_t wo,
-                       T* d_y);
+void AvgPoolForwardGpu(const internal::PoolGeometry& g, const T* d_x, T* d_y);
 template <typename T>
-void AvgPoolBackwardGpu(const T* d_dy,
-                        std::int64_t planes,
-                        std::int64_t h,
-                        std::int64_t w,
-                        std::int64_t k,
-                        std::int64_t s,
-                        std::int64_t ho,
-                        std::int64_t wo,
+void AvgPoolBackwardGpu(const internal::PoolGeometry& g,
+                        const T* d_dy,
                         T* d_dx);
 template <typename T>
 void RotationPoolForwardGpu(
