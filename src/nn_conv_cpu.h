@@ -4,7 +4,9 @@
 // GEMM  Y_b = W col + bias;  backward  dW += dY_b col^T,  db += rowsum(dY_b),
 // dcol = W^T dY_b scattered back by col2im. Samples run in parallel over
 // OpenMP threads; per-thread weight-gradient partials are summed in thread
-// order, so results do not depend on scheduling.
+// order, so results do not depend on scheduling. The GPU path
+// (backend/nn_conv_dispatch.h) uses the same index maths (nn_conv_ops.h) and
+// is checked against these functions (tests/nn_conv_ops_test.cpp).
 #pragma once
 
 #include <omp.h>
