@@ -633,3 +633,26 @@ TEST_CASE("Layers refuse tensors on another device and bad budgets",
   CHECK(y.shape() == Shape{2, 2, 3, 3});
   CHECK_FALSE(y.is_cuda());
 }
+
+TEST_CASE("Without CUDA the GPU entry points say so",
+          "[nn][gpu_host][errors]") {
+  if (CudaCompiled()) return;  // they would run kernels on these pointers
+  const ConvGeometry g{1, 1, 4, 4, 3, 1, 1, 4, 4};
+  nn::backend::ConvDeviceScratch<float> scratch;
+  float* p = nullptr;
+  const nn::internal::PoolGeometry pg{1, 4, 4, 2, 2, 2, 2};
+  CHECK_THROWS_AS(
+      nn::backend::ConvForwardGpu<float>(g, p, p, 2, p, p, scratch, 100),
+      NotCompiledError);
+  CHECK_THROWS_AS(
+      nn::backend::ConvBackwardGpu<float>(g, p, p, 2, p, p, p, p, scratch, 100),
+      NotCompiledError);
+  CHECK_THROWS_AS(nn::backend::MaxPoolForwardGpu<float>(pg, p, p, nullptr),
+                  NotCompiledError);
+  CHECK_THROWS_AS(nn::backend::AvgPoolBackwardGpu<float>(pg, p, p),
+                  NotCompiledError);
+  CHECK_THROWS_AS(nn::backend::DenseForwardGpu<double>(
+                      2, 2, 2, nullptr, nullptr, nullptr, nullptr, nullptr),
+                  NotCompiledError);
+  CHECK_THROWS_AS(nn::backend::UploadTieTables({0, 1, 0}, 2), NotCompiledError);
+}
