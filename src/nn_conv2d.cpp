@@ -1,6 +1,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "backend/nn_conv_dispatch.h"
 #include "nn/conv2d.h"
 #include "nn_common.h"
 #include "nn_conv_cpu.h"
@@ -27,7 +28,8 @@ Conv2d<T>::Conv2d(std::int64_t in_channels,
                std::max<std::int64_t>(in_channels, 1),
                std::max<std::int64_t>(kernel, 1),
                std::max<std::int64_t>(kernel, 1)}),
-      bias_("bias", {std::max<std::int64_t>(out_channels, 1)}) {
+      bias_("bias", {std::max<std::int64_t>(out_channels, 1)}),
+      column_budget_(backend::kDefaultColumnBudget) {
   SYMOPT_CHECK(
       in_channels >= 1 && out_channels >= 1 && kernel >= 1 && stride >= 1 &&
           padding >= 0,
@@ -38,6 +40,23 @@ Conv2d<T>::Conv2d(std::int64_t in_channels,
   const double bound = 1.0 / std::sqrt(double(in_ * k_ * k_));
   internal::FillUniform(weight_.value.data(), weight_.value.size(), bound, rng);
   if (has_bias_) internal::FillUniform(bias_.value.data(), out_, bound, rng);
+}
+
+template <typename T>
+Conv2d<T>::~Conv2d() = default;
+
+template <typename T>
+void Conv2d<T>::To(Device device) {
+  if (device == Device::kCpu) device_scratch_.reset();
+  Layer<T>::To(device);
+}
+
+template <typename T>
+void Conv2d<T>::set_column_budget(std::int64_t elements) {
+  SYMOPT_CHECK(
+      elements >= 1,
+      Name() << ": the column budget must be >= 1 element, got " << elements);
+  column_budget_ = elements;
 }
 
 template <typename T>
@@ -65,9 +84,24 @@ Shape Conv2d<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void Conv2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
+  backend::CheckDevice(Name(), this->device(), "input", x.device());
   y.Resize(ys, x.device());
   const internal::ConvGeometry g{
       x.dim(0), in_, x.dim(2), x.dim(3), k_, stride_, pad_, ys[2], ys[3]};
+  if (x.is_cuda()) {
+    if (!device_scratch_) {
+      device_scratch_ = std::make_unique<backend::ConvDeviceScratch<T>>();
+    }
+    backend::ConvForwardGpu(g,
+                            x.data(),
+                            weight_.value.data(),
+                            out_,
+                            has_bias_ ? bias_.value.data() : nullptr,
+                            y.data(),
+                            *device_scratch_,
+                            column_budget_);
+    return;
+  }
   internal::ConvForwardCpu(g,
                            x.data(),
                            weight_.value.data(),
@@ -84,10 +118,28 @@ void Conv2d<T>::Backward(const Tensor<T>& x,
                          Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  backend::CheckDevice(Name(), this->device(), "input", x.device());
+  backend::CheckDevice(Name(), this->device(), "output gradient", dy.device());
   const bool need_dx = this->input_grad_required();
   dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
   const internal::ConvGeometry g{
       x.dim(0), in_, x.dim(2), x.dim(3), k_, stride_, pad_, ys[2], ys[3]};
+  if (x.is_cuda()) {
+    if (!device_scratch_) {
+      device_scratch_ = std::make_unique<backend::ConvDeviceScratch<T>>();
+    }
+    backend::ConvBackwardGpu(g,
+                             x.data(),
+                             weight_.value.data(),
+                             out_,
+                             dy.data(),
+                             weight_.grad.data(),
+                             has_bias_ ? bias_.grad.data() : nullptr,
+                             need_dx ? dx.data() : nullptr,
+                             *device_scratch_,
+                             column_budget_);
+    return;
+  }
   internal::ConvBackwardCpu(g,
                             x.data(),
                             weight_.value.data(),

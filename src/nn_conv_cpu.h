@@ -4,7 +4,9 @@
 // GEMM  Y_b = W col + bias;  backward  dW += dY_b col^T,  db += rowsum(dY_b),
 // dcol = W^T dY_b scattered back by col2im. Samples run in parallel over
 // OpenMP threads; per-thread weight-gradient partials are summed in thread
-// order, so results do not depend on scheduling.
+// order, so results do not depend on scheduling. The GPU path
+// (backend/nn_conv_dispatch.h) uses the same index maths (nn_conv_ops.h) and
+// is checked against these functions (tests/nn_conv_ops_test.cpp).
 #pragma once
 
 #include <omp.h>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "nn_common.h"
+#include "nn_conv_ops.h"
 
 namespace symopt {
 namespace nn {
@@ -36,7 +39,7 @@ void Im2Col(const T* x,
       for (std::int64_t v = 0; v < k; ++v) {
         T* row = col + ((c * k + u) * k + v) * ho * wo;
         for (std::int64_t i = 0; i < ho; ++i) {
-          const std::int64_t r = i * s - p + u;
+          const std::int64_t r = ConvOps::InputCoord(i, u, s, p);
           T* out = row + i * wo;
           if (r < 0 || r >= h) {
             for (std::int64_t j = 0; j < wo; ++j) out[j] = T(0);
@@ -44,7 +47,7 @@ void Im2Col(const T* x,
           }
           const T* in = x + (c * h + r) * w;
           for (std::int64_t j = 0; j < wo; ++j) {
-            const std::int64_t q = j * s - p + v;
+            const std::int64_t q = ConvOps::InputCoord(j, v, s, p);
             out[j] = (q >= 0 && q < w) ? in[q] : T(0);
           }
         }
@@ -54,7 +57,8 @@ void Im2Col(const T* x,
 }
 
 // The adjoint of Im2Col: dx[c, r, q] += col[...] for every (u, v, i, j) that
-// read x[c, r, q]. dx must be zeroed by the caller.
+// read x[c, r, q]. dx must be zeroed by the caller. Per element it adds in the
+// order of ConvOps::Col2ImGather (u, then v, ascending), the GPU's gather.
 template <typename T>
 void Col2Im(const T* col,
             std::int64_t channels,
@@ -71,12 +75,12 @@ void Col2Im(const T* col,
       for (std::int64_t v = 0; v < k; ++v) {
         const T* row = col + ((c * k + u) * k + v) * ho * wo;
         for (std::int64_t i = 0; i < ho; ++i) {
-          const std::int64_t r = i * s - p + u;
+          const std::int64_t r = ConvOps::InputCoord(i, u, s, p);
           if (r < 0 || r >= h) continue;
           const T* in = row + i * wo;
           T* out = dx + (c * h + r) * w;
           for (std::int64_t j = 0; j < wo; ++j) {
-            const std::int64_t q = j * s - p + v;
+            const std::int64_t q = ConvOps::InputCoord(j, v, s, p);
             if (q >= 0 && q < w) out[q] += in[j];
           }
         }
@@ -85,20 +89,14 @@ void Col2Im(const T* col,
   }
 }
 
-// One stride-s cross-correlation over a batch: x [n, channels, h, w] ->
-// y [n, rows, ho, wo] with a weight of rows x kk() (row-major).
-struct ConvGeometry {
-  std::int64_t n, channels, h, w, k, stride, pad, ho, wo;
-  std::int64_t kk() const { return channels * k * k; }
-  std::int64_t hw() const { return ho * wo; }
-  // Threads for a weight of `rows` rows: one when the work (2 flops per
-  // multiply-add) cannot pay for a parallel region.
-  int Threads(std::int64_t rows) const {
-    return 2.0 * double(n) * double(rows) * double(kk()) * double(hw()) < 2e6
-               ? 1
-               : int(std::min<std::int64_t>(omp_get_max_threads(), n));
-  }
-};
+// Threads for a weight of `rows` rows: one when the work (2 flops per
+// multiply-add) cannot pay for a parallel region.
+inline int ConvThreads(const ConvGeometry& g, std::int64_t rows) {
+  return 2.0 * double(g.n) * double(rows) * double(g.kk()) * double(g.hw()) <
+                 2e6
+             ? 1
+             : int(std::min<std::int64_t>(omp_get_max_threads(), g.n));
+}
 
 // y[b] = W col(x[b]) (+ bias[row] on every row when bias != nullptr).
 // scratch: per-thread buffers, resized here. x, y distinct.
@@ -111,7 +109,7 @@ void ConvForwardCpu(const ConvGeometry& g,
                     T* y,
                     std::vector<std::vector<T>>& scratch) {
   const std::int64_t kk = g.kk(), hw = g.hw();
-  const int threads = g.Threads(rows);
+  const int threads = ConvThreads(g, rows);
   scratch.resize(threads);
   const ConstMatrixMap<T> W(weight, rows, kk);
 #pragma omp parallel num_threads(threads)
@@ -152,7 +150,7 @@ void ConvBackwardCpu(const ConvGeometry& g,
                      std::vector<std::vector<T>>& scratch) {
   const std::int64_t kk = g.kk(), hw = g.hw();
   if (dx != nullptr) std::fill(dx, dx + g.n * g.channels * g.h * g.w, T(0));
-  const int threads = g.Threads(rows);
+  const int threads = ConvThreads(g, rows);
   scratch.resize(threads);
   // Per-thread buffer: col (kk*hw) | dcol (kk*hw) | dW partial (rows*kk) |
   // db partial (rows).

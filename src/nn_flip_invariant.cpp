@@ -3,8 +3,10 @@
 #include <random>
 #include <sstream>
 
+#include "backend/nn_conv_dispatch.h"
 #include "nn/flip_invariant.h"
 #include "nn_common.h"
+#include "nn_conv_ops.h"
 #include "symmetry/constraint.h"
 
 namespace symopt {
@@ -54,20 +56,34 @@ FlipInvariantDense<T>::FlipInvariantDense(std::int64_t channels,
                    << channels << ", H=" << height << ", W=" << width
                    << ", F=" << out_features);
   // Members of every orbit as CSR lists, for the fold.
-  offsets_.assign(pattern_.num_classes + 1, 0);
-  for (std::int32_t c : pattern_.class_of) ++offsets_[c + 1];
-  for (std::int32_t k = 0; k < pattern_.num_classes; ++k) {
-    offsets_[k + 1] += offsets_[k];
-  }
-  members_.resize(pattern_.class_of.size());
-  std::vector<std::int64_t> next(offsets_.begin(), offsets_.end() - 1);
-  for (std::size_t i = 0; i < pattern_.class_of.size(); ++i) {
-    members_[next[pattern_.class_of[i]]++] = std::int64_t(i);
-  }
+  internal::MemberCsr csr =
+      internal::BuildMemberCsr(pattern_.class_of, pattern_.num_classes);
+  offsets_ = std::move(csr.offsets);
+  members_ = std::move(csr.members);
   std::mt19937_64 rng(seed);
   const double bound = 1.0 / std::sqrt(double(in_features()));
   internal::FillUniform(weight_.value.data(), weight_.value.size(), bound, rng);
   if (has_bias_) internal::FillUniform(bias_.value.data(), f_, bound, rng);
+}
+
+template <typename T>
+FlipInvariantDense<T>::~FlipInvariantDense() = default;
+
+template <typename T>
+void FlipInvariantDense<T>::To(Device device) {
+  if (device == Device::kCpu) device_state_.reset();
+  Layer<T>::To(device);
+}
+
+template <typename T>
+backend::FlipDeviceState<T>& FlipInvariantDense<T>::DeviceState() const {
+  if (!device_state_) {
+    auto state = std::make_unique<backend::FlipDeviceState<T>>();
+    state->tables =
+        backend::UploadTieTables(pattern_.class_of, pattern_.num_classes);
+    device_state_ = std::move(state);
+  }
+  return *device_state_;
 }
 
 template <typename T>
@@ -92,11 +108,11 @@ void FlipInvariantDense<T>::Fold(const T* x, std::int64_t n, T* xf) const {
     const T* xs = x + s * d;
     T* out = xf + s * K;
     for (std::int64_t k = 0; k < K; ++k) {
-      T acc = T(0);
-      for (std::int64_t m = offsets_[k]; m < offsets_[k + 1]; ++m) {
-        acc += xs[members_[m]];
-      }
-      out[k] = acc;
+      out[k] = internal::ClassOps::Sum(xs,
+                                       members_.data(),
+                                       offsets_[std::size_t(k)],
+                                       offsets_[std::size_t(k) + 1],
+                                       T(0));
     }
   }
 }
@@ -105,6 +121,10 @@ template <typename T>
 void FlipInvariantDense<T>::ExpandWeights(T* dense) const {
   const std::int64_t d = in_features(), K = NumOrbits();
   const T* theta = weight_.value.data();
+  if (weight_.value.is_cuda()) {
+    backend::ExpandGpu(DeviceState().tables, f_, theta, K, dense);
+    return;
+  }
   for (std::int64_t f = 0; f < f_; ++f) {
     for (std::int64_t i = 0; i < d; ++i) {
       dense[f * d + i] = theta[f * K + pattern_.class_of[i]];
@@ -115,7 +135,23 @@ void FlipInvariantDense<T>::ExpandWeights(T* dense) const {
 template <typename T>
 void FlipInvariantDense<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
+  backend::CheckDevice(Name(), this->device(), "input", x.device());
   const std::int64_t n = ys[0], K = NumOrbits();
+  if (x.is_cuda()) {
+    backend::FlipDeviceState<T>& st = DeviceState();
+    T* xf = backend::Reserve(st.folded, n * K);
+    backend::ClassSumGpu(st.tables, n, x.data(), in_features(), false, xf);
+    y.Resize(ys, x.device());
+    backend::DenseForwardGpu(n,
+                             f_,
+                             K,
+                             static_cast<const T*>(xf),
+                             weight_.value.data(),
+                             has_bias_ ? bias_.value.data() : nullptr,
+                             has_bias_ ? backend::Reserve(st.ones, n) : nullptr,
+                             y.data());
+    return;
+  }
   std::vector<T> xf(n * K);
   Fold(x.data(), n, xf.data());
   y.Resize(ys, x.device());
@@ -135,7 +171,33 @@ void FlipInvariantDense<T>::Backward(const Tensor<T>& x,
                                      Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  backend::CheckDevice(Name(), this->device(), "input", x.device());
+  backend::CheckDevice(Name(), this->device(), "output gradient", dy.device());
   const std::int64_t n = ys[0], K = NumOrbits(), d = in_features();
+  const bool need_dx = this->input_grad_required();
+  if (x.is_cuda()) {
+    // Fold, the products (dxf = dy theta overwrites the folded input after
+    // dtheta has used it, as below), then unfold by class_of.
+    backend::FlipDeviceState<T>& st = DeviceState();
+    T* xf = backend::Reserve(st.folded, n * K);
+    backend::ClassSumGpu(st.tables, n, x.data(), d, false, xf);
+    backend::DenseBackwardGpu(
+        n,
+        f_,
+        K,
+        static_cast<const T*>(xf),
+        weight_.value.data(),
+        dy.data(),
+        weight_.grad.data(),
+        has_bias_ ? bias_.grad.data() : nullptr,
+        has_bias_ ? backend::Reserve(st.ones, n) : nullptr,
+        need_dx ? xf : nullptr);
+    dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
+    if (need_dx) {
+      backend::ExpandGpu(st.tables, n, static_cast<const T*>(xf), K, dx.data());
+    }
+    return;
+  }
   std::vector<T> xf(n * K);
   Fold(x.data(), n, xf.data());
   const ConstMatrixMap<T> dY(dy.data(), n, f_);
@@ -147,7 +209,7 @@ void FlipInvariantDense<T>::Backward(const Tensor<T>& x,
     internal::VectorMap<T>(bias_.grad.data(), f_) +=
         dY.colwise().sum().transpose();
   }
-  if (!this->input_grad_required()) {
+  if (!need_dx) {
     dx.Resize({0}, x.device());
     return;
   }

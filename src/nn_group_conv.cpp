@@ -3,10 +3,12 @@
 #include <random>
 #include <sstream>
 
+#include "backend/nn_conv_dispatch.h"
 #include "data/transforms.h"
 #include "nn/group_conv.h"
 #include "nn_common.h"
 #include "nn_conv_cpu.h"
+#include "nn_conv_ops.h"
 #include "symmetry/constraint.h"
 #include "symmetry/group.h"
 
@@ -122,7 +124,8 @@ P4Conv<T>::P4Conv(P4Input input,
       s_(RotationsIn(input)),
       has_bias_(bias),
       weight_("weight", ThetaShape(input, in_channels, out_channels, kernel)),
-      bias_("bias", {std::max<std::int64_t>(out_channels, 1)}) {
+      bias_("bias", {std::max<std::int64_t>(out_channels, 1)}),
+      column_budget_(backend::kDefaultColumnBudget) {
   SYMOPT_CHECK(
       in_channels >= 1 && out_channels >= 1 && kernel >= 1 && padding >= 0,
       (input == P4Input::kZ2 ? "p4_lift" : "p4_conv")
@@ -137,10 +140,48 @@ P4Conv<T>::P4Conv(P4Input input,
   SYMOPT_CHECK(pattern_.num_classes == weight_.value.size(),
                Name() << ": derived " << pattern_.num_classes
                       << " free weights, expected " << weight_.value.size());
+  internal::MemberCsr csr =
+      internal::BuildMemberCsr(pattern_.class_of, pattern_.num_classes);
+  member_offsets_ = std::move(csr.offsets);
+  members_ = std::move(csr.members);
   std::mt19937_64 rng(seed);
   const double bound = 1.0 / std::sqrt(double(fan_in));
   internal::FillUniform(weight_.value.data(), weight_.value.size(), bound, rng);
   if (has_bias_) internal::FillUniform(bias_.value.data(), out_, bound, rng);
+}
+
+template <typename T>
+P4Conv<T>::~P4Conv() = default;
+
+template <typename T>
+void P4Conv<T>::To(Device device) {
+  if (device == Device::kCpu) device_state_.reset();
+  Layer<T>::To(device);
+}
+
+template <typename T>
+void P4Conv<T>::set_column_budget(std::int64_t elements) {
+  SYMOPT_CHECK(
+      elements >= 1,
+      Name() << ": the column budget must be >= 1 element, got " << elements);
+  column_budget_ = elements;
+}
+
+template <typename T>
+backend::P4DeviceState<T>& P4Conv<T>::DeviceState() const {
+  if (!device_state_) {
+    auto state = std::make_unique<backend::P4DeviceState<T>>();
+    state->bank_tables =
+        backend::UploadTieTables(pattern_.class_of, pattern_.num_classes);
+    // Bank row (c_out, r) takes the bias of group channel c_out.
+    std::vector<std::int32_t> channel_of(std::size_t(out_ * kP4Order));
+    for (std::size_t row = 0; row < channel_of.size(); ++row) {
+      channel_of[row] = std::int32_t(row / kP4Order);
+    }
+    state->bias_tables = backend::UploadTieTables(channel_of, out_);
+    device_state_ = std::move(state);
+  }
+  return *device_state_;
 }
 
 template <typename T>
@@ -170,6 +211,14 @@ Shape P4Conv<T>::OutputShape(const Shape& x) const {
 
 template <typename T>
 void P4Conv<T>::ExpandFilters(T* bank) const {
+  if (weight_.value.is_cuda()) {
+    backend::ExpandGpu(DeviceState().bank_tables,
+                       1,
+                       weight_.value.data(),
+                       std::int64_t(0),
+                       bank);
+    return;
+  }
   const std::vector<std::int32_t>& c = pattern_.class_of;
   const T* theta = weight_.value.data();
   for (std::size_t e = 0; e < c.size(); ++e) bank[e] = theta[c[e]];
@@ -178,8 +227,24 @@ void P4Conv<T>::ExpandFilters(T* bank) const {
 template <typename T>
 void P4Conv<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
+  backend::CheckDevice(Name(), this->device(), "input", x.device());
   const internal::ConvGeometry g = Geometry(x.shape(), ys, in_ * s_, k_, pad_);
   const std::int64_t rows = out_ * kP4Order;
+  if (x.is_cuda()) {
+    backend::P4DeviceState<T>& st = DeviceState();
+    T* bank = backend::Reserve(st.bank, rows * g.kk());
+    ExpandFilters(bank);
+    T* bias_rows = nullptr;
+    if (has_bias_) {
+      bias_rows = backend::Reserve(st.bias_rows, rows);
+      backend::ExpandGpu(
+          st.bias_tables, 1, bias_.value.data(), std::int64_t(0), bias_rows);
+    }
+    y.Resize(ys, x.device());
+    backend::ConvForwardGpu(
+        g, x.data(), bank, rows, bias_rows, y.data(), st.conv, column_budget_);
+    return;
+  }
   // The expanded bank and the bias of every bank row live only for this call.
   std::vector<T> bank(rows * g.kk()), bias(has_bias_ ? rows : 0);
   ExpandFilters(bank.data());
@@ -203,12 +268,54 @@ void P4Conv<T>::Backward(const Tensor<T>& x,
                          Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  backend::CheckDevice(Name(), this->device(), "input", x.device());
+  backend::CheckDevice(Name(), this->device(), "output gradient", dy.device());
   const internal::ConvGeometry g = Geometry(x.shape(), ys, in_ * s_, k_, pad_);
   const std::int64_t rows = out_ * kP4Order;
-  std::vector<T> bank(rows * g.kk());
-  ExpandFilters(bank.data());
   const bool need_dx = this->input_grad_required();
   dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
+  if (x.is_cuda()) {
+    // As below, on the device: the bank, its gradient and the bank rows' bias
+    // gradients (zeroed: the convolution adds to them), then the per-class
+    // sums into dtheta and dbias (gathers over the CSR of members).
+    backend::P4DeviceState<T>& st = DeviceState();
+    T* bank = backend::Reserve(st.bank, rows * g.kk());
+    ExpandFilters(bank);
+    T* dbank = backend::Reserve(st.dbank, rows * g.kk());
+    st.dbank.FillBytes(0);
+    T* dbias_rows = nullptr;
+    if (has_bias_) {
+      dbias_rows = backend::Reserve(st.dbias_rows, rows);
+      st.dbias_rows.FillBytes(0);
+    }
+    backend::ConvBackwardGpu(g,
+                             x.data(),
+                             bank,
+                             rows,
+                             dy.data(),
+                             dbank,
+                             dbias_rows,
+                             need_dx ? dx.data() : nullptr,
+                             st.conv,
+                             column_budget_);
+    backend::ClassSumGpu(st.bank_tables,
+                         1,
+                         static_cast<const T*>(dbank),
+                         std::int64_t(0),
+                         true,
+                         weight_.grad.data());
+    if (has_bias_) {
+      backend::ClassSumGpu(st.bias_tables,
+                           1,
+                           static_cast<const T*>(dbias_rows),
+                           std::int64_t(0),
+                           true,
+                           bias_.grad.data());
+    }
+    return;
+  }
+  std::vector<T> bank(rows * g.kk());
+  ExpandFilters(bank.data());
   // Gradients of the bank and of the bank rows' biases, then scatter-added:
   // every bank entry's gradient goes to its free weight, every row's bias
   // gradient to its group channel.
@@ -222,9 +329,16 @@ void P4Conv<T>::Backward(const Tensor<T>& x,
                             has_bias_ ? dbias.data() : nullptr,
                             need_dx ? dx.data() : nullptr,
                             scratch_);
-  const std::vector<std::int32_t>& c = pattern_.class_of;
+  // dtheta[c] += sum of dbank over the members of class c, ascending (the
+  // GPU's gather, ClassOps::Sum).
   T* dtheta = weight_.grad.data();
-  for (std::size_t e = 0; e < c.size(); ++e) dtheta[c[e]] += dbank[e];
+  for (std::int64_t c = 0; c < pattern_.num_classes; ++c) {
+    dtheta[c] = internal::ClassOps::Sum(dbank.data(),
+                                        members_.data(),
+                                        member_offsets_[std::size_t(c)],
+                                        member_offsets_[std::size_t(c) + 1],
+                                        dtheta[c]);
+  }
   for (std::size_t row = 0; row < dbias.size(); ++row) {
     bias_.grad[row / kP4Order] += dbias[row];
   }
@@ -254,18 +368,21 @@ Shape RotationPool<T>::OutputShape(const Shape& x) const {
 template <typename T>
 void RotationPool<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
+  backend::CheckDevice(Name(), this->device(), "input", x.device());
   y.Resize(ys, x.device());
   const std::int64_t groups = ys[0] * ys[1], hw = ys[2] * ys[3];
+  const bool is_max = kind_ == RotationPoolKind::kMax;
+  if (x.is_cuda()) {
+    backend::RotationPoolForwardGpu(x.data(), groups, hw, is_max, y.data());
+    return;
+  }
+  using internal::RotationPoolOps;
   for (std::int64_t g = 0; g < groups; ++g) {
     const T* xg = x.data() + g * kP4Order * hw;
     T* yg = y.data() + g * hw;
     for (std::int64_t p = 0; p < hw; ++p) {
-      T acc = xg[p];
-      for (std::int64_t r = 1; r < kP4Order; ++r) {
-        const T v = xg[r * hw + p];
-        acc = kind_ == RotationPoolKind::kMax ? (v > acc ? v : acc) : acc + v;
-      }
-      yg[p] = kind_ == RotationPoolKind::kMax ? acc : acc / T(kP4Order);
+      yg[p] = is_max ? RotationPoolOps::Max(xg, hw, p)
+                     : RotationPoolOps::Mean(xg, hw, p);
     }
   }
 }
@@ -277,26 +394,22 @@ void RotationPool<T>::Backward(const Tensor<T>& x,
                                Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   CheckSameShape(Name(), "output gradient", dy.shape(), ys);
+  backend::CheckDevice(Name(), this->device(), "input", x.device());
+  backend::CheckDevice(Name(), this->device(), "output gradient", dy.device());
   dx.Resize(x.shape(), x.device());
   const std::int64_t groups = ys[0] * ys[1], hw = ys[2] * ys[3];
+  const bool is_max = kind_ == RotationPoolKind::kMax;
+  if (x.is_cuda()) {
+    backend::RotationPoolBackwardGpu(
+        x.data(), dy.data(), groups, hw, is_max, dx.data());
+    return;
+  }
   for (std::int64_t g = 0; g < groups; ++g) {
     const T* xg = x.data() + g * kP4Order * hw;
     const T* dyg = dy.data() + g * hw;
     T* dxg = dx.data() + g * kP4Order * hw;
     for (std::int64_t p = 0; p < hw; ++p) {
-      if (kind_ == RotationPoolKind::kMean) {
-        for (std::int64_t r = 0; r < kP4Order; ++r) {
-          dxg[r * hw + p] = dyg[p] / T(kP4Order);
-        }
-        continue;
-      }
-      std::int64_t best = 0;
-      for (std::int64_t r = 1; r < kP4Order; ++r) {
-        if (xg[r * hw + p] > xg[best * hw + p]) best = r;
-      }
-      for (std::int64_t r = 0; r < kP4Order; ++r) {
-        dxg[r * hw + p] = r == best ? dyg[p] : T(0);
-      }
+      internal::RotationPoolOps::Backward(xg, dyg[p], hw, p, is_max, dxg);
     }
   }
 }

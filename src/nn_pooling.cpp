@@ -1,10 +1,31 @@
 #include <sstream>
 
+#include "backend/nn_conv_dispatch.h"
 #include "nn/pooling.h"
 #include "nn_common.h"
+#include "nn_conv_ops.h"
 
 namespace symopt {
 namespace nn {
+
+namespace {
+
+// Input [..., h, w] -> output [..., ho, wo] as planes for the GPU kernels.
+internal::PoolGeometry Geometry(const Shape& x,
+                                const Shape& y,
+                                std::int64_t k,
+                                std::int64_t s) {
+  const std::size_t r = x.size();
+  return {NumElements(x) / (x[r - 2] * x[r - 1]),
+          x[r - 2],
+          x[r - 1],
+          k,
+          s,
+          y[r - 2],
+          y[r - 1]};
+}
+
+}  // namespace
 
 template <typename T>
 Pool2d<T>::Pool2d(const char* kind, std::int64_t kernel, std::int64_t stride)
@@ -37,13 +58,33 @@ Shape Pool2d<T>::OutputShape(const Shape& input) const {
 }
 
 template <typename T>
+void MaxPool2d<T>::To(Device device) {
+  if (device == Device::kCpu) {
+    argmax_device_ = DeviceBuffer<std::int32_t>();
+    argmax_device_count_ = -1;
+  }
+  Layer<T>::To(device);
+}
+
+template <typename T>
 void MaxPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = this->OutputShape(x.shape());
+  nn::backend::CheckDevice(this->Name(), this->device(), "input", x.device());
   y.Resize(ys, x.device());
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
   const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
   const std::int64_t planes = x.size() / (h * w);
+  if (x.is_cuda()) {
+    argmax_.clear();
+    argmax_device_count_ = -1;
+    std::int32_t* arg = nn::backend::Reserve(argmax_device_, y.size());
+    nn::backend::MaxPoolForwardGpu(
+        Geometry(x.shape(), ys, this->k_, this->s_), x.data(), y.data(), arg);
+    argmax_device_count_ = y.size();
+    return;
+  }
+  argmax_device_count_ = -1;
   argmax_.resize(y.size());
 #pragma omp parallel for schedule(static) if (planes * h * w > 65536)
   for (std::int64_t p = 0; p < planes; ++p) {
@@ -52,13 +93,8 @@ void MaxPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
     std::int32_t* arg = argmax_.data() + p * ho * wo;
     for (std::int64_t i = 0; i < ho; ++i) {
       for (std::int64_t j = 0; j < wo; ++j) {
-        std::int64_t best = i * this->s_ * w + j * this->s_;
-        for (std::int64_t u = 0; u < this->k_; ++u) {
-          for (std::int64_t v = 0; v < this->k_; ++v) {
-            const std::int64_t at = (i * this->s_ + u) * w + j * this->s_ + v;
-            if (in[at] > in[best]) best = at;
-          }
-        }
+        const std::int64_t best =
+            internal::PoolOps::MaxWindow(in, w, this->k_, this->s_, i, j);
         out[i * wo + j] = in[best];
         arg[i * wo + j] = std::int32_t(best);
       }
@@ -73,13 +109,27 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
                             Tensor<T>& dx) {
   const Shape ys = this->OutputShape(x.shape());
   internal::CheckSameShape(this->Name(), "output gradient", dy.shape(), ys);
-  SYMOPT_CHECK(std::int64_t(argmax_.size()) == dy.size(),
+  nn::backend::CheckDevice(this->Name(), this->device(), "input", x.device());
+  nn::backend::CheckDevice(
+      this->Name(), this->device(), "output gradient", dy.device());
+  const std::int64_t recorded =
+      x.is_cuda() ? argmax_device_count_ : std::int64_t(argmax_.size());
+  SYMOPT_CHECK(recorded == dy.size(),
                this->Name()
                    << ": Backward without a Forward on an input of shape "
-                   << ShapeString(x.shape()));
+                   << ShapeString(x.shape()) << " on "
+                   << DeviceName(x.device()));
   dx.Resize(x.shape(), x.device());
-  dx.Fill(T(0));
   const int r = x.ndim();
+  if (x.is_cuda()) {
+    nn::backend::MaxPoolBackwardGpu(
+        Geometry(x.shape(), ys, this->k_, this->s_),
+        dy.data(),
+        static_cast<const std::int32_t*>(argmax_device_.data()),
+        dx.data());
+    return;
+  }
+  dx.Fill(T(0));
   const std::int64_t hw = x.dim(r - 2) * x.dim(r - 1),
                      howo = ys[r - 2] * ys[r - 1];
   const std::int64_t planes = x.size() / hw;
@@ -95,11 +145,17 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
 template <typename T>
 void AvgPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = this->OutputShape(x.shape());
+  nn::backend::CheckDevice(this->Name(), this->device(), "input", x.device());
   y.Resize(ys, x.device());
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
   const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
   const std::int64_t planes = x.size() / (h * w);
+  if (x.is_cuda()) {
+    nn::backend::AvgPoolForwardGpu(
+        Geometry(x.shape(), ys, this->k_, this->s_), x.data(), y.data());
+    return;
+  }
   const T scale = T(1) / T(this->k_ * this->k_);
 #pragma omp parallel for schedule(static) if (planes * h * w > 65536)
   for (std::int64_t p = 0; p < planes; ++p) {
@@ -107,12 +163,8 @@ void AvgPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
     T* out = y.data() + p * ho * wo;
     for (std::int64_t i = 0; i < ho; ++i) {
       for (std::int64_t j = 0; j < wo; ++j) {
-        T acc = T(0);
-        for (std::int64_t u = 0; u < this->k_; ++u) {
-          for (std::int64_t v = 0; v < this->k_; ++v)
-            acc += in[(i * this->s_ + u) * w + j * this->s_ + v];
-        }
-        out[i * wo + j] = acc * scale;
+        out[i * wo + j] = internal::PoolOps::AvgWindow(
+            in, w, this->k_, this->s_, i, j, scale);
       }
     }
   }
@@ -125,12 +177,20 @@ void AvgPool2d<T>::Backward(const Tensor<T>& x,
                             Tensor<T>& dx) {
   const Shape ys = this->OutputShape(x.shape());
   internal::CheckSameShape(this->Name(), "output gradient", dy.shape(), ys);
+  nn::backend::CheckDevice(this->Name(), this->device(), "input", x.device());
+  nn::backend::CheckDevice(
+      this->Name(), this->device(), "output gradient", dy.device());
   dx.Resize(x.shape(), x.device());
-  dx.Fill(T(0));
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
   const std::int64_t ho = ys[r - 2], wo = ys[r - 1];
   const std::int64_t planes = x.size() / (h * w);
+  if (x.is_cuda()) {
+    nn::backend::AvgPoolBackwardGpu(
+        Geometry(x.shape(), ys, this->k_, this->s_), dy.data(), dx.data());
+    return;
+  }
+  dx.Fill(T(0));
   const T scale = T(1) / T(this->k_ * this->k_);
 #pragma omp parallel for schedule(static) if (planes * h * w > 65536)
   for (std::int64_t p = 0; p < planes; ++p) {

@@ -18,11 +18,23 @@
 // Initialisation: PyTorch's default, W and b uniform in
 // [-1/sqrt(C_in k^2), 1/sqrt(C_in k^2)] from std::mt19937_64(seed).
 //
+// GPU implementation (after To(Device::kCuda); inputs must then be device
+// tensors, and a tensor on the other device is refused with InvalidArgument
+// naming the layer and both devices): the same im2col + GEMM, on the batch in
+// chunks of samples so that the column scratch [C_in*k*k, chunk*Ho*Wo] and
+// the row scratch [C_out, chunk*Ho*Wo] stay within column_budget() elements
+// each (at least one sample per chunk). Products are cuBLAS (no TF32), dx is
+// a gather col2im and db a product with a ones vector, so GPU results are
+// deterministic (no atomics). The scratch is owned by the layer, allocated
+// lazily on the input's device and released by To(Device::kCpu)
+// (docs/cuda.md, "Convolution, pooling and group layers on the GPU").
+//
 // Aliasing: x, y, dy, dx distinct. Backward follows a Forward on the same x
 // (it recomputes im2col rather than caching it).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +42,11 @@
 
 namespace symopt {
 namespace nn {
+
+namespace backend {
+template <typename T>
+struct ConvDeviceScratch;
+}  // namespace backend
 
 template <typename T>
 class Conv2d final : public Layer<T> {
@@ -42,6 +59,7 @@ class Conv2d final : public Layer<T> {
          std::int64_t padding = 0,
          std::uint64_t seed = 0,
          bool bias = true);
+  ~Conv2d() override;
 
   // "conv2d(1->32, k5, s1, p2)"
   std::string Name() const override;
@@ -60,11 +78,21 @@ class Conv2d final : public Layer<T> {
   Tensor<T>& weight() { return weight_.value; }
   Tensor<T>& bias() { return bias_.value; }
 
+  // Moves the parameters (Layer::To); moving to the CPU also frees the GPU
+  // scratch.
+  void To(Device device) override;
+  // GPU scratch bound in elements (see the header comment); default
+  // 2^24. Requires: elements >= 1.
+  void set_column_budget(std::int64_t elements);
+  std::int64_t column_budget() const { return column_budget_; }
+
  private:
   std::int64_t in_, out_, k_, stride_, pad_;
   bool has_bias_;
   ParamTensor<T> weight_, bias_;
   std::vector<std::vector<T>> scratch_;  // per-thread col / partial buffers
+  std::int64_t column_budget_;
+  std::unique_ptr<backend::ConvDeviceScratch<T>> device_scratch_;
 };
 
 extern template class Conv2d<float>;

@@ -35,6 +35,13 @@
 // Note: ||W[f, :]||^2 = sum_k |k| theta[f, k]^2, so unit-norm theta rows
 // (Oblique on theta) are unit-norm dense rows up to sqrt(2) only when W_ is
 // even.
+//
+// GPU (after To(Device::kCuda); an input on the other device is refused with
+// InvalidArgument): the orbit tables (class_of and the members of every orbit
+// as CSR) are uploaded once, on first use; the fold is a gather kernel over
+// the CSR (ClassOps::Sum: the CPU's order, so the folded input is bitwise the
+// CPU's), the products are cuBLAS, the unfold a gather by class_of. No
+// atomics (docs/cuda.md).
 #pragma once
 
 #include <cstdint>
@@ -57,6 +64,11 @@ TiePattern FlipPattern(std::int64_t channels,
                        std::int64_t height,
                        std::int64_t width);
 
+namespace backend {
+template <typename T>
+struct FlipDeviceState;
+}  // namespace backend
+
 template <typename T>
 class FlipInvariantDense final : public Layer<T> {
  public:
@@ -67,6 +79,7 @@ class FlipInvariantDense final : public Layer<T> {
                      std::int64_t out_features,
                      std::uint64_t seed = 0,
                      bool bias = true);
+  ~FlipInvariantDense() override;
 
   // "flip_invariant_dense([256, 6, 6]->4096)"
   std::string Name() const override;
@@ -94,18 +107,26 @@ class FlipInvariantDense final : public Layer<T> {
   Tensor<T>& bias() { return bias_.value; }      // [F]
 
   // The dense weight it stands for: dense[f, i] = theta[f, class(i)].
-  // dense: F * C*H*W values, row-major.
+  // dense: F * C*H*W values, row-major, on the layer's device (device memory,
+  // filled by the gather kernel, after To(Device::kCuda)).
   void ExpandWeights(T* dense) const;
+
+  // Moves the parameters (Layer::To); moving to the CPU also frees the device
+  // tables and scratch.
+  void To(Device device) override;
 
  private:
   // xf[s, k] = sum of x[s, i] over the members i of orbit k, s < n.
   void Fold(const T* x, std::int64_t n, T* xf) const;
+  // The device tables and scratch, created on first use.
+  backend::FlipDeviceState<T>& DeviceState() const;
 
   std::int64_t c_, h_, w_, f_;
   bool has_bias_;
   TiePattern pattern_;
-  std::vector<std::int64_t> offsets_, members_;  // orbit members (CSR)
+  std::vector<std::int32_t> offsets_, members_;  // orbit members (CSR)
   ParamTensor<T> weight_, bias_;
+  mutable std::unique_ptr<backend::FlipDeviceState<T>> device_state_;
 };
 
 extern template class FlipInvariantDense<float>;

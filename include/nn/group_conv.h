@@ -50,6 +50,16 @@
 // bank row (c_out, r) is a permutation of theta row c_out, so unit-norm theta
 // rows are exactly unit-norm expanded filters (Oblique on theta = Oblique on
 // the bank).
+//
+// GPU (after To(Device::kCuda); an input on the other device is refused with
+// InvalidArgument naming the layer and both devices): the pattern's index
+// tables (class_of and the members of every class as CSR) are uploaded once,
+// on the first GPU use; a gather kernel expands B on the device, the
+// convolution is Conv2d's GPU path (chunked im2col + cuBLAS, column_budget()),
+// and dtheta is the per-class SUM of dB by a gather over the CSR of members
+// (deterministic, no atomics), adding the members in ascending order as the
+// CPU does. RotationPool runs the same per-pixel maths (src/nn_conv_ops.h) on
+// either device (docs/cuda.md).
 #pragma once
 
 #include <cstdint>
@@ -90,6 +100,11 @@ TiePattern P4FilterPattern(P4Input input,
 template <typename T>
 Tensor<T> ActP4(const Tensor<T>& x, int times = 1);
 
+namespace backend {
+template <typename T>
+struct P4DeviceState;
+}  // namespace backend
+
 template <typename T>
 class P4Conv final : public Layer<T> {
  public:
@@ -104,6 +119,7 @@ class P4Conv final : public Layer<T> {
          std::int64_t padding = 0,
          std::uint64_t seed = 0,
          bool bias = true);
+  ~P4Conv() override;
 
   // "p4_lift(1->10, k3, p0)" or "p4_conv(10->10, k3, p0)"
   std::string Name() const override;
@@ -135,16 +151,32 @@ class P4Conv final : public Layer<T> {
 
   // The expanded bank as a conv weight [out*4, in*S, k, k] (row-major), for
   // tests and for code that wants a plain convolution.
-  // bank: out*4 * in*S*k^2 values, not aliasing weight().
+  // bank: out*4 * in*S*k^2 values on the layer's device (host memory for a
+  // CPU layer; device memory, filled by the gather kernel, after
+  // To(Device::kCuda)), not aliasing weight().
   void ExpandFilters(T* bank) const;
 
+  // Moves the parameters (Layer::To); moving to the CPU also frees the
+  // device tables and scratch.
+  void To(Device device) override;
+  // GPU convolution scratch bound in elements (Conv2d::set_column_budget).
+  void set_column_budget(std::int64_t elements);
+  std::int64_t column_budget() const { return column_budget_; }
+
  private:
+  // The device tables and scratch, created on first use.
+  backend::P4DeviceState<T>& DeviceState() const;
+
   P4Input input_;
   std::int64_t in_, out_, k_, pad_, s_;
   bool has_bias_;
   TiePattern pattern_;
+  // The members of every class (free weight) of pattern_, ascending, as CSR.
+  std::vector<std::int32_t> member_offsets_, members_;
   ParamTensor<T> weight_, bias_;
   std::vector<std::vector<T>> scratch_;  // per-thread im2col / partials
+  std::int64_t column_budget_;
+  mutable std::unique_ptr<backend::P4DeviceState<T>> device_state_;
 };
 
 // Pooling over the rotation axis: [N, C, 4, H, W] -> [N, C, H, W],

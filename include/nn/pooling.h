@@ -12,6 +12,13 @@
 // one in row-major window order on ties; the gradient is then a subgradient),
 // recorded by the last Forward; average pooling spreads dy / k^2 over the
 // window. No parameters.
+//
+// GPU (after To(Device::kCuda); inputs on the other device are refused with
+// InvalidArgument): the same window arithmetic (src/nn_conv_ops.h) in one
+// thread per output; the backward passes are gathers over the windows
+// covering each input element, adding in the CPU's order, so GPU and CPU
+// agree bitwise. Max pooling keeps its arg-max table on the device of the
+// last Forward.
 #pragma once
 
 #include <cstdint>
@@ -48,14 +55,21 @@ class MaxPool2d final : public Pool2d<T> {
       : Pool2d<T>("maxpool", kernel, stride) {}
 
   void Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) override;
-  // Requires: the last Forward was on x.
+  // Requires: the last Forward was on x (on the same device).
   void Backward(const Tensor<T>& x,
                 const Tensor<T>& y,
                 const Tensor<T>& dy,
                 Tensor<T>& dx) override;
+  // Records the device; moving to the CPU frees the device arg-max table.
+  void To(Device device) override;
 
  private:
-  std::vector<std::int32_t> argmax_;  // per output: offset in its input plane
+  // Per output of the last Forward: offset of the arg-max in its input plane,
+  // in host memory (CPU Forward) or device memory (GPU Forward; the first
+  // argmax_device_count_ entries).
+  std::vector<std::int32_t> argmax_;
+  DeviceBuffer<std::int32_t> argmax_device_;
+  std::int64_t argmax_device_count_ = -1;
 };
 
 template <typename T>

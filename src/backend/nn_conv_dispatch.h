@@ -1,0 +1,344 @@
+// The backend dispatch point of the convolution, pooling and group layers
+// (STYLE M4), private to the library. The layers (src/nn_conv2d.cpp,
+// src/nn_pooling.cpp, src/nn_group_conv.cpp, src/nn_flip_invariant.cpp) check
+// shapes and devices, then hand device tensors to these functions, which call
+// the CUDA entry points (cuda/nn_conv_backend.h, cuda::Gemm). Without CUDA
+// every function that touches a device throws NotCompiledError; the host
+// helpers (CheckDevice, ConvChunkSamples) work in every build.
+//
+// Pointers named d_* are device memory. Everything runs on the legacy default
+// stream, in order with the tensors' copies, and returns once enqueued.
+//
+// Convolution on the GPU (Conv2d and both P4 layers share it): the batch is
+// processed in chunks of m samples (ConvChunkSamples) so the scratch stays
+// bounded. Per chunk:
+//   forward   col = im2col(x_chunk)           [kk, m*hw]   (kernel)
+//             Z   = W col                     [rows, m*hw] (cuBLAS)
+//             y_chunk[b, r, p] = Z[r, b*hw + p] + bias[r]  (kernel)
+//   backward  dZ[r, b*hw + p] = dy_chunk[b, r, p]          (kernel)
+//             dW += dZ col^T                  (cuBLAS, beta = 1)
+//             db += dZ 1                      (cuBLAS against ones, beta = 1)
+//             col = W^T dZ;  dx_chunk = col2im(col)  (cuBLAS; gather kernel)
+// No atomics: every sum is a cuBLAS product or a per-element gather, so
+// results are deterministic.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "manifolds/device.h"
+#include "manifolds/tensor_view.h"
+// nn/layer.h names symopt::internal::DeviceMemset as `internal::` from inside
+// namespace symopt::nn, so it must be parsed before nn_conv_ops.h declares
+// symopt::nn::internal.
+#include "nn/layer.h"
+#include "nn_conv_ops.h"
+
+namespace symopt {
+namespace nn {
+namespace backend {
+
+using internal::ConvGeometry;
+
+// Throws InvalidArgument "<layer>: <what> is on <got>, but the layer is on
+// <layer_device> (...)" unless got == layer_device.
+void CheckDevice(const std::string& layer,
+                 Device layer_device,
+                 const char* what,
+                 Device got);
+
+// Default bound of the convolution scratch, in elements of each of the column
+// buffer [kk, m*hw] and the row buffer [rows, m*hw]: 2^24 (64 MiB in float).
+constexpr std::int64_t kDefaultColumnBudget = std::int64_t(1) << 24;
+
+// Samples per chunk: the largest m <= g.n with max(kk, rows) * m * hw <=
+// budget, at least 1 (a single sample larger than the budget is processed
+// alone), and m * hw within cuBLAS's int.
+// Requires: budget >= 1; g.n, kk, rows, hw >= 1; kk, rows, hw fit in int.
+std::int64_t ConvChunkSamples(const ConvGeometry& g,
+                              std::int64_t rows,
+                              std::int64_t budget);
+
+// ---- the steps of the GPU convolution and dense products -------------------
+//
+// Written once over a kernel set K (static functions; pointers on K's
+// device; work runs in call order):
+//   K::Im2Col(g, m, x, col)                      ConvLayoutOps::Im2Col
+//   K::Col2Im(g, m, col, dx)                     ConvLayoutOps::Col2Im
+//   K::ColumnsToChannels(z, bias, rows, m, hw, y)
+//   K::ChannelsToColumns(dy, rows, m, hw, z)
+//   K::Fill(out, n, value)
+//   K::Gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+//                                                cuda::Gemm's contract
+// The dispatch point runs them with the CUDA kernels; the CPU test
+// (tests/nn_conv_ops_test.cpp) with host loops over the same per-element ops
+// and a reference GEMM, which checks layouts, chunking and every product's
+// arguments without a GPU.
+
+// Forward over chunks of `chunk` samples. Scratch: col [kk * chunk * hw],
+// z [rows * chunk * hw].
+template <typename K, typename T>
+void ConvForwardSteps(const ConvGeometry& g,
+                      const T* x,
+                      const T* weight,
+                      std::int64_t rows,
+                      const T* bias,
+                      T* y,
+                      std::int64_t chunk,
+                      T* col,
+                      T* z) {
+  const std::int64_t kk = g.kk(), hw = g.hw();
+  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
+    K::Im2Col(g, m, x + b0 * g.InputSize(), col);
+    K::Gemm(false, false, rows, ld, kk, T(1), weight, kk, col, ld, T(0), z, ld);
+    K::ColumnsToChannels(z, bias, rows, m, hw, y + b0 * rows * hw);
+  }
+}
+
+// Backward over chunks: dweight += dZ col^T, dbias += dZ 1 (when not null;
+// `ones` [chunk * hw] is filled here), dx = col2im(W^T dZ) (when not null).
+// Scratch: col [kk * chunk * hw] (columns, then their gradient), dz [rows *
+// chunk * hw].
+template <typename K, typename T>
+void ConvBackwardSteps(const ConvGeometry& g,
+                       const T* x,
+                       const T* weight,
+                       std::int64_t rows,
+                       const T* dy,
+                       T* dweight,
+                       T* dbias,
+                       T* dx,
+                       std::int64_t chunk,
+                       T* col,
+                       T* dz,
+                       T* ones) {
+  const std::int64_t kk = g.kk(), hw = g.hw();
+  if (dbias != nullptr) K::Fill(ones, chunk * hw, T(1));
+  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
+    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
+    K::Im2Col(g, m, x + b0 * g.InputSize(), col);
+    K::ChannelsToColumns(dy + b0 * rows * hw, rows, m, hw, dz);
+    // dW += dZ col^T (rows x kk, inner dimension m*hw).
+    K::Gemm(
+        false, true, rows, kk, ld, T(1), dz, ld, col, ld, T(1), dweight, kk);
+    // db += dZ 1: the row sums as a product (deterministic, no atomics).
+    if (dbias != nullptr) {
+      K::Gemm(false, false, rows, 1, ld, T(1), dz, ld, ones, 1, T(1), dbias, 1);
+    }
+    if (dx != nullptr) {
+      // dcol = W^T dZ into the column buffer (the products above that read it
+      // run first), then the gather col2im.
+      K::Gemm(
+          true, false, kk, ld, rows, T(1), weight, kk, dz, ld, T(0), col, ld);
+      K::Col2Im(g, m, col, dx + b0 * g.InputSize());
+    }
+  }
+}
+
+// Y [m, n] = X [m, k] W^T (W [n, k]) (+ bias [n] on every row: Y += 1 b^T, a
+// product with inner dimension 1, so each entry is y + b rounded once, as the
+// CPU's Y.rowwise() += b; `ones` [m] is filled here).
+template <typename K, typename T>
+void DenseForwardSteps(std::int64_t m,
+                       std::int64_t n,
+                       std::int64_t k,
+                       const T* x,
+                       const T* weight,
+                       const T* bias,
+                       T* ones,
+                       T* y) {
+  K::Gemm(false, true, m, n, k, T(1), x, k, weight, k, T(0), y, n);
+  if (bias != nullptr) {
+    K::Fill(ones, m, T(1));
+    K::Gemm(false, false, m, n, 1, T(1), ones, 1, bias, n, T(1), y, n);
+  }
+}
+
+// dW [n, k] += dY^T X; dbias [n] += dY^T 1 (when not null; `ones` [m] filled
+// here); dX [m, k] = dY W (when not null; may alias x: it is written last).
+template <typename K, typename T>
+void DenseBackwardSteps(std::int64_t m,
+                        std::int64_t n,
+                        std::int64_t k,
+                        const T* x,
+                        const T* weight,
+                        const T* dy,
+                        T* dweight,
+                        T* dbias,
+                        T* ones,
+                        T* dx) {
+  K::Gemm(true, false, n, k, m, T(1), dy, n, x, k, T(1), dweight, k);
+  if (dbias != nullptr) {
+    K::Fill(ones, m, T(1));
+    K::Gemm(true, false, n, 1, m, T(1), dy, n, ones, 1, T(1), dbias, 1);
+  }
+  if (dx != nullptr) {
+    K::Gemm(false, false, m, k, n, T(1), dy, n, weight, k, T(0), dx, k);
+  }
+}
+
+// Device scratch of one convolution layer, allocated on first use on the
+// current device and grown when a larger input needs it.
+template <typename T>
+struct ConvDeviceScratch {
+  DeviceBuffer<T> col;   // [kk, m*hw]: columns, then their gradient
+  DeviceBuffer<T> mat;   // [rows, m*hw]: W col, or dy in column layout
+  DeviceBuffer<T> ones;  // [m*hw] of 1: the bias gradient's row sums
+};
+
+// y [g.n, rows, g.ho, g.wo] = conv(x [g.n, g.channels, g.h, g.w]) with
+// d_weight [rows, kk] and d_bias [rows] (may be null). Outputs fully
+// written. Requires: distinct buffers, all on the device.
+template <typename T>
+void ConvForwardGpu(const ConvGeometry& g,
+                    const T* d_x,
+                    const T* d_weight,
+                    std::int64_t rows,
+                    const T* d_bias,
+                    T* d_y,
+                    ConvDeviceScratch<T>& scratch,
+                    std::int64_t budget);
+
+// d_dweight [rows, kk] += the weight gradient, d_dbias [rows] += the bias
+// gradient (when not null), and d_dx (when not null) = the input gradient
+// (overwritten). Requires: distinct buffers, all on the device.
+template <typename T>
+void ConvBackwardGpu(const ConvGeometry& g,
+                     const T* d_x,
+                     const T* d_weight,
+                     std::int64_t rows,
+                     const T* d_dy,
+                     T* d_dweight,
+                     T* d_dbias,
+                     T* d_dx,
+                     ConvDeviceScratch<T>& scratch,
+                     std::int64_t budget);
+
+// A tie pattern's index tables on the device: class_of (one entry per
+// expanded element) for gathers, and the members of every class as CSR
+// (BuildMemberCsr) for per-class sums.
+struct DeviceTieTables {
+  DeviceBuffer<std::int32_t> class_of, offsets, members;
+  std::int64_t size = 0;     // entries of class_of
+  std::int64_t classes = 0;  // classes
+};
+
+// Uploads class_of and its CSR (synchronous).
+// Requires: every class in [0, num_classes); sizes < 2^31.
+DeviceTieTables UploadTieTables(const std::vector<std::int32_t>& class_of,
+                                std::int64_t num_classes);
+
+// The device state of a P4 layer (nn/group_conv.h): the bank's tables
+// (class_of: bank entry -> free weight; CSR: the members of every free
+// weight), the bias tables (bank row -> group channel, row / 4), the
+// convolution scratch and the expanded bank, its gradient, the bank rows'
+// biases and their gradient.
+template <typename T>
+struct P4DeviceState {
+  DeviceTieTables bank_tables, bias_tables;
+  ConvDeviceScratch<T> conv;
+  DeviceBuffer<T> bank, dbank, bias_rows, dbias_rows;
+};
+
+// The device state of a FlipInvariantDense layer: the orbit tables (class_of:
+// input feature -> orbit; CSR: the members of every orbit), the folded input
+// [n, K] (then its gradient) and a ones vector [n].
+template <typename T>
+struct FlipDeviceState {
+  DeviceTieTables tables;
+  DeviceBuffer<T> folded, ones;
+};
+
+// d_out [rows, t.size] with out[s, e] = d_in[s * in_cols + class_of[e]]: the
+// filter/weight expansion (rows = 1 for a P4 bank) and the unfold.
+template <typename T>
+void ExpandGpu(const DeviceTieTables& t,
+               std::int64_t rows,
+               const T* d_in,
+               std::int64_t in_cols,
+               T* d_out);
+
+// d_out [rows, t.classes] with out[s, c] = (accumulate ? out[s, c] : 0) + sum
+// of d_in[s * in_cols + e] over the members e of class c, ascending: the
+// per-class gradient sum and the fold.
+template <typename T>
+void ClassSumGpu(const DeviceTieTables& t,
+                 std::int64_t rows,
+                 const T* d_in,
+                 std::int64_t in_cols,
+                 bool accumulate,
+                 T* d_out);
+
+// Y [m, n] = X [m, k] W^T (W [n, k]) + bias [n] broadcast over rows (bias may
+// be null; d_ones [m] of 1 then unused): the folded flip-invariant forward.
+template <typename T>
+void DenseForwardGpu(std::int64_t m,
+                     std::int64_t n,
+                     std::int64_t k,
+                     const T* d_x,
+                     const T* d_weight,
+                     const T* d_bias,
+                     T* d_ones,
+                     T* d_y);
+
+// dW [n, k] += dY^T X, dbias [n] += column sums of dY (when not null; d_ones
+// [m] then filled with 1 here), and dX [m, k] = dY W (when not null). d_dx
+// may alias d_x (the products run in this order on one stream).
+template <typename T>
+void DenseBackwardGpu(std::int64_t m,
+                      std::int64_t n,
+                      std::int64_t k,
+                      const T* d_x,
+                      const T* d_weight,
+                      const T* d_dy,
+                      T* d_dweight,
+                      T* d_dbias,
+                      T* d_ones,
+                      T* d_dx);
+
+// Pooling (cuda/nn_conv_backend.h): d_y [g.OutputSize()], the arg-max
+// offsets d_arg [g.OutputSize()], d_dx [g.InputSize()] (overwritten).
+template <typename T>
+void MaxPoolForwardGpu(const internal::PoolGeometry& g,
+                       const T* d_x,
+                       T* d_y,
+                       std::int32_t* d_arg);
+template <typename T>
+void MaxPoolBackwardGpu(const internal::PoolGeometry& g,
+                        const T* d_dy,
+                        const std::int32_t* d_arg,
+                        T* d_dx);
+template <typename T>
+void AvgPoolForwardGpu(const internal::PoolGeometry& g, const T* d_x, T* d_y);
+template <typename T>
+void AvgPoolBackwardGpu(const internal::PoolGeometry& g,
+                        const T* d_dy,
+                        T* d_dx);
+template <typename T>
+void RotationPoolForwardGpu(
+    const T* d_x, std::int64_t groups, std::int64_t hw, bool is_max, T* d_y);
+template <typename T>
+void RotationPoolBackwardGpu(const T* d_x,
+                             const T* d_dy,
+                             std::int64_t groups,
+                             std::int64_t hw,
+                             bool is_max,
+                             T* d_dx);
+
+// Grows `buffer` to at least n elements (contents unspecified after a grow)
+// and returns its data.
+template <typename U>
+U* Reserve(DeviceBuffer<U>& buffer, std::int64_t n) {
+  if (buffer.size() < n) {
+    buffer = DeviceBuffer<U>();  // free first: peak memory is the new size
+    buffer = DeviceBuffer<U>(n);
+  }
+  return buffer.data();
+}
+
+}  // namespace backend
+}  // namespace nn
+}  // namespace symopt

@@ -1,0 +1,658 @@
+// The GPU path of the convolution, pooling and group layers, checked on the
+// CPU (every build; no device needed). The kernels of cuda/nn_conv.cu are
+// thin loops over the per-element bodies of src/nn_conv_ops.h, and the
+// sequence of kernels and cuBLAS products is the *Steps templates of
+// src/backend/nn_conv_dispatch.h; here the same bodies run in host loops and
+// the same Steps run with a reference GEMM that checks its leading
+// dimensions, and everything is compared with the layers' CPU code:
+//   - im2col and the gather col2im (chunk layout) equal Im2Col / Col2Im
+//     bitwise;
+//   - the chunked convolution steps (any chunk size, ragged last chunk) equal
+//     ConvForwardCpu / ConvBackwardCpu, parameter gradients starting non-zero;
+//   - the folded dense steps equal FlipInvariantDense's CPU Forward/Backward;
+//   - the pooling bodies equal MaxPool2d / AvgPool2d bitwise (ties,
+//     overlapping windows);
+//   - the member CSR and the class-sum gather equal the scatter they replace;
+//   - chunk planning, device checks and the errors of a build without a GPU.
+// Scratch and outputs are poisoned with NaN first, so unwritten elements show.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "catch.h"
+#include "layer_checks.h"
+#include "nn/conv2d.h"
+#include "nn/flip_invariant.h"
+#include "nn/group_conv.h"
+#include "nn/pooling.h"
+// After the nn/ headers (see backend/nn_conv_dispatch.h).
+#include "backend/nn_conv_dispatch.h"
+#include "nn_conv_cpu.h"
+#include "nn_conv_ops.h"
+
+using namespace symopt;
+using namespace symopt::nn;
+using symopt::nn::internal::ClassOps;
+using symopt::nn::internal::ConvGeometry;
+using symopt::nn::internal::ConvLayoutOps;
+using symopt::nn::internal::PoolLayoutOps;
+using symopt::testing::RandomTensor;
+
+namespace {
+
+template <typename T>
+std::vector<T> Random(std::int64_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> d(0.0, 1.0);
+  std::vector<T> v(static_cast<std::size_t>(n));
+  for (T& e : v) e = T(d(rng));
+  return v;
+}
+
+template <typename T>
+std::vector<T> Poisoned(std::int64_t n) {
+  return std::vector<T>(std::size_t(n), std::numeric_limits<T>::quiet_NaN());
+}
+
+// Bitwise equality (NaN never equals: an unwritten element fails).
+template <typename T>
+bool SameBits(const T* a, const T* b, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (!(a[i] == b[i])) return false;
+  }
+  return true;
+}
+
+// max_i |a - b| / max(|a|, |b|, floor); infinite on NaN.
+template <typename T>
+double MaxRelError(const T* a, const T* b, std::int64_t n, double floor) {
+  double worst = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double x = a[i], y = b[i];
+    if (std::isnan(x) || std::isnan(y)) {
+      return std::numeric_limits<double>::infinity();
+    }
+    worst = std::max(
+        worst, std::abs(x - y) / std::max({std::abs(x), std::abs(y), floor}));
+  }
+  return worst;
+}
+
+// The kernel set of the *Steps templates on the host: the kernels' bodies in
+// loops, and a reference row-major GEMM with cuda::Gemm's contract (which it
+// checks: a wrong leading dimension fails the test).
+struct HostKernels {
+  template <typename T>
+  static void Im2Col(const ConvGeometry& g,
+                     std::int64_t m,
+                     const T* x,
+                     T* col) {
+    const std::int64_t ld = m * g.hw();
+    for (std::int64_t e = 0; e < g.kk() * ld; ++e) {
+      ConvLayoutOps::Im2Col(g, ld, x, col, e);
+    }
+  }
+  template <typename T>
+  static void Col2Im(const ConvGeometry& g,
+                     std::int64_t m,
+                     const T* col,
+                     T* dx) {
+    for (std::int64_t e = 0; e < m * g.InputSize(); ++e) {
+      ConvLayoutOps::Col2Im(g, m * g.hw(), col, dx, e);
+    }
+  }
+  template <typename T>
+  static void ColumnsToChannels(const T* z,
+                                const T* bias,
+                                std::int64_t rows,
+                                std::int64_t m,
+                                std::int64_t hw,
+                                T* y) {
+    for (std::int64_t e = 0; e < m * rows * hw; ++e) {
+      ConvLayoutOps::ColumnsToChannels(z, bias, rows, m, hw, y, e);
+    }
+  }
+  template <typename T>
+  static void ChannelsToColumns(
+      const T* dy, std::int64_t rows, std::int64_t m, std::int64_t hw, T* z) {
+    for (std::int64_t e = 0; e < m * rows * hw; ++e) {
+      ConvLayoutOps::ChannelsToColumns(dy, rows, m, hw, z, e);
+    }
+  }
+  template <typename T>
+  static void Fill(T* out, std::int64_t n, T value) {
+    std::fill(out, out + n, value);
+  }
+  template <typename T>
+  static void Gemm(bool trans_a,
+                   bool trans_b,
+                   std::int64_t m,
+                   std::int64_t n,
+                   std::int64_t k,
+                   T alpha,
+                   const T* a,
+                   std::int64_t lda,
+                   const T* b,
+                   std::int64_t ldb,
+                   T beta,
+                   T* c,
+                   std::int64_t ldc) {
+    REQUIRE(lda >= (trans_a ? m : k));
+    REQUIRE(ldb >= (trans_b ? k : n));
+    REQUIRE(ldc >= n);
+    for (std::int64_t i = 0; i < m; ++i) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        double acc = 0;
+        for (std::int64_t l = 0; l < k; ++l) {
+          const double av = trans_a ? a[l * lda + i] : a[i * lda + l];
+          const double bv = trans_b ? b[j * ldb + l] : b[l * ldb + j];
+          acc += av * bv;
+        }
+        T& out = c[i * ldc + j];
+        out = beta == T(0) ? T(double(alpha) * acc)
+                           : T(double(alpha) * acc + double(beta) * out);
+      }
+    }
+  }
+};
+
+struct ConvCase {
+  std::int64_t n, channels, h, w, k, stride, pad, rows;
+};
+
+// Stride, padding, odd sizes, a kernel wider than the input (padded), 1x1.
+const std::vector<ConvCase> kConvCases = {
+    {5, 1, 7, 7, 3, 1, 1, 4},
+    {4, 2, 8, 9, 3, 2, 1, 3},
+    {3, 3, 5, 6, 5, 1, 2, 2},
+    {5, 2, 7, 4, 1, 3, 0, 2},
+    {3, 2, 4, 5, 5, 2, 2, 3},
+    {4, 2, 9, 7, 4, 3, 1, 5},
+};
+
+ConvGeometry Geometry(const ConvCase& c) {
+  return {c.n,
+          c.channels,
+          c.h,
+          c.w,
+          c.k,
+          c.stride,
+          c.pad,
+          (c.h + 2 * c.pad - c.k) / c.stride + 1,
+          (c.w + 2 * c.pad - c.k) / c.stride + 1};
+}
+
+}  // namespace
+
+TEST_CASE("GPU im2col and gather col2im equal the CPU loops bitwise",
+          "[nn][conv2d][gpu_host]") {
+  for (const ConvCase& c : kConvCases) {
+    const ConvGeometry g = Geometry(c);
+    const std::int64_t kk = g.kk(), hw = g.hw(), m = g.n, ld = m * hw;
+    const std::vector<double> x = Random<double>(m * g.InputSize(), 11);
+    // The chunk's columns side by side, against Im2Col per sample.
+    std::vector<double> col = Poisoned<double>(kk * ld);
+    HostKernels::Im2Col(g, m, x.data(), col.data());
+    std::vector<double> one(std::size_t(kk * hw));
+    for (std::int64_t b = 0; b < m; ++b) {
+      nn::internal::Im2Col(x.data() + b * g.InputSize(),
+                           g.channels,
+                           g.h,
+                           g.w,
+                           g.k,
+                           g.stride,
+                           g.pad,
+                           g.ho,
+                           g.wo,
+                           one.data());
+      bool same = true;
+      for (std::int64_t r = 0; r < kk; ++r) {
+        same = same && SameBits(&col[std::size_t(r * ld + b * hw)],
+                                &one[std::size_t(r * hw)],
+                                hw);
+      }
+      CHECK(same);
+    }
+    // The gather adjoint of random column gradients, against Col2Im's
+    // scatter on each sample's slice.
+    const std::vector<double> dcol = Random<double>(kk * ld, 12);
+    std::vector<double> dx = Poisoned<double>(m * g.InputSize());
+    HostKernels::Col2Im(g, m, dcol.data(), dx.data());
+    for (std::int64_t b = 0; b < m; ++b) {
+      for (std::int64_t r = 0; r < kk; ++r) {
+        std::copy_n(
+            &dcol[std::size_t(r * ld + b * hw)], hw, &one[std::size_t(r * hw)]);
+      }
+      std::vector<double> ref(std::size_t(g.InputSize()), 0.0);
+      nn::internal::Col2Im(one.data(),
+                           g.channels,
+                           g.h,
+                           g.w,
+                           g.k,
+                           g.stride,
+                           g.pad,
+                           g.ho,
+                           g.wo,
+                           ref.data());
+      CHECK(SameBits(
+          &dx[std::size_t(b * g.InputSize())], ref.data(), g.InputSize()));
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("Chunked GPU convolution steps equal the CPU convolution",
+                   "[nn][conv2d][gpu_host]",
+                   float,
+                   double) {
+  using T = TestType;
+  // The host GEMM accumulates in double, the CPU path in T (Eigen).
+  const double tol = std::is_same<T, float>::value ? 2e-5 : 1e-12;
+  for (const ConvCase& c : kConvCases) {
+    const ConvGeometry g = Geometry(c);
+    const std::int64_t kk = g.kk(), hw = g.hw(), rows = c.rows;
+    const std::vector<T> x = Random<T>(g.n * g.InputSize(), 21);
+    const std::vector<T> w = Random<T>(rows * kk, 22);
+    const std::vector<T> bias = Random<T>(rows, 23);
+    const std::vector<T> dy = Random<T>(g.n * rows * hw, 24);
+    const std::vector<T> dw0 = Random<T>(rows * kk, 25);
+    const std::vector<T> db0 = Random<T>(rows, 26);
+    std::vector<std::vector<T>> cpu_scratch;
+    std::vector<T> y_ref(std::size_t(g.n * rows * hw));
+    nn::internal::ConvForwardCpu(
+        g, x.data(), w.data(), rows, bias.data(), y_ref.data(), cpu_scratch);
+    std::vector<T> dw_ref = dw0, db_ref = db0;
+    std::vector<T> dx_ref(std::size_t(g.n * g.InputSize()));
+    nn::internal::ConvBackwardCpu(g,
+                                  x.data(),
+                                  w.data(),
+                                  rows,
+                                  dy.data(),
+                                  dw_ref.data(),
+                                  db_ref.data(),
+                                  dx_ref.data(),
+                                  cpu_scratch);
+    // Every chunk size from one sample to the whole batch (ragged last
+    // chunks included), with and without bias and dx.
+    for (std::int64_t chunk = 1; chunk <= g.n; ++chunk) {
+      std::vector<T> col = Poisoned<T>(kk * chunk * hw);
+      std::vector<T> z = Poisoned<T>(rows * chunk * hw);
+      std::vector<T> ones = Poisoned<T>(chunk * hw);
+      std::vector<T> y = Poisoned<T>(g.n * rows * hw);
+      nn::backend::ConvForwardSteps<HostKernels>(g,
+                                                 x.data(),
+                                                 w.data(),
+                                                 rows,
+                                                 bias.data(),
+                                                 y.data(),
+                                                 chunk,
+                                                 col.data(),
+                                                 z.data());
+      CHECK(MaxRelError(y.data(), y_ref.data(), g.n * rows * hw, 1.0) <= tol);
+      std::vector<T> dw = dw0, db = db0;
+      std::vector<T> dx = Poisoned<T>(g.n * g.InputSize());
+      nn::backend::ConvBackwardSteps<HostKernels>(g,
+                                                  x.data(),
+                                                  w.data(),
+                                                  rows,
+                                                  dy.data(),
+                                                  dw.data(),
+                                                  db.data(),
+                                                  dx.data(),
+                                                  chunk,
+                                                  col.data(),
+                                                  z.data(),
+                                                  ones.data());
+      CHECK(MaxRelError(dw.data(), dw_ref.data(), rows * kk, 1.0) <= tol);
+      CHECK(MaxRelError(db.data(), db_ref.data(), rows, 1.0) <= tol);
+      CHECK(MaxRelError(dx.data(), dx_ref.data(), g.n * g.InputSize(), 1.0) <=
+            tol);
+      // No bias, no dx: the weight gradient is the same, nothing else is
+      // touched.
+      std::vector<T> dw2 = dw0;
+      nn::backend::ConvBackwardSteps<HostKernels>(g,
+                                                  x.data(),
+                                                  w.data(),
+                                                  rows,
+                                                  dy.data(),
+                                                  dw2.data(),
+                                                  static_cast<T*>(nullptr),
+                                                  static_cast<T*>(nullptr),
+                                                  chunk,
+                                                  col.data(),
+                                                  z.data(),
+                                                  static_cast<T*>(nullptr));
+      CHECK(SameBits(dw2.data(), dw.data(), rows * kk));
+      std::vector<T> y_nobias = Poisoned<T>(g.n * rows * hw);
+      nn::backend::ConvForwardSteps<HostKernels>(g,
+                                                 x.data(),
+                                                 w.data(),
+                                                 rows,
+                                                 static_cast<const T*>(nullptr),
+                                                 y_nobias.data(),
+                                                 chunk,
+                                                 col.data(),
+                                                 z.data());
+      double worst = 0;
+      for (std::int64_t e = 0; e < g.n * rows * hw; ++e) {
+        const T b = bias[std::size_t((e / hw) % rows)];
+        worst = std::max(worst,
+                         std::abs(double(y_nobias[std::size_t(e)]) + double(b) -
+                                  double(y[std::size_t(e)])));
+      }
+      CHECK(worst <= 10 * tol);
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("Folded dense steps equal FlipInvariantDense on the CPU",
+                   "[nn][flip][gpu_host]",
+                   float,
+                   double) {
+  using T = TestType;
+  const double tol = std::is_same<T, float>::value ? 2e-5 : 1e-12;
+  for (std::int64_t W : {4, 5}) {
+    FlipInvariantDense<T> layer(3, 2, W, 6, 31);
+    const std::int64_t n = 7, d = layer.in_features(), K = layer.NumOrbits(),
+                       F = 6;
+    const Tensor<T> x = RandomTensor<T>({n, 3, 2, W}, 32);
+    const Tensor<T> dy = RandomTensor<T>({n, F}, 33);
+    for (Parameter<T>& p : layer.Params()) {
+      const std::vector<T> g0 = Random<T>(p.grad.size(), 34);
+      std::copy(g0.begin(), g0.end(), p.grad.data);
+    }
+    const std::vector<T> dw0(layer.Params()[0].grad.data,
+                             layer.Params()[0].grad.data + F * K);
+    const std::vector<T> db0(layer.Params()[1].grad.data,
+                             layer.Params()[1].grad.data + F);
+    Tensor<T> y_ref, dx_ref;
+    layer.Forward(x, y_ref, Mode::kTrain);
+    layer.Backward(x, y_ref, dy, dx_ref);
+
+    // The fold: the class-sum kernel body over the orbit CSR.
+    const nn::internal::MemberCsr csr = nn::internal::BuildMemberCsr(
+        layer.pattern().class_of, layer.pattern().num_classes);
+    std::vector<T> xf = Poisoned<T>(n * K);
+    for (std::int64_t e = 0; e < n * K; ++e) {
+      ClassOps::SumRowsAt(x.data(),
+                          d,
+                          csr.offsets.data(),
+                          csr.members.data(),
+                          K,
+                          false,
+                          xf.data(),
+                          e);
+    }
+    std::vector<T> y = Poisoned<T>(n * F), ones = Poisoned<T>(n);
+    nn::backend::DenseForwardSteps<HostKernels>(
+        n,
+        F,
+        K,
+        static_cast<const T*>(xf.data()),
+        layer.weight().data(),
+        static_cast<const T*>(layer.bias().data()),
+        ones.data(),
+        y.data());
+    CHECK(MaxRelError(y.data(), y_ref.data(), n * F, 1.0) <= tol);
+
+    std::vector<T> dw = dw0, db = db0;
+    nn::backend::DenseBackwardSteps<HostKernels>(
+        n,
+        F,
+        K,
+        static_cast<const T*>(xf.data()),
+        layer.weight().data(),
+        dy.data(),
+        dw.data(),
+        db.data(),
+        ones.data(),
+        xf.data());
+    CHECK(MaxRelError(dw.data(), layer.Params()[0].grad.data, F * K, 1.0) <=
+          tol);
+    CHECK(MaxRelError(db.data(), layer.Params()[1].grad.data, F, 1.0) <= tol);
+    // The unfold: the gather body by class_of.
+    std::vector<T> dx = Poisoned<T>(n * d);
+    for (std::int64_t e = 0; e < n * d; ++e) {
+      ClassOps::GatherRowsAt(static_cast<const T*>(xf.data()),
+                             K,
+                             layer.pattern().class_of.data(),
+                             d,
+                             dx.data(),
+                             e);
+    }
+    CHECK(MaxRelError(dx.data(), dx_ref.data(), n * d, 1.0) <= tol);
+    // The expansion of theta (rows = F) equals ExpandWeights bitwise.
+    std::vector<T> dense = Poisoned<T>(F * d), dense_ref(std::size_t(F * d));
+    for (std::int64_t e = 0; e < F * d; ++e) {
+      ClassOps::GatherRowsAt(static_cast<const T*>(layer.weight().data()),
+                             K,
+                             layer.pattern().class_of.data(),
+                             d,
+                             dense.data(),
+                             e);
+    }
+    layer.ExpandWeights(dense_ref.data());
+    CHECK(SameBits(dense.data(), dense_ref.data(), F * d));
+  }
+}
+
+TEMPLATE_TEST_CASE("Pooling kernel bodies equal the CPU layers bitwise",
+                   "[nn][pool][gpu_host]",
+                   float,
+                   double) {
+  using T = TestType;
+  struct Case {
+    Shape shape;
+    std::int64_t k, s;
+  };
+  for (const Case& c : {Case{{2, 3, 7, 7}, 3, 2},
+                        Case{{2, 2, 8, 6}, 2, 2},
+                        Case{{1, 2, 4, 5, 5}, 2, 1},
+                        Case{{3, 1, 9, 4}, 3, 3},
+                        Case{{2, 2, 5, 7}, 3, 1}}) {
+    // Values on a coarse grid, so windows have ties.
+    Tensor<T> x = RandomTensor<T>(c.shape, 41);
+    for (std::int64_t i = 0; i < x.size(); ++i) x[i] = std::round(x[i] * 2);
+    const int r = int(c.shape.size());
+    const std::int64_t h = c.shape[r - 2], w = c.shape[r - 1];
+    const std::int64_t ho = (h - c.k) / c.s + 1, wo = (w - c.k) / c.s + 1;
+    const std::int64_t planes = x.size() / (h * w);
+    MaxPool2d<T> maxpool(c.k, c.s);
+    AvgPool2d<T> avgpool(c.k, c.s);
+    Tensor<T> y_max, y_avg, dx_max, dx_avg;
+    maxpool.Forward(x, y_max, Mode::kTrain);
+    avgpool.Forward(x, y_avg, Mode::kTrain);
+    const Tensor<T> dy = RandomTensor<T>(y_max.shape(), 42);
+    maxpool.Backward(x, y_max, dy, dx_max);
+    avgpool.Backward(x, y_avg, dy, dx_avg);
+
+    const nn::internal::PoolGeometry g{planes, h, w, c.k, c.s, ho, wo};
+    const std::int64_t n_out = g.OutputSize(), n_in = g.InputSize();
+    std::vector<T> y = Poisoned<T>(n_out), dx = Poisoned<T>(n_in);
+    std::vector<std::int32_t> arg(std::size_t(n_out), -1);
+    for (std::int64_t e = 0; e < n_out; ++e) {
+      PoolLayoutOps::MaxForward(g, x.data(), y.data(), arg.data(), e);
+    }
+    CHECK(SameBits(y.data(), y_max.data(), n_out));
+    for (std::int64_t e = 0; e < n_in; ++e) {
+      PoolLayoutOps::MaxBackward(g,
+                                 dy.data(),
+                                 static_cast<const std::int32_t*>(arg.data()),
+                                 dx.data(),
+                                 e);
+    }
+    CHECK(SameBits(dx.data(), dx_max.data(), n_in));
+    const T scale = T(1) / T(c.k * c.k);
+    y = Poisoned<T>(n_out);
+    dx = Poisoned<T>(n_in);
+    for (std::int64_t e = 0; e < n_out; ++e) {
+      PoolLayoutOps::AvgForward(g, x.data(), scale, y.data(), e);
+    }
+    CHECK(SameBits(y.data(), y_avg.data(), n_out));
+    for (std::int64_t e = 0; e < n_in; ++e) {
+      PoolLayoutOps::AvgBackward(g, dy.data(), scale, dx.data(), e);
+    }
+    CHECK(SameBits(dx.data(), dx_avg.data(), n_in));
+  }
+}
+
+TEMPLATE_TEST_CASE("P4 bank expansion and dtheta gathers equal the scatter",
+                   "[nn][group][gpu_host]",
+                   float,
+                   double) {
+  using T = TestType;
+  for (const P4Input input : {P4Input::kZ2, P4Input::kP4}) {
+    P4Conv<T> layer(input, 2, 3, 3, 1, 51);
+    const TiePattern& p = layer.pattern();
+    const std::int64_t size = std::int64_t(p.class_of.size());
+    const nn::internal::MemberCsr csr =
+        nn::internal::BuildMemberCsr(p.class_of, p.num_classes);
+    // Every entry is a member of its own class exactly once, ascending.
+    REQUIRE(csr.offsets.size() == std::size_t(p.num_classes + 1));
+    REQUIRE(csr.offsets.back() == size);
+    std::vector<int> seen(std::size_t(size), 0);
+    for (std::int64_t c = 0; c < p.num_classes; ++c) {
+      CHECK(csr.offsets[std::size_t(c) + 1] - csr.offsets[std::size_t(c)] == 4);
+      for (std::int32_t m = csr.offsets[std::size_t(c)];
+           m < csr.offsets[std::size_t(c) + 1];
+           ++m) {
+        const std::int32_t e = csr.members[std::size_t(m)];
+        CHECK(p.class_of[std::size_t(e)] == c);
+        if (m > csr.offsets[std::size_t(c)]) {
+          CHECK(csr.members[std::size_t(m) - 1] < e);
+        }
+        ++seen[std::size_t(e)];
+      }
+    }
+    CHECK(std::count(seen.begin(), seen.end(), 1) == size);
+    // The expansion kernel body equals ExpandFilters bitwise.
+    std::vector<T> bank = Poisoned<T>(size),
+                   bank_ref(static_cast<std::size_t>(size));
+    for (std::int64_t e = 0; e < size; ++e) {
+      ClassOps::GatherRowsAt(static_cast<const T*>(layer.weight().data()),
+                             0,
+                             p.class_of.data(),
+                             size,
+                             bank.data(),
+                             e);
+    }
+    layer.ExpandFilters(bank_ref.data());
+    CHECK(SameBits(bank.data(), bank_ref.data(), size));
+    // dtheta += per-class sums: the gather over the CSR equals the scatter
+    // dtheta[class_of[e]] += dbank[e] bitwise.
+    const std::vector<T> dbank = Random<T>(size, 52);
+    const std::vector<T> dtheta0 = Random<T>(p.num_classes, 53);
+    std::vector<T> scatter = dtheta0, gather = dtheta0;
+    for (std::int64_t e = 0; e < size; ++e) {
+      scatter[std::size_t(p.class_of[std::size_t(e)])] += dbank[std::size_t(e)];
+    }
+    for (std::int64_t e = 0; e < p.num_classes; ++e) {
+      ClassOps::SumRowsAt(dbank.data(),
+                          0,
+                          csr.offsets.data(),
+                          csr.members.data(),
+                          p.num_classes,
+                          true,
+                          gather.data(),
+                          e);
+    }
+    CHECK(SameBits(gather.data(), scatter.data(), p.num_classes));
+  }
+}
+
+TEST_CASE("Member CSR skips zeroed entries and refuses bad classes",
+          "[nn][gpu_host]") {
+  const nn::internal::MemberCsr csr =
+      nn::internal::BuildMemberCsr({1, -1, 0, 1, -1, 2, 0}, 3);
+  CHECK(csr.offsets == std::vector<std::int32_t>{0, 2, 4, 5});
+  CHECK(csr.members == std::vector<std::int32_t>{2, 6, 0, 3, 5});
+  CHECK_THROWS_AS(nn::internal::BuildMemberCsr({0, 3}, 3), InvalidArgument);
+}
+
+TEST_CASE("Convolution chunks bound the scratch and cover the batch",
+          "[nn][conv2d][gpu_host]") {
+  for (const std::int64_t n : {1, 7, 128}) {
+    for (const std::int64_t channels : {1, 16}) {
+      for (const std::int64_t rows : {4, 32, 200}) {
+        for (const std::int64_t budget : {1, 1000, 100000, 1 << 24}) {
+          const ConvGeometry g{n, channels, 14, 14, 5, 1, 2, 14, 14};
+          const std::int64_t m = nn::backend::ConvChunkSamples(g, rows, budget);
+          const std::int64_t per = std::max(g.kk(), rows) * g.hw();
+          CHECK(m >= 1);
+          CHECK(m <= n);
+          if (m > 1) CHECK(per * m <= budget);
+          // The largest such chunk.
+          CHECK((m == n || per * (m + 1) > budget));
+        }
+      }
+    }
+  }
+  // A sample of 2^31 pixels cannot go to cuBLAS.
+  const ConvGeometry huge{2, 1, 1 << 16, 1 << 15, 1, 1, 0, 1 << 16, 1 << 15};
+  CHECK_THROWS_AS(nn::backend::ConvChunkSamples(huge, 1, 1 << 24),
+                  InvalidArgument);
+  const ConvGeometry g{4, 1, 8, 8, 3, 1, 1, 8, 8};
+  CHECK_THROWS_AS(nn::backend::ConvChunkSamples(g, 1, 0), InvalidArgument);
+  // Many pixels per sample: m * hw stays within int.
+  const ConvGeometry wide{
+      100000, 1, 1 << 14, 1 << 14, 1, 1, 0, 1 << 14, 1 << 14};
+  const std::int64_t m =
+      nn::backend::ConvChunkSamples(wide, 1, std::int64_t(1) << 40);
+  CHECK(m * wide.hw() <= std::int64_t(INT_MAX));
+  CHECK(m >= 1);
+}
+
+TEST_CASE("Layers refuse tensors on another device and bad budgets",
+          "[nn][gpu_host][errors]") {
+  symopt::testing::CheckThrowsNaming(
+      [] {
+        nn::backend::CheckDevice(
+            "conv2d(1->2, k3, s1, p0)", Device::kCpu, "input", Device::kCuda);
+      },
+      {"conv2d(1->2, k3, s1, p0)", "input is on cuda", "layer is on cpu"});
+  Conv2d<float> conv(1, 2, 3);
+  CHECK_THROWS_AS(conv.set_column_budget(0), InvalidArgument);
+  P4Conv<float> lift(P4Input::kZ2, 1, 2, 3);
+  CHECK_THROWS_AS(lift.set_column_budget(-5), InvalidArgument);
+  lift.set_column_budget(7);
+  CHECK(lift.column_budget() == 7);
+  if (CudaDeviceCount() > 0) return;  // the rest needs a machine without one
+  // Without a device (or without CUDA) To(kCuda) is refused, and the layer
+  // stays usable on the CPU.
+  MaxPool2d<double> pool(2);
+  FlipInvariantDense<double> flip(1, 2, 4, 3);
+  CHECK_THROWS_AS(conv.To(Device::kCuda), Error);
+  CHECK_THROWS_AS(lift.To(Device::kCuda), Error);
+  CHECK_THROWS_AS(pool.To(Device::kCuda), Error);
+  CHECK_THROWS_AS(flip.To(Device::kCuda), Error);
+  CHECK(conv.device() == Device::kCpu);
+  const Tensor<float> x = RandomTensor<float>({2, 1, 5, 5}, 61);
+  Tensor<float> y;
+  conv.Forward(x, y, Mode::kTrain);
+  CHECK(y.shape() == Shape{2, 2, 3, 3});
+  CHECK_FALSE(y.is_cuda());
+}
+
+TEST_CASE("Without CUDA the GPU entry points say so",
+          "[nn][gpu_host][errors]") {
+  if (CudaCompiled()) return;  // they would run kernels on these pointers
+  const ConvGeometry g{1, 1, 4, 4, 3, 1, 1, 4, 4};
+  nn::backend::ConvDeviceScratch<float> scratch;
+  float* p = nullptr;
+  const nn::internal::PoolGeometry pg{1, 4, 4, 2, 2, 2, 2};
+  CHECK_THROWS_AS(
+      nn::backend::ConvForwardGpu<float>(g, p, p, 2, p, p, scratch, 100),
+      NotCompiledError);
+  CHECK_THROWS_AS(
+      nn::backend::ConvBackwardGpu<float>(g, p, p, 2, p, p, p, p, scratch, 100),
+      NotCompiledError);
+  CHECK_THROWS_AS(nn::backend::MaxPoolForwardGpu<float>(pg, p, p, nullptr),
+                  NotCompiledError);
+  CHECK_THROWS_AS(nn::backend::AvgPoolBackwardGpu<float>(pg, p, p),
+                  NotCompiledError);
+  CHECK_THROWS_AS(nn::backend::DenseForwardGpu<double>(
+                      2, 2, 2, nullptr, nullptr, nullptr, nullptr, nullptr),
+                  NotCompiledError);
+  CHECK_THROWS_AS(nn::backend::UploadTieTables({0, 1, 0}, 2), NotCompiledError);
+}
