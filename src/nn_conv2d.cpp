@@ -84,7 +84,7 @@ Shape Conv2d<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void Conv2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
-  backend::CheckDevice(Name(), this->device(), "input", x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   y.Resize(ys, x.device());
   const internal::ConvGeometry g{
       x.dim(0), in_, x.dim(2), x.dim(3), k_, stride_, pad_, ys[2], ys[3]};
@@ -118,8 +118,8 @@ void Conv2d<T>::Backward(const Tensor<T>& x,
                          Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
-  backend::CheckDevice(Name(), this->device(), "input", x.device());
-  backend::CheckDevice(Name(), this->device(), "output gradient", dy.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "output gradient", this->device(), dy.device());
   const bool need_dx = this->input_grad_required();
   dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
   const internal::ConvGeometry g{

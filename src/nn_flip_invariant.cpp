@@ -135,7 +135,7 @@ void FlipInvariantDense<T>::ExpandWeights(T* dense) const {
 template <typename T>
 void FlipInvariantDense<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
-  backend::CheckDevice(Name(), this->device(), "input", x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   const std::int64_t n = ys[0], K = NumOrbits();
   if (x.is_cuda()) {
     backend::FlipDeviceState<T>& st = DeviceState();
@@ -171,8 +171,8 @@ void FlipInvariantDense<T>::Backward(const Tensor<T>& x,
                                      Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   internal::CheckSameShape(Name(), "output gradient", dy.shape(), ys);
-  backend::CheckDevice(Name(), this->device(), "input", x.device());
-  backend::CheckDevice(Name(), this->device(), "output gradient", dy.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "output gradient", this->device(), dy.device());
   const std::int64_t n = ys[0], K = NumOrbits(), d = in_features();
   const bool need_dx = this->input_grad_required();
   if (x.is_cuda()) {

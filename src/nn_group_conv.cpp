@@ -227,7 +227,7 @@ void P4Conv<T>::ExpandFilters(T* bank) const {
 template <typename T>
 void P4Conv<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
-  backend::CheckDevice(Name(), this->device(), "input", x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   const internal::ConvGeometry g = Geometry(x.shape(), ys, in_ * s_, k_, pad_);
   const std::int64_t rows = out_ * kP4Order;
   if (x.is_cuda()) {
@@ -268,8 +268,8 @@ void P4Conv<T>::Backward(const Tensor<T>& x,
                          Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   CheckSameShape(Name(), "output gradient", dy.shape(), ys);
-  backend::CheckDevice(Name(), this->device(), "input", x.device());
-  backend::CheckDevice(Name(), this->device(), "output gradient", dy.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "output gradient", this->device(), dy.device());
   const internal::ConvGeometry g = Geometry(x.shape(), ys, in_ * s_, k_, pad_);
   const std::int64_t rows = out_ * kP4Order;
   const bool need_dx = this->input_grad_required();
@@ -368,7 +368,7 @@ Shape RotationPool<T>::OutputShape(const Shape& x) const {
 template <typename T>
 void RotationPool<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = OutputShape(x.shape());
-  backend::CheckDevice(Name(), this->device(), "input", x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   y.Resize(ys, x.device());
   const std::int64_t groups = ys[0] * ys[1], hw = ys[2] * ys[3];
   const bool is_max = kind_ == RotationPoolKind::kMax;
@@ -394,8 +394,8 @@ void RotationPool<T>::Backward(const Tensor<T>& x,
                                Tensor<T>& dx) {
   const Shape ys = OutputShape(x.shape());
   CheckSameShape(Name(), "output gradient", dy.shape(), ys);
-  backend::CheckDevice(Name(), this->device(), "input", x.device());
-  backend::CheckDevice(Name(), this->device(), "output gradient", dy.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "output gradient", this->device(), dy.device());
   dx.Resize(x.shape(), x.device());
   const std::int64_t groups = ys[0] * ys[1], hw = ys[2] * ys[3];
   const bool is_max = kind_ == RotationPoolKind::kMax;

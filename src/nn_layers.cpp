@@ -77,7 +77,7 @@ Shape Linear<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void Linear<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape out_shape = OutputShape(x.shape());
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   y.Resize(out_shape, x.device());
   const std::int64_t n = x.dim(0);
   if (x.is_cuda()) {
@@ -111,9 +111,8 @@ void Linear<T>::Backward(const Tensor<T>& x,
                          Tensor<T>& dx) {
   const Shape out_shape = OutputShape(x.shape());
   CheckSameShape(Name(), "output gradient", dy.shape(), out_shape);
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
-  dense::CheckLayerDevice(
-      Name(), "output gradient", this->device(), dy.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "output gradient", this->device(), dy.device());
   (void)y;
   const std::int64_t n = x.dim(0);
   if (x.is_cuda()) {
@@ -182,9 +181,9 @@ void CheckActivationDevices(const std::string& layer,
                             const Tensor<T>& x,
                             const Tensor<T>& y,
                             const Tensor<T>& dy) {
-  dense::CheckLayerDevice(layer, "input", device, x.device());
-  dense::CheckLayerDevice(layer, "output", device, y.device());
-  dense::CheckLayerDevice(layer, "output gradient", device, dy.device());
+  CheckLayerDevice(layer, "input", device, x.device());
+  CheckLayerDevice(layer, "output", device, y.device());
+  CheckLayerDevice(layer, "output gradient", device, dy.device());
 }
 }  // namespace
 
@@ -196,7 +195,7 @@ Shape ReLU<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void ReLU<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape shape = OutputShape(x.shape());
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   y.Resize(shape, x.device());
   const T* xs = x.data();
   T* ys = y.data();
@@ -237,7 +236,7 @@ Shape Tanh<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void Tanh<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape shape = OutputShape(x.shape());
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   y.Resize(shape, x.device());
   const std::int64_t n = x.size();
   if (x.is_cuda()) {
@@ -280,7 +279,7 @@ Shape Flatten<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void Flatten<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape shape = OutputShape(x.shape());
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   y.Resize(shape, x.device());
   Copy(x.FlatView(), y.FlatView());  // a device copy for CUDA tensors
 }
@@ -291,9 +290,8 @@ void Flatten<T>::Backward(const Tensor<T>& x,
                           const Tensor<T>& dy,
                           Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
-  dense::CheckLayerDevice(
-      Name(), "output gradient", this->device(), dy.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "output gradient", this->device(), dy.device());
   dx.Resize(x.shape(), x.device());
   Copy(dy.FlatView(), dx.FlatView());
 }
@@ -321,7 +319,7 @@ Shape Dropout<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void Dropout<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
   const Shape shape = OutputShape(x.shape());
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   y.Resize(shape, x.device());
   const std::int64_t n = x.size();
   last_train_ = mode == Mode::kTrain;
@@ -353,9 +351,8 @@ void Dropout<T>::Backward(const Tensor<T>& x,
                           const Tensor<T>& dy,
                           Tensor<T>& dx) {
   CheckSameShape(Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
-  dense::CheckLayerDevice(
-      Name(), "output gradient", this->device(), dy.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "output gradient", this->device(), dy.device());
   const std::int64_t n = x.size();
   if (!last_train_) {
     dx.Resize(x.shape(), x.device());

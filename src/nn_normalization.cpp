@@ -49,7 +49,7 @@ Shape BatchNorm<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void BatchNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode mode) {
   const Shape shape = OutputShape(x.shape());
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   const std::int64_t n = x.dim(0), c_count = channels_;
   const std::int64_t inner = x.size() / (n * c_count), m = n * inner;
   SYMOPT_CHECK(mode != Mode::kTrain || m >= 2,
@@ -133,9 +133,8 @@ void BatchNorm<T>::Backward(const Tensor<T>& x,
                             Tensor<T>& dx) {
   internal::CheckSameShape(
       Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
-  dense::CheckLayerDevice(
-      Name(), "output gradient", this->device(), dy.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "output gradient", this->device(), dy.device());
   const std::int64_t n = x.dim(0), c_count = channels_;
   const std::int64_t inner = x.size() / (n * c_count), m = n * inner;
   SYMOPT_CHECK(x.is_cuda() ? device_stats_.size() == 2 * c_count
@@ -273,7 +272,7 @@ Shape LayerNorm<T>::OutputShape(const Shape& input) const {
 template <typename T>
 void LayerNorm<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape shape = OutputShape(x.shape());
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
   y.Resize(shape, x.device());
   const std::int64_t n = x.dim(0), f = features_;
   if (x.is_cuda()) {
@@ -311,9 +310,8 @@ void LayerNorm<T>::Backward(const Tensor<T>& x,
                             Tensor<T>& dx) {
   internal::CheckSameShape(
       Name(), "output gradient", dy.shape(), OutputShape(x.shape()));
-  dense::CheckLayerDevice(Name(), "input", this->device(), x.device());
-  dense::CheckLayerDevice(
-      Name(), "output gradient", this->device(), dy.device());
+  CheckLayerDevice(Name(), "input", this->device(), x.device());
+  CheckLayerDevice(Name(), "output gradient", this->device(), dy.device());
   const std::int64_t n = x.dim(0), f = features_;
   SYMOPT_CHECK(x.is_cuda() ? device_stats_.size() == 2 * n
                            : std::int64_t(mean_.size()) == n,

@@ -69,7 +69,7 @@ void MaxPool2d<T>::To(Device device) {
 template <typename T>
 void MaxPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = this->OutputShape(x.shape());
-  nn::backend::CheckDevice(this->Name(), this->device(), "input", x.device());
+  CheckLayerDevice(this->Name(), "input", this->device(), x.device());
   y.Resize(ys, x.device());
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
@@ -109,9 +109,9 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
                             Tensor<T>& dx) {
   const Shape ys = this->OutputShape(x.shape());
   internal::CheckSameShape(this->Name(), "output gradient", dy.shape(), ys);
-  nn::backend::CheckDevice(this->Name(), this->device(), "input", x.device());
-  nn::backend::CheckDevice(
-      this->Name(), this->device(), "output gradient", dy.device());
+  CheckLayerDevice(this->Name(), "input", this->device(), x.device());
+  CheckLayerDevice(
+      this->Name(), "output gradient", this->device(), dy.device());
   const std::int64_t recorded =
       x.is_cuda() ? argmax_device_count_ : std::int64_t(argmax_.size());
   SYMOPT_CHECK(recorded == dy.size(),
@@ -145,7 +145,7 @@ void MaxPool2d<T>::Backward(const Tensor<T>& x,
 template <typename T>
 void AvgPool2d<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
   const Shape ys = this->OutputShape(x.shape());
-  nn::backend::CheckDevice(this->Name(), this->device(), "input", x.device());
+  CheckLayerDevice(this->Name(), "input", this->device(), x.device());
   y.Resize(ys, x.device());
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);
@@ -177,9 +177,9 @@ void AvgPool2d<T>::Backward(const Tensor<T>& x,
                             Tensor<T>& dx) {
   const Shape ys = this->OutputShape(x.shape());
   internal::CheckSameShape(this->Name(), "output gradient", dy.shape(), ys);
-  nn::backend::CheckDevice(this->Name(), this->device(), "input", x.device());
-  nn::backend::CheckDevice(
-      this->Name(), this->device(), "output gradient", dy.device());
+  CheckLayerDevice(this->Name(), "input", this->device(), x.device());
+  CheckLayerDevice(
+      this->Name(), "output gradient", this->device(), dy.device());
   dx.Resize(x.shape(), x.device());
   const int r = x.ndim();
   const std::int64_t h = x.dim(r - 2), w = x.dim(r - 1);

@@ -148,18 +148,16 @@ TEST_CASE("A layer refuses an input on another device, naming both",
           "[nn][device]") {
   CheckThrowsNaming(
       [] {
-        backend::dense::CheckLayerDevice(
-            "linear(3->2)", "input", Device::kCpu, Device::kCuda);
+        CheckLayerDevice("linear(3->2)", "input", Device::kCpu, Device::kCuda);
       },
       {"linear(3->2)", "input", "cuda", "cpu"});
   CheckThrowsNaming(
       [] {
-        backend::dense::CheckLayerDevice(
+        CheckLayerDevice(
             "relu", "output gradient", Device::kCuda, Device::kCpu);
       },
       {"relu", "output gradient", "cuda", "cpu"});
-  backend::dense::CheckLayerDevice(
-      "relu", "input", Device::kCpu, Device::kCpu);  // no throw
+  CheckLayerDevice("relu", "input", Device::kCpu, Device::kCpu);  // no throw
 }
 
 TEST_CASE("Without a usable device, CUDA requests fail cleanly",

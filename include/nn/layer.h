@@ -66,6 +66,19 @@ struct ParamTensor {
 extern template struct ParamTensor<float>;
 extern template struct ParamTensor<double>;
 
+// Throws InvalidArgument "<layer>: <what> is on <got>, but the layer is on
+// <layer_device> (move one with To())" unless got == layer_device. Every
+// layer checks its inputs with it before writing anything.
+inline void CheckLayerDevice(const std::string& layer,
+                             const char* what,
+                             Device layer_device,
+                             Device got) {
+  SYMOPT_CHECK(got == layer_device,
+               layer << ": " << what << " is on " << DeviceName(got)
+                     << ", but the layer is on " << DeviceName(layer_device)
+                     << " (move one with To())");
+}
+
 template <typename T>
 class Layer {
  public:
@@ -118,10 +131,8 @@ class Layer {
       if (p.grad.device == Device::kCpu) {
         for (std::int64_t i = 0; i < p.grad.size(); ++i) p.grad.data[i] = T(0);
       } else {
-        symopt::internal::DeviceMemset(p.grad.data,
-                               0,
-                               std::size_t(p.grad.size()) * sizeof(T),
-                               nullptr);
+        symopt::internal::DeviceMemset(
+            p.grad.data, 0, std::size_t(p.grad.size()) * sizeof(T), nullptr);
       }
     }
   }

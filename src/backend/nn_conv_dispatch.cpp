@@ -99,18 +99,6 @@ template <typename... Args>
 
 }  // namespace
 
-void CheckDevice(const std::string& layer,
-                 Device layer_device,
-                 const char* what,
-                 Device got) {
-  SYMOPT_CHECK(got == layer_device,
-               layer << ": " << what << " is on " << DeviceName(got)
-                     << ", but the layer is on " << DeviceName(layer_device)
-                     << " (move one with To(Device::k"
-                     << (layer_device == Device::kCpu ? "Cpu" : "Cuda")
-                     << ") first)");
-}
-
 std::int64_t ConvChunkSamples(const ConvGeometry& g,
                               std::int64_t rows,
                               std::int64_t budget) {

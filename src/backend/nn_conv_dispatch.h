@@ -42,13 +42,6 @@ namespace backend {
 
 using internal::ConvGeometry;
 
-// Throws InvalidArgument "<layer>: <what> is on <got>, but the layer is on
-// <layer_device> (...)" unless got == layer_device.
-void CheckDevice(const std::string& layer,
-                 Device layer_device,
-                 const char* what,
-                 Device got);
-
 // Default bound of the convolution scratch, in elements of each of the column
 // buffer [kk, m*hw] and the row buffer [rows, m*hw]: 2^24 (64 MiB in float).
 constexpr std::int64_t kDefaultColumnBudget = std::int64_t(1) << 24;

@@ -15,16 +15,6 @@ namespace symopt {
 namespace backend {
 namespace dense {
 
-void CheckLayerDevice(const std::string& layer,
-                      const char* what,
-                      Device layer_device,
-                      Device got) {
-  SYMOPT_CHECK(got == layer_device,
-               layer << ": " << what << " is on " << DeviceName(got)
-                     << ", the layer is on " << DeviceName(layer_device)
-                     << " (move one of them with To())");
-}
-
 #if SYMOPT_WITH_CUDA
 // Every call runs on the legacy default stream, like the tensors' copies.
 #define SYMOPT_DENSE_CALL(name, ...) \

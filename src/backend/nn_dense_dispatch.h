@@ -21,13 +21,6 @@ namespace symopt {
 namespace backend {
 namespace dense {
 
-// Throws InvalidArgument "<layer>: <what> is on <device>, the layer is on
-// <device> (move it with To())" unless `got` == `layer_device`.
-void CheckLayerDevice(const std::string& layer,
-                      const char* what,
-                      Device layer_device,
-                      Device got);
-
 template <typename T>
 void LinearForward(const T* x,
                    const T* w,
