@@ -345,11 +345,20 @@ struct ObliqueOps {
   static constexpr double kIncrementBound = 1.0;
   static SYMOPT_HD bool IncrementIsAccurate(const ObliqueGram& s,
                                             const ObliqueRowUpdate& u) {
+    return IncrementIsAccurate(
+        std::sqrt(s.xx), std::sqrt(s.gg), std::sqrt(s.mm), u);
+  }
+
+  // The same from the norms ||x||, ||g||, ||m|| (square roots of the Gram
+  // diagonal), for a caller that has them already.
+  static SYMOPT_HD bool IncrementIsAccurate(double norm_x,
+                                            double norm_g,
+                                            double norm_m,
+                                            const ObliqueRowUpdate& u) {
     const double a = u.x_new.cx - 1, b = u.x_new.cg, c = u.x_new.cm;
-    const double terms = (a < 0 ? -a : a) * std::sqrt(s.xx) +
-                         (b < 0 ? -b : b) * std::sqrt(s.gg) +
-                         (c < 0 ? -c : c) * std::sqrt(s.mm);
-    return terms <= kIncrementBound * std::sqrt(s.xx);
+    const double terms = (a < 0 ? -a : a) * norm_x + (b < 0 ? -b : b) * norm_g +
+                         (c < 0 ? -c : c) * norm_m;
+    return terms <= kIncrementBound * norm_x;
   }
 
   // ApplyElement over i = begin, begin + stride, ... < end. m may be null
