@@ -67,8 +67,8 @@ RetractReport MakeReport(std::int64_t collapsed, std::int64_t first) {
 // ---- The fused step's CPU kernel ---------------------------------------
 //
 // One thread steps rows [r0, r1) as a software pipeline: block by block
-// (kBlock entries), it writes row r (in cache since its Gram pass) and then
-// accumulates the Gram sums of the same block of row r + 1 (streamed from
+// (BlockFor(n) entries), it writes row r (in cache since its Gram pass) and
+// then accumulates the Gram sums of the same block of row r + 1 (streamed from
 // memory), so the arithmetic of one row overlaps the memory traffic of the
 // next, and every element of x, g and m crosses the memory bus once each way.
 // Each block first prefetches the data kAhead entries further on (running
@@ -84,10 +84,15 @@ RetractReport MakeReport(std::int64_t collapsed, std::int64_t first) {
 #define SYMOPT_ALWAYS_INLINE inline
 #endif
 
-// Entries per block. Measured (1 thread, data not in cache): 256 was up to
-// 1.3x slower than 128 on rows of 6144 entries and more, and 2-3% faster on
-// rows of 784; 64 was slower on every shape.
-constexpr std::int64_t kBlock = 128;
+// Entries per block: 256, or 128 on rows longer than 4096 entries. Measured
+// (1 thread, data not in cache, medians over interleaved runs): on rows of
+// 6144, 8192 and 9216 entries blocks of 256 were 1.15-1.3x slower than blocks
+// of 128; on rows of 784 and 4096 they were 4-5% faster. 64 was slower on
+// every shape. Both are multiples of 16 (GramSums).
+constexpr std::int64_t kLongRow = 4096;
+inline std::int64_t BlockFor(std::int64_t n) {
+  return n > kLongRow ? 128 : 256;
+}
 constexpr std::int64_t kAhead = 2048;  // prefetch distance, elements
 
 template <typename T>
@@ -348,8 +353,6 @@ SYMOPT_ALWAYS_INLINE void ApplyBlock(T* __restrict x,
   }
 }
 
-static_assert(kBlock % 16 == 0, "GramSums needs blocks of 16 entries");
-
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
 // Pass for float data with the kAvx2 sums: the same loop as Pass, in a
 // function compiled for AVX2 so that GramSums' intrinsics inline into it and
@@ -365,8 +368,9 @@ __attribute__((target("avx2,fma"))) ObliqueGram PassAvx2(
     const float* __restrict m1,
     std::int64_t n) {
   GramSums<float, kMomentum, GramLoop::kAvx2> sums;
-  for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
-    const std::int64_t end = std::min(n, i0 + kBlock);
+  const std::int64_t block = BlockFor(n);
+  for (std::int64_t i0 = 0; i0 < n; i0 += block) {
+    const std::int64_t end = std::min(n, i0 + block);
     if (kGram) PrefetchBlock<float, kMomentum>(x1, g1, m1, i0, end);
     if (kApply) ApplyBlock<float, kMomentum>(x0, g0, m0, k, i0, end);
     if (kGram) sums.Add(x1, g1, m1, i0, end);
@@ -397,8 +401,9 @@ SYMOPT_ALWAYS_INLINE ObliqueGram Pass(T* __restrict x0,
 #endif
   {
     GramSums<T, kMomentum, GramLoop::kSplit> sums;
-    for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
-      const std::int64_t end = std::min(n, i0 + kBlock);
+    const std::int64_t block = BlockFor(n);
+    for (std::int64_t i0 = 0; i0 < n; i0 += block) {
+      const std::int64_t end = std::min(n, i0 + block);
       if (kGram) PrefetchBlock<T, kMomentum>(x1, g1, m1, i0, end);
       if (kApply) ApplyBlock<T, kMomentum>(x0, g0, m0, k, i0, end);
       if (kGram) sums.Add(x1, g1, m1, i0, end);
@@ -407,34 +412,35 @@ SYMOPT_ALWAYS_INLINE ObliqueGram Pass(T* __restrict x0,
   }
 }
 
-// The 2-norms of a row's x, g and m from its Gram sums (each square root
-// taken once per row: SolveRow needs them twice).
-struct RowNorms {
-  double x, g, m;
-};
-
-inline RowNorms NormsOf(const ObliqueGram& s) {
-  return RowNorms{std::sqrt(s.xx), std::sqrt(s.gg), std::sqrt(s.mm)};
-}
-
 // Whether Gram sums from the kAvx2 loop (bounds in the comment above
 // GramLoop) are accurate enough for the candidate y of the row: the bound on
 // the error of yy_hat, gamma_5 A^2 + (sum |c_a|)^2 n 2^-149, must be at most
 // 4 gamma_5 yy_hat (with yy_hat finite). ||a|| is taken as sqrt(G_hat_aa)
 // (1 + 2^-20), which covers the relative error of G_hat_aa itself (and of
-// the square root).
-inline bool BlockedGramIsAccurate(const RowNorms& norms,
+// the square root). The square roots are taken only when the Cauchy-Schwarz
+// bound A^2 <= 3 sum c_a^2 ||a||^2 (with a margin of 2^-40 for rounding) does
+// not decide already: the answer is the same, and ordinary steps pass on it.
+inline bool BlockedGramIsAccurate(const ObliqueGram& s,
                                   const ObliqueCombination& y,
                                   double yy,
                                   std::int64_t n) {
   constexpr double kGamma5 = 3.0e-7;  // > 5 u / (1 - 5 u), u = 2^-24
   constexpr double kInflate = 1 + 0x1p-20;
-  const double a = (std::abs(y.cx) * norms.x + std::abs(y.cg) * norms.g +
-                    std::abs(y.cm) * norms.m) *
-                   kInflate;
+  if (!(yy <= std::numeric_limits<double>::max())) return false;
   const double c = std::abs(y.cx) + std::abs(y.cg) + std::abs(y.cm);
-  const double bound = kGamma5 * a * a + c * c * double(n) * 0x1p-149;
-  return yy <= std::numeric_limits<double>::max() && bound <= 4 * kGamma5 * yy;
+  const double subnormal = c * c * double(n) * 0x1p-149;
+  const double limit = 4 * kGamma5 * yy;
+  const double squares =
+      y.cx * y.cx * s.xx + y.cg * y.cg * s.gg + y.cm * y.cm * s.mm;
+  if (kGamma5 * kInflate * kInflate * 3 * (1 + 0x1p-40) * squares + subnormal <=
+      limit) {
+    return true;
+  }
+  const double a =
+      (std::abs(y.cx) * std::sqrt(s.xx) + std::abs(y.cg) * std::sqrt(s.gg) +
+       std::abs(y.cm) * std::sqrt(s.mm)) *
+      kInflate;
+  return kGamma5 * a * a + subnormal <= limit;
 }
 
 // The row's update from its Gram sums (ObliqueOps stages 2 and 3). A row for
@@ -453,13 +459,11 @@ ObliqueRowUpdate SolveRow(T* x,
                           bool* done) {
   ObliqueCandidate c = ObliqueOps::StepCandidate(s.xx, s.xg, p);
   double yy = ObliqueOps::GramInner(s, c.y, c.y);
-  RowNorms norms = NormsOf(s);
   if (kGramLoop == GramLoop::kAvx2 && std::is_same_v<T, float> &&
-      !BlockedGramIsAccurate(norms, c.y, yy, n)) {
+      !BlockedGramIsAccurate(s, c.y, yy, n)) {
     s = GramBlockDouble<T, kMomentum>(x, g, m, 0, n);
     c = ObliqueOps::StepCandidate(s.xx, s.xg, p);
     yy = ObliqueOps::GramInner(s, c.y, c.y);
-    norms = NormsOf(s);
   }
   double ymp = m != nullptr ? ObliqueOps::GramInner(s, c.y, c.mp) : 0.0;
   if (ObliqueOps::NeedsDirect(yy, s.xx)) {
@@ -467,8 +471,7 @@ ObliqueRowUpdate SolveRow(T* x,
   }
   const ObliqueRowUpdate u = ObliqueOps::StepUpdate(c, yy, ymp, tol);
   *done = false;
-  if (!u.collapsed &&
-      !ObliqueOps::IncrementIsAccurate(norms.x, norms.g, norms.m, u)) {
+  if (!u.collapsed && !ObliqueOps::IncrementIsAccurate(s, u)) {
     ObliqueOps::ApplyStepExact<T>(x, g, m, u, 0, n, 1);
     *done = true;
   }

@@ -342,9 +342,20 @@ struct ObliqueOps {
   // for ordinary steps (lr ||d|| small); it fails when g has a large normal
   // component times lr, or the candidate nearly cancelled. Such rows use
   // ApplyStepExact.
+  // The square roots are skipped when a bound without them decides: by
+  // Cauchy-Schwarz, (|a| ||x|| + |b| ||g|| + |c| ||m||)^2 <= 3 (a^2 <x, x> +
+  // b^2 <g, g> + c^2 <m, m>), so a row that passes on that bound (with a
+  // margin of 2^-40 for rounding) passes on the norms too. The answer is the
+  // same either way; only rows close to the limit take the square roots.
   static constexpr double kIncrementBound = 1.0;
   static SYMOPT_HD bool IncrementIsAccurate(const ObliqueGram& s,
                                             const ObliqueRowUpdate& u) {
+    const double a = u.x_new.cx - 1, b = u.x_new.cg, c = u.x_new.cm;
+    const double squares = a * a * s.xx + b * b * s.gg + c * c * s.mm;
+    if (3 * (1 + 0x1p-40) * squares <=
+        kIncrementBound * kIncrementBound * (1 - 0x1p-40) * s.xx) {
+      return true;
+    }
     return IncrementIsAccurate(
         std::sqrt(s.xx), std::sqrt(s.gg), std::sqrt(s.mm), u);
   }
