@@ -67,8 +67,8 @@ RetractReport MakeReport(std::int64_t collapsed, std::int64_t first) {
 // ---- The fused step's CPU kernel ---------------------------------------
 //
 // One thread steps rows [r0, r1) as a software pipeline: block by block
-// (BlockFor(n) entries), it writes row r (in cache since its Gram pass) and
-// then accumulates the Gram sums of the same block of row r + 1 (streamed from
+// (kBlock entries), it writes row r (in cache since its Gram pass) and then
+// accumulates the Gram sums of the same block of row r + 1 (streamed from
 // memory), so the arithmetic of one row overlaps the memory traffic of the
 // next, and every element of x, g and m crosses the memory bus once each way.
 // Each block first prefetches the data kAhead entries further on (running
@@ -84,15 +84,7 @@ RetractReport MakeReport(std::int64_t collapsed, std::int64_t first) {
 #define SYMOPT_ALWAYS_INLINE inline
 #endif
 
-// Entries per block: 256, or 128 on rows longer than 4096 entries. Measured
-// (1 thread, data not in cache, medians over interleaved runs): on rows of
-// 6144, 8192 and 9216 entries blocks of 256 were 1.15-1.3x slower than blocks
-// of 128; on rows of 784 and 4096 they were 4-5% faster. 64 was slower on
-// every shape. Both are multiples of 16 (GramSums).
-constexpr std::int64_t kLongRow = 4096;
-inline std::int64_t BlockFor(std::int64_t n) {
-  return n > kLongRow ? 128 : 256;
-}
+constexpr std::int64_t kBlock = 256;   // elements per simd block
 constexpr std::int64_t kAhead = 2048;  // prefetch distance, elements
 
 template <typename T>
@@ -155,66 +147,6 @@ SYMOPT_ALWAYS_INLINE void Prefetch(const T* p,
 // float that StepComposed itself performs.
 enum class GramLoop { kSplit, kAvx2 };
 
-// The six Gram sums of a block in double (kSplit): two `omp simd` loops of
-// three sums each.
-template <typename T, bool kMomentum>
-SYMOPT_ALWAYS_INLINE ObliqueGram GramBlockDouble(const T* __restrict x,
-                                                 const T* __restrict g,
-                                                 const T* __restrict m,
-                                                 std::int64_t begin,
-                                                 std::int64_t end) {
-  double xx = 0, xg = 0, xm = 0, gg = 0, gm = 0, mm = 0;
-#pragma omp simd reduction(+ : xx, xg, gg)
-  for (std::int64_t i = begin; i < end; ++i) {
-    const double xi = x[i], gi = g[i];
-    xx += xi * xi;
-    xg += xi * gi;
-    gg += gi * gi;
-  }
-  if (kMomentum) {
-#pragma omp simd reduction(+ : xm, gm, mm)
-    for (std::int64_t i = begin; i < end; ++i) {
-      const double xi = x[i], gi = g[i], mi = m[i];
-      xm += xi * mi;
-      gm += gi * mi;
-      mm += mi * mi;
-    }
-  }
-  ObliqueGram s;
-  s.xx = xx;
-  s.xg = xg;
-  s.xm = xm;
-  s.gg = gg;
-  s.gm = gm;
-  s.mm = mm;
-  return s;
-}
-
-// A row's Gram sums, accumulated block by block in row order (Add over
-// consecutive ranges [begin, end) from 0; every range but the last a multiple
-// of 16 entries long) and read once at the end of the row (Finish). The kAvx2
-// form keeps its double accumulators in registers across the blocks of a row
-// and adds their lanes once per row: per block they cost as much as a
-// quarter of the block's arithmetic.
-template <typename T, bool kMomentum, GramLoop kLoop>
-struct GramSums {
-  ObliqueGram s;
-
-  SYMOPT_ALWAYS_INLINE void Add(const T* x,
-                                const T* g,
-                                const T* m,
-                                std::int64_t begin,
-                                std::int64_t end) {
-    s.Add(GramBlockDouble<T, kMomentum>(x, g, m, begin, end));
-  }
-  SYMOPT_ALWAYS_INLINE ObliqueGram Finish(const T*,
-                                          const T*,
-                                          const T*,
-                                          std::int64_t) const {
-    return s;
-  }
-};
-
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
 // The sum of the 8 float lanes of a, in double (exact conversion), as 4
 // double lanes.
@@ -233,151 +165,123 @@ __attribute__((target("avx2,fma"), always_inline)) inline double SumLanes(
 
 constexpr std::int64_t kSub = 64;  // entries per float sub-block (see above)
 
-// kAvx2: float data, AVX2+FMA intrinsics (see the comment above GramLoop).
 template <bool kMomentum>
-struct GramSums<float, kMomentum, GramLoop::kAvx2> {
-  __m256d xx, xg, gg, xm, gm, mm;
-  std::int64_t next = 0;  // first entry not summed yet
-
-  __attribute__((target("avx2,fma"), always_inline)) GramSums()
-      : xx(_mm256_setzero_pd()), xg(xx), gg(xx), xm(xx), gm(xx), mm(xx) {}
-
-  // Sub-blocks of up to kSub entries while 16 or more remain; the last < 16
-  // entries of the row are left to Finish.
-  __attribute__((target("avx2,fma"), always_inline)) void Add(
-      const float* x,
-      const float* g,
-      const float* m,
-      std::int64_t begin,
-      std::int64_t end) {
-    std::int64_t i = begin;
-    while (i + 16 <= end) {
-      // One sub-block: up to kSub / 16 steps of 16 entries. Two independent
-      // sets of six float accumulators (a dependent chain of FMAs would wait
-      // on its latency): 12 accumulators + 3 inputs fit the 16 registers.
-      const std::int64_t stop = std::min(end, i + kSub);
-      __m256 xx0 = _mm256_setzero_ps(), xx1 = xx0, xg0 = xx0, xg1 = xx0,
-             gg0 = xx0, gg1 = xx0, xm0 = xx0, xm1 = xx0, gm0 = xx0, gm1 = xx0,
-             mm0 = xx0, mm1 = xx0;
-      for (; i + 16 <= stop; i += 16) {
-        {
-          const __m256 xv = _mm256_loadu_ps(x + i);
-          const __m256 gv = _mm256_loadu_ps(g + i);
-          xx0 = _mm256_fmadd_ps(xv, xv, xx0);
-          xg0 = _mm256_fmadd_ps(xv, gv, xg0);
-          gg0 = _mm256_fmadd_ps(gv, gv, gg0);
-          if (kMomentum) {
-            const __m256 mv = _mm256_loadu_ps(m + i);
-            xm0 = _mm256_fmadd_ps(xv, mv, xm0);
-            gm0 = _mm256_fmadd_ps(gv, mv, gm0);
-            mm0 = _mm256_fmadd_ps(mv, mv, mm0);
-          }
-        }
-        {
-          const __m256 xv = _mm256_loadu_ps(x + i + 8);
-          const __m256 gv = _mm256_loadu_ps(g + i + 8);
-          xx1 = _mm256_fmadd_ps(xv, xv, xx1);
-          xg1 = _mm256_fmadd_ps(xv, gv, xg1);
-          gg1 = _mm256_fmadd_ps(gv, gv, gg1);
-          if (kMomentum) {
-            const __m256 mv = _mm256_loadu_ps(m + i + 8);
-            xm1 = _mm256_fmadd_ps(xv, mv, xm1);
-            gm1 = _mm256_fmadd_ps(gv, mv, gm1);
-            mm1 = _mm256_fmadd_ps(mv, mv, mm1);
-          }
+__attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(
+    const float* x,
+    const float* g,
+    const float* m,
+    std::int64_t begin,
+    std::int64_t end) {
+  __m256d dxx = _mm256_setzero_pd(), dxg = dxx, dgg = dxx, dxm = dxx, dgm = dxx,
+          dmm = dxx;
+  std::int64_t i = begin;
+  while (i + 16 <= end) {
+    // One sub-block: up to kSub / 16 steps of 16 entries. Two independent
+    // sets of six float accumulators (a dependent chain of FMAs would wait
+    // on its latency): 12 accumulators + 3 inputs fit the 16 registers.
+    const std::int64_t stop = std::min(end, i + kSub);
+    __m256 xx0 = _mm256_setzero_ps(), xx1 = xx0, xg0 = xx0, xg1 = xx0,
+           gg0 = xx0, gg1 = xx0, xm0 = xx0, xm1 = xx0, gm0 = xx0, gm1 = xx0,
+           mm0 = xx0, mm1 = xx0;
+    for (; i + 16 <= stop; i += 16) {
+      {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        xx0 = _mm256_fmadd_ps(xv, xv, xx0);
+        xg0 = _mm256_fmadd_ps(xv, gv, xg0);
+        gg0 = _mm256_fmadd_ps(gv, gv, gg0);
+        if (kMomentum) {
+          const __m256 mv = _mm256_loadu_ps(m + i);
+          xm0 = _mm256_fmadd_ps(xv, mv, xm0);
+          gm0 = _mm256_fmadd_ps(gv, mv, gm0);
+          mm0 = _mm256_fmadd_ps(mv, mv, mm0);
         }
       }
-      xx = _mm256_add_pd(xx, WidenSum(_mm256_add_ps(xx0, xx1)));
-      xg = _mm256_add_pd(xg, WidenSum(_mm256_add_ps(xg0, xg1)));
-      gg = _mm256_add_pd(gg, WidenSum(_mm256_add_ps(gg0, gg1)));
-      if (kMomentum) {
-        xm = _mm256_add_pd(xm, WidenSum(_mm256_add_ps(xm0, xm1)));
-        gm = _mm256_add_pd(gm, WidenSum(_mm256_add_ps(gm0, gm1)));
-        mm = _mm256_add_pd(mm, WidenSum(_mm256_add_ps(mm0, mm1)));
+      {
+        const __m256 xv = _mm256_loadu_ps(x + i + 8);
+        const __m256 gv = _mm256_loadu_ps(g + i + 8);
+        xx1 = _mm256_fmadd_ps(xv, xv, xx1);
+        xg1 = _mm256_fmadd_ps(xv, gv, xg1);
+        gg1 = _mm256_fmadd_ps(gv, gv, gg1);
+        if (kMomentum) {
+          const __m256 mv = _mm256_loadu_ps(m + i + 8);
+          xm1 = _mm256_fmadd_ps(xv, mv, xm1);
+          gm1 = _mm256_fmadd_ps(gv, mv, gm1);
+          mm1 = _mm256_fmadd_ps(mv, mv, mm1);
+        }
       }
     }
-    next = i;
+    dxx = _mm256_add_pd(dxx, WidenSum(_mm256_add_ps(xx0, xx1)));
+    dxg = _mm256_add_pd(dxg, WidenSum(_mm256_add_ps(xg0, xg1)));
+    dgg = _mm256_add_pd(dgg, WidenSum(_mm256_add_ps(gg0, gg1)));
+    if (kMomentum) {
+      dxm = _mm256_add_pd(dxm, WidenSum(_mm256_add_ps(xm0, xm1)));
+      dgm = _mm256_add_pd(dgm, WidenSum(_mm256_add_ps(gm0, gm1)));
+      dmm = _mm256_add_pd(dmm, WidenSum(_mm256_add_ps(mm0, mm1)));
+    }
   }
+  ObliqueGram s;
+  s.xx = SumLanes(dxx);
+  s.xg = SumLanes(dxg);
+  s.gg = SumLanes(dgg);
+  s.xm = SumLanes(dxm);
+  s.gm = SumLanes(dgm);
+  s.mm = SumLanes(dmm);
+  for (; i < end; ++i) {  // the last < 16 entries, in double
+    const double xi = x[i], gi = g[i];
+    s.xx += xi * xi;
+    s.xg += xi * gi;
+    s.gg += gi * gi;
+    if (kMomentum) {
+      const double mi = m[i];
+      s.xm += xi * mi;
+      s.gm += gi * mi;
+      s.mm += mi * mi;
+    }
+  }
+  return s;
+}
+#endif
 
-  // The sums of the row [0, n): the lanes, plus the last < 16 entries in
-  // double.
-  __attribute__((target("avx2,fma"), always_inline)) ObliqueGram Finish(
-      const float* x, const float* g, const float* m, std::int64_t n) const {
-    ObliqueGram s;
-    s.xx = SumLanes(xx);
-    s.xg = SumLanes(xg);
-    s.gg = SumLanes(gg);
-    s.xm = SumLanes(xm);
-    s.gm = SumLanes(gm);
-    s.mm = SumLanes(mm);
-    for (std::int64_t i = next; i < n; ++i) {
+template <typename T, bool kMomentum, GramLoop kLoop>
+SYMOPT_ALWAYS_INLINE ObliqueGram GramBlock(const T* __restrict x,
+                                           const T* __restrict g,
+                                           const T* __restrict m,
+                                           std::int64_t begin,
+                                           std::int64_t end) {
+#if defined(SYMOPT_OBLIQUE_DISPATCH)
+  if constexpr (std::is_same_v<T, float> && kLoop == GramLoop::kAvx2) {
+    return GramBlockAvx2<kMomentum>(x, g, m, begin, end);
+  } else
+#endif
+  {
+    double xx = 0, xg = 0, xm = 0, gg = 0, gm = 0, mm = 0;
+#pragma omp simd reduction(+ : xx, xg, gg)
+    for (std::int64_t i = begin; i < end; ++i) {
       const double xi = x[i], gi = g[i];
-      s.xx += xi * xi;
-      s.xg += xi * gi;
-      s.gg += gi * gi;
-      if (kMomentum) {
-        const double mi = m[i];
-        s.xm += xi * mi;
-        s.gm += gi * mi;
-        s.mm += mi * mi;
+      xx += xi * xi;
+      xg += xi * gi;
+      gg += gi * gi;
+    }
+    if (kMomentum) {
+#pragma omp simd reduction(+ : xm, gm, mm)
+      for (std::int64_t i = begin; i < end; ++i) {
+        const double xi = x[i], gi = g[i], mi = m[i];
+        xm += xi * mi;
+        gm += gi * mi;
+        mm += mi * mi;
       }
     }
+    ObliqueGram s;
+    s.xx = xx;
+    s.xg = xg;
+    s.xm = xm;
+    s.gg = gg;
+    s.gm = gm;
+    s.mm = mm;
     return s;
   }
-};
-#endif
-
-// The pieces of a pipeline stage (Pass below) for one block [i0, end).
-template <typename T, bool kMomentum>
-SYMOPT_ALWAYS_INLINE void PrefetchBlock(
-    const T* x, const T* g, const T* m, std::int64_t i0, std::int64_t end) {
-  Prefetch(x, i0 + kAhead, end + kAhead);
-  Prefetch(g, i0 + kAhead, end + kAhead);
-  if (kMomentum) Prefetch(m, i0 + kAhead, end + kAhead);
 }
-
-template <typename T, bool kMomentum>
-SYMOPT_ALWAYS_INLINE void ApplyBlock(T* __restrict x,
-                                     const T* __restrict g,
-                                     T* __restrict m,
-                                     const ObliqueIncrement<T>& k,
-                                     std::int64_t i0,
-                                     std::int64_t end) {
-#pragma omp simd
-  for (std::int64_t i = i0; i < end; ++i) {
-    if (kMomentum) {
-      ObliqueOps::ApplyElement(x, g, m, k, i);
-    } else {
-      ObliqueOps::ApplyElement(x, g, k, i);
-    }
-  }
-}
-
-#if defined(SYMOPT_OBLIQUE_DISPATCH)
-// Pass for float data with the kAvx2 sums: the same loop as Pass, in a
-// function compiled for AVX2 so that GramSums' intrinsics inline into it and
-// its accumulators stay in registers for the whole row.
-template <bool kMomentum, bool kApply, bool kGram>
-__attribute__((target("avx2,fma"))) ObliqueGram PassAvx2(
-    float* __restrict x0,
-    const float* __restrict g0,
-    float* __restrict m0,
-    const ObliqueIncrement<float>& k,
-    const float* __restrict x1,
-    const float* __restrict g1,
-    const float* __restrict m1,
-    std::int64_t n) {
-  GramSums<float, kMomentum, GramLoop::kAvx2> sums;
-  const std::int64_t block = BlockFor(n);
-  for (std::int64_t i0 = 0; i0 < n; i0 += block) {
-    const std::int64_t end = std::min(n, i0 + block);
-    if (kGram) PrefetchBlock<float, kMomentum>(x1, g1, m1, i0, end);
-    if (kApply) ApplyBlock<float, kMomentum>(x0, g0, m0, k, i0, end);
-    if (kGram) sums.Add(x1, g1, m1, i0, end);
-  }
-  return kGram ? sums.Finish(x1, g1, m1, n) : ObliqueGram();
-}
-#endif
 
 // The pipeline stage: with kApply, writes row 0 (x0, g0, m0) by the
 // increment k; with kGram, returns the Gram sums of row 1 (x1, g1, m1).
@@ -394,53 +298,47 @@ SYMOPT_ALWAYS_INLINE ObliqueGram Pass(T* __restrict x0,
                                       const T* __restrict g1,
                                       const T* __restrict m1,
                                       std::int64_t n) {
-#if defined(SYMOPT_OBLIQUE_DISPATCH)
-  if constexpr (std::is_same_v<T, float> && kGramLoop == GramLoop::kAvx2) {
-    return PassAvx2<kMomentum, kApply, kGram>(x0, g0, m0, k, x1, g1, m1, n);
-  } else
-#endif
-  {
-    GramSums<T, kMomentum, GramLoop::kSplit> sums;
-    const std::int64_t block = BlockFor(n);
-    for (std::int64_t i0 = 0; i0 < n; i0 += block) {
-      const std::int64_t end = std::min(n, i0 + block);
-      if (kGram) PrefetchBlock<T, kMomentum>(x1, g1, m1, i0, end);
-      if (kApply) ApplyBlock<T, kMomentum>(x0, g0, m0, k, i0, end);
-      if (kGram) sums.Add(x1, g1, m1, i0, end);
+  ObliqueGram total;
+  for (std::int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const std::int64_t end = std::min(n, i0 + kBlock);
+    if (kGram) {
+      Prefetch(x1, i0 + kAhead, end + kAhead);
+      Prefetch(g1, i0 + kAhead, end + kAhead);
+      if (kMomentum) Prefetch(m1, i0 + kAhead, end + kAhead);
     }
-    return kGram ? sums.Finish(x1, g1, m1, n) : ObliqueGram();
+    if (kApply) {
+#pragma omp simd
+      for (std::int64_t i = i0; i < end; ++i) {
+        if (kMomentum) {
+          ObliqueOps::ApplyElement(x0, g0, m0, k, i);
+        } else {
+          ObliqueOps::ApplyElement(x0, g0, k, i);
+        }
+      }
+    }
+    if (!kGram) continue;
+    total.Add(GramBlock<T, kMomentum, kGramLoop>(x1, g1, m1, i0, end));
   }
+  return total;
 }
 
-// Whether Gram sums from the kAvx2 loop (bounds in the comment above
+// Whether Gram sums from GramBlockAvx2 (bounds in the comment above
 // GramLoop) are accurate enough for the candidate y of the row: the bound on
 // the error of yy_hat, gamma_5 A^2 + (sum |c_a|)^2 n 2^-149, must be at most
-// 4 gamma_5 yy_hat (with yy_hat finite). ||a|| is taken as sqrt(G_hat_aa)
-// (1 + 2^-20), which covers the relative error of G_hat_aa itself (and of
-// the square root). The square roots are taken only when the Cauchy-Schwarz
-// bound A^2 <= 3 sum c_a^2 ||a||^2 (with a margin of 2^-40 for rounding) does
-// not decide already: the answer is the same, and ordinary steps pass on it.
+// 4 gamma_5 yy_hat (with yy_hat finite). ||a|| is taken as sqrt(G_hat_aa (1 +
+// 2^-20)), which covers the relative error of G_hat_aa itself.
 inline bool BlockedGramIsAccurate(const ObliqueGram& s,
                                   const ObliqueCombination& y,
                                   double yy,
                                   std::int64_t n) {
   constexpr double kGamma5 = 3.0e-7;  // > 5 u / (1 - 5 u), u = 2^-24
   constexpr double kInflate = 1 + 0x1p-20;
-  if (!(yy <= std::numeric_limits<double>::max())) return false;
+  const double a = std::abs(y.cx) * std::sqrt(s.xx * kInflate) +
+                   std::abs(y.cg) * std::sqrt(s.gg * kInflate) +
+                   std::abs(y.cm) * std::sqrt(s.mm * kInflate);
   const double c = std::abs(y.cx) + std::abs(y.cg) + std::abs(y.cm);
-  const double subnormal = c * c * double(n) * 0x1p-149;
-  const double limit = 4 * kGamma5 * yy;
-  const double squares =
-      y.cx * y.cx * s.xx + y.cg * y.cg * s.gg + y.cm * y.cm * s.mm;
-  if (kGamma5 * kInflate * kInflate * 3 * (1 + 0x1p-40) * squares + subnormal <=
-      limit) {
-    return true;
-  }
-  const double a =
-      (std::abs(y.cx) * std::sqrt(s.xx) + std::abs(y.cg) * std::sqrt(s.gg) +
-       std::abs(y.cm) * std::sqrt(s.mm)) *
-      kInflate;
-  return kGamma5 * a * a + subnormal <= limit;
+  const double bound = kGamma5 * a * a + c * c * double(n) * 0x1p-149;
+  return yy <= std::numeric_limits<double>::max() && bound <= 4 * kGamma5 * yy;
 }
 
 // The row's update from its Gram sums (ObliqueOps stages 2 and 3). A row for
@@ -461,7 +359,7 @@ ObliqueRowUpdate SolveRow(T* x,
   double yy = ObliqueOps::GramInner(s, c.y, c.y);
   if (kGramLoop == GramLoop::kAvx2 && std::is_same_v<T, float> &&
       !BlockedGramIsAccurate(s, c.y, yy, n)) {
-    s = GramBlockDouble<T, kMomentum>(x, g, m, 0, n);
+    s = GramBlock<T, kMomentum, GramLoop::kSplit>(x, g, m, 0, n);
     c = ObliqueOps::StepCandidate(s.xx, s.xg, p);
     yy = ObliqueOps::GramInner(s, c.y, c.y);
   }

@@ -343,8 +343,8 @@ TEMPLATE_TEST_CASE("Oblique kernels for each instruction set agree",
                    float,
                    double) {
   using T = TestType;
-  // Rows of several kernel blocks plus a ragged tail, with the blocks of
-  // short rows (256) and of long rows (128, past 4096 entries).
+  // Rows of several kernel blocks plus a ragged tail, short and long (past
+  // 4096 entries, the longest rows of the benchmarks' second shape).
   for (const std::int64_t cols : {1000, 4200}) {
     INFO("cols " << cols);
     Oblique<T> man(7, cols);

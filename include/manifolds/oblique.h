@@ -342,34 +342,14 @@ struct ObliqueOps {
   // for ordinary steps (lr ||d|| small); it fails when g has a large normal
   // component times lr, or the candidate nearly cancelled. Such rows use
   // ApplyStepExact.
-  // The square roots are skipped when a bound without them decides: by
-  // Cauchy-Schwarz, (|a| ||x|| + |b| ||g|| + |c| ||m||)^2 <= 3 (a^2 <x, x> +
-  // b^2 <g, g> + c^2 <m, m>), so a row that passes on that bound (with a
-  // margin of 2^-40 for rounding) passes on the norms too. The answer is the
-  // same either way; only rows close to the limit take the square roots.
   static constexpr double kIncrementBound = 1.0;
   static SYMOPT_HD bool IncrementIsAccurate(const ObliqueGram& s,
                                             const ObliqueRowUpdate& u) {
     const double a = u.x_new.cx - 1, b = u.x_new.cg, c = u.x_new.cm;
-    const double squares = a * a * s.xx + b * b * s.gg + c * c * s.mm;
-    if (3 * (1 + 0x1p-40) * squares <=
-        kIncrementBound * kIncrementBound * (1 - 0x1p-40) * s.xx) {
-      return true;
-    }
-    return IncrementIsAccurate(
-        std::sqrt(s.xx), std::sqrt(s.gg), std::sqrt(s.mm), u);
-  }
-
-  // The same from the norms ||x||, ||g||, ||m|| (square roots of the Gram
-  // diagonal), for a caller that has them already.
-  static SYMOPT_HD bool IncrementIsAccurate(double norm_x,
-                                            double norm_g,
-                                            double norm_m,
-                                            const ObliqueRowUpdate& u) {
-    const double a = u.x_new.cx - 1, b = u.x_new.cg, c = u.x_new.cm;
-    const double terms = (a < 0 ? -a : a) * norm_x + (b < 0 ? -b : b) * norm_g +
-                         (c < 0 ? -c : c) * norm_m;
-    return terms <= kIncrementBound * norm_x;
+    const double terms = (a < 0 ? -a : a) * std::sqrt(s.xx) +
+                         (b < 0 ? -b : b) * std::sqrt(s.gg) +
+                         (c < 0 ? -c : c) * std::sqrt(s.mm);
+    return terms <= kIncrementBound * std::sqrt(s.xx);
   }
 
   // ApplyElement over i = begin, begin + stride, ... < end. m may be null
