@@ -1,14 +1,7 @@
 #include "optim/checkpoint.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
-
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -16,6 +9,7 @@
 #include <utility>
 
 #include "blas1.h"
+#include "file_io.h"
 
 // The format stores integers little-endian and T values in the host's
 // layout; writing them with memcpy is correct only on little-endian hosts.
@@ -106,19 +100,6 @@ std::string Prefix(const std::string& path) {
   throw InvalidArgument(Prefix(path) + what);
 }
 
-std::string SystemError(int e) { return std::strerror(e); }
-
-std::uint32_t Crc32(const std::uint8_t* data, std::size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (n > 0) {
-    const uInt chunk = uInt(std::min<std::size_t>(n, 1u << 30));
-    crc = crc32(crc, data, chunk);
-    data += chunk;
-    n -= chunk;
-  }
-  return std::uint32_t(crc);
-}
-
 // ---- Writing ----------------------------------------------------------------
 
 class Writer {
@@ -167,92 +148,6 @@ class Writer {
   std::vector<std::uint8_t> bytes_;
   std::uint32_t records_ = 0;
 };
-
-// The mode a new file would get from open(..., 0666): 0666 & ~umask. The
-// umask is read from /proc (changing it to read it would race with other
-// threads); 0600, mkstemp's mode, when it cannot be read.
-mode_t NewFileMode() {
-  FILE* status = std::fopen("/proc/self/status", "r");
-  if (status == nullptr) return 0600;
-  char line[256];
-  mode_t mode = 0600;
-  while (std::fgets(line, sizeof(line), status) != nullptr) {
-    unsigned mask = 0;
-    if (std::sscanf(line, "Umask: %o", &mask) == 1) {
-      mode = mode_t(0666 & ~mask);
-      break;
-    }
-  }
-  std::fclose(status);
-  return mode;
-}
-
-std::string ParentDirectory(const std::string& path) {
-  const std::size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Temporary file in the same directory, flush + fsync, rename over the
-// target, fsync the directory. On failure the temporary file is removed and
-// the target is untouched.
-void WriteFileAtomic(const std::string& path,
-                     const std::vector<std::uint8_t>& bytes) {
-  const std::string dir = ParentDirectory(path);
-  std::vector<char> tmp(path.begin(), path.end());
-  const std::string suffix = ".tmp.XXXXXX";
-  tmp.insert(tmp.end(), suffix.begin(), suffix.end());
-  tmp.push_back('\0');
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) {
-    Corrupt(path,
-            "cannot create a temporary file in directory '" + dir +
-                "': " + SystemError(errno) +
-                " (the previous checkpoint, if any, is unchanged)");
-  }
-  const std::string tmp_path(tmp.data());
-  bool open = true;
-  auto fail = [&](const std::string& what) {
-    const int e = errno;
-    if (open) ::close(fd);
-    ::unlink(tmp_path.c_str());
-    Corrupt(path,
-            what + ": " + SystemError(e) +
-                " (the previous checkpoint, if any, is unchanged)");
-  };
-  // mkstemp creates the file 0600: give it the previous checkpoint's mode,
-  // or a new file's.
-  struct stat target;
-  const mode_t mode = ::stat(path.c_str(), &target) == 0
-                          ? (target.st_mode & 07777)
-                          : NewFileMode();
-  if (::fchmod(fd, mode) != 0) fail("setting the mode of '" + tmp_path + "'");
-  const std::uint8_t* p = bytes.data();
-  std::size_t left = bytes.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("writing '" + tmp_path + "' failed");
-    }
-    p += n;
-    left -= std::size_t(n);
-  }
-  if (::fsync(fd) != 0) fail("fsync of '" + tmp_path + "' failed");
-  open = false;
-  if (::close(fd) != 0) fail("closing '" + tmp_path + "' failed");
-  if (::rename(tmp_path.c_str(), path.c_str()) != 0) {
-    fail("renaming '" + tmp_path + "' over the checkpoint failed");
-  }
-  // Make the rename itself durable. The new checkpoint is complete and in
-  // place whatever happens here, so a failure is not reported.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
 
 // ---- Reading ----------------------------------------------------------------
 
@@ -316,27 +211,7 @@ class Reader {
 };
 
 std::vector<std::uint8_t> ReadFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) Corrupt(path, "cannot open: " + SystemError(errno));
-  std::vector<std::uint8_t> bytes;
-  struct stat info;
-  if (::fstat(fd, &info) == 0 && info.st_size > 0) {
-    bytes.reserve(std::size_t(info.st_size));
-  }
-  std::uint8_t buffer[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int e = errno;
-      ::close(fd);
-      Corrupt(path, "read failed: " + SystemError(e));
-    }
-    if (n == 0) break;
-    bytes.insert(bytes.end(), buffer, buffer + n);
-  }
-  ::close(fd);
-  return bytes;
+  return internal::ReadWholeFile(path, Prefix(path));
 }
 
 // Checks the envelope (size, magic, version, length, CRC) and parses the
@@ -379,7 +254,7 @@ std::vector<Record> Parse(const std::string& path,
   }
   std::uint32_t stored_crc;
   std::memcpy(&stored_crc, bytes.data() + size - kTrailerBytes, 4);
-  const std::uint32_t crc = Crc32(bytes.data(), size - kTrailerBytes);
+  const std::uint32_t crc = internal::Crc32(bytes.data(), size - kTrailerBytes);
   if (crc != stored_crc) {
     std::ostringstream os;
     os << std::hex << "CRC-32 mismatch (stored 0x" << stored_crc
@@ -696,9 +571,9 @@ void SaveCheckpoint(const std::string& path,
   const std::uint64_t length = bytes.size() - kHeaderBytes;
   std::memcpy(bytes.data() + 12, &count, 4);
   std::memcpy(bytes.data() + 16, &length, 8);
-  const std::uint32_t crc = Crc32(bytes.data(), bytes.size());
+  const std::uint32_t crc = internal::Crc32(bytes.data(), bytes.size());
   w.Put(crc);
-  WriteFileAtomic(path, bytes);
+  internal::WriteFileAtomic(path, bytes, Prefix(path));
 }
 
 template <typename T>
