@@ -11,18 +11,11 @@
 #include "blas1.h"
 #include "file_io.h"
 
-// The format stores integers little-endian and T values in the host's
-// layout; writing them with memcpy is correct only on little-endian hosts.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "symopt checkpoints assume a little-endian host");
-
 namespace symopt {
 
 namespace {
 
 constexpr char kMagic[8] = {'S', 'Y', 'M', 'O', 'P', 'T', 'C', 'K'};
-constexpr std::size_t kHeaderBytes = 24;  // magic, version, count, length
-constexpr std::size_t kTrailerBytes = 4;  // CRC-32
 
 enum class Role : std::uint32_t {
   kOptimizer = 1,
@@ -102,22 +95,8 @@ std::string Prefix(const std::string& path) {
 
 // ---- Writing ----------------------------------------------------------------
 
-class Writer {
+class Writer : public internal::ByteWriter {
  public:
-  template <typename U>
-  void Put(U v) {
-    const std::size_t at = bytes_.size();
-    bytes_.resize(at + sizeof(U));
-    std::memcpy(bytes_.data() + at, &v, sizeof(U));
-  }
-  void PutString(const std::string& s) {
-    Put(std::uint32_t(s.size()));
-    bytes_.insert(bytes_.end(), s.begin(), s.end());
-  }
-  void PutRaw(const void* data, std::size_t n) {
-    const auto* p = static_cast<const std::uint8_t*>(data);
-    bytes_.insert(bytes_.end(), p, p + n);
-  }
   // One record; data holds rows * cols values of U.
   template <typename U>
   void Block(Role role,
@@ -142,10 +121,8 @@ class Writer {
     Block(role, name, "state", 1, std::int64_t(v.size()), v.data());
   }
   std::uint32_t records() const { return records_; }
-  std::vector<std::uint8_t>& bytes() { return bytes_; }
 
  private:
-  std::vector<std::uint8_t> bytes_;
   std::uint32_t records_ = 0;
 };
 
@@ -167,49 +144,6 @@ struct Record {
   }
 };
 
-class Reader {
- public:
-  Reader(const std::string& path, const std::uint8_t* p, std::size_t n)
-      : path_(path), p_(p), n_(n) {}
-  template <typename U>
-  U Get(const char* what) {
-    Need(sizeof(U), what);
-    U v;
-    std::memcpy(&v, p_ + at_, sizeof(U));
-    at_ += sizeof(U);
-    return v;
-  }
-  std::string GetString(const char* what) {
-    const std::uint32_t len = Get<std::uint32_t>(what);
-    Need(len, what);
-    std::string s(reinterpret_cast<const char*>(p_ + at_), len);
-    at_ += len;
-    return s;
-  }
-  const std::uint8_t* Skip(std::uint64_t len, const char* what) {
-    Need(len, what);
-    const std::uint8_t* at = p_ + at_;
-    at_ += std::size_t(len);
-    return at;
-  }
-  std::size_t offset() const { return at_; }
-  bool done() const { return at_ == n_; }
-
- private:
-  void Need(std::uint64_t len, const char* what) {
-    if (len > n_ - at_) {
-      std::ostringstream os;
-      os << "corrupt record section: " << what << " at byte "
-         << kHeaderBytes + at_ << " runs past the end of the records";
-      Corrupt(path_, os.str());
-    }
-  }
-  const std::string& path_;
-  const std::uint8_t* p_;
-  std::size_t n_;
-  std::size_t at_ = 0;
-};
-
 std::vector<std::uint8_t> ReadFile(const std::string& path) {
   return internal::ReadWholeFile(path, Prefix(path));
 }
@@ -218,50 +152,10 @@ std::vector<std::uint8_t> ReadFile(const std::string& path) {
 // records. Records point into `bytes`.
 std::vector<Record> Parse(const std::string& path,
                           const std::vector<std::uint8_t>& bytes) {
-  const std::size_t size = bytes.size();
-  if (size < kHeaderBytes + kTrailerBytes) {
-    std::ostringstream os;
-    os << "truncated: " << size << " bytes, shorter than the "
-       << kHeaderBytes + kTrailerBytes << "-byte header and trailer";
-    Corrupt(path, os.str());
-  }
-  if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
-    Corrupt(path,
-            "not a symopt checkpoint (wrong magic; expected \"SYMOPTCK\")");
-  }
-  std::uint32_t version, count;
-  std::uint64_t length;
-  std::memcpy(&version, bytes.data() + 8, 4);
-  std::memcpy(&count, bytes.data() + 12, 4);
-  std::memcpy(&length, bytes.data() + 16, 8);
-  if (version != kCheckpointVersion) {
-    std::ostringstream os;
-    os << "unsupported format version " << version << " (this build reads "
-       << kCheckpointVersion << ")";
-    Corrupt(path, os.str());
-  }
-  const std::uint64_t expected = kHeaderBytes + length + kTrailerBytes;
-  if (length > size || expected != size) {
-    std::ostringstream os;
-    if (length > size || expected > size) {
-      os << "truncated: the header announces " << expected
-         << " bytes, the file has " << size;
-    } else {
-      os << "the header announces " << expected << " bytes, the file has "
-         << size << " (trailing garbage)";
-    }
-    Corrupt(path, os.str());
-  }
-  std::uint32_t stored_crc;
-  std::memcpy(&stored_crc, bytes.data() + size - kTrailerBytes, 4);
-  const std::uint32_t crc = internal::Crc32(bytes.data(), size - kTrailerBytes);
-  if (crc != stored_crc) {
-    std::ostringstream os;
-    os << std::hex << "CRC-32 mismatch (stored 0x" << stored_crc
-       << ", computed 0x" << crc << "): the file is corrupt";
-    Corrupt(path, os.str());
-  }
-  Reader in(path, bytes.data() + kHeaderBytes, std::size_t(length));
+  const internal::Envelope envelope = internal::OpenEnvelope(
+      bytes, kMagic, "checkpoint", kCheckpointVersion, Prefix(path));
+  const std::uint32_t count = envelope.word;
+  internal::ByteReader in(envelope, Prefix(path), "record section");
   std::vector<Record> records;
   for (std::uint32_t k = 0; k < count; ++k) {
     Record r;
@@ -509,10 +403,7 @@ void SaveCheckpoint(const std::string& path,
                  Prefix(path) << "the bold driver drives another optimizer");
   }
   Writer w;
-  w.PutRaw(kMagic, sizeof(kMagic));
-  w.Put(kCheckpointVersion);
-  w.Put(std::uint32_t(0));  // record count, patched below
-  w.Put(std::uint64_t(0));  // records length, patched below
+  w.BeginEnvelope(kMagic, kCheckpointVersion);
 
   const SgdState<T> state = opt.State();
   WriteBlocks(
@@ -566,14 +457,8 @@ void SaveCheckpoint(const std::string& path,
                   s.epochs, s.best_epoch, s.epochs_without_improvement});
   }
 
-  std::vector<std::uint8_t>& bytes = w.bytes();
-  const std::uint32_t count = w.records();
-  const std::uint64_t length = bytes.size() - kHeaderBytes;
-  std::memcpy(bytes.data() + 12, &count, 4);
-  std::memcpy(bytes.data() + 16, &length, 8);
-  const std::uint32_t crc = internal::Crc32(bytes.data(), bytes.size());
-  w.Put(crc);
-  internal::WriteFileAtomic(path, bytes, Prefix(path));
+  w.SealEnvelope(w.records());
+  internal::WriteFileAtomic(path, w.bytes(), Prefix(path));
 }
 
 template <typename T>

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <sstream>
 
 #include "manifolds/check.h"
 
@@ -159,6 +160,84 @@ std::uint32_t Crc32(const std::uint8_t* data, std::size_t n) {
     n -= chunk;
   }
   return std::uint32_t(crc);
+}
+
+void ByteWriter::BeginEnvelope(const char (&magic)[8], std::uint32_t version) {
+  SYMOPT_DCHECK(bytes_.empty());
+  PutRaw(magic, 8);
+  Put(version);
+  Put(std::uint32_t(0));  // word, set by SealEnvelope
+  Put(std::uint64_t(0));  // body length, set by SealEnvelope
+}
+
+void ByteWriter::SealEnvelope(std::uint32_t word) {
+  const std::uint64_t length = bytes_.size() - kEnvelopeHeaderBytes;
+  std::memcpy(bytes_.data() + 12, &word, 4);
+  std::memcpy(bytes_.data() + 16, &length, 8);
+  Put(Crc32(bytes_.data(), bytes_.size()));
+}
+
+Envelope OpenEnvelope(const std::vector<std::uint8_t>& bytes,
+                      const char (&magic)[8],
+                      const std::string& format,
+                      std::uint32_t version,
+                      const std::string& prefix) {
+  const std::size_t size = bytes.size();
+  if (size < kEnvelopeHeaderBytes + kEnvelopeTrailerBytes) {
+    std::ostringstream os;
+    os << "truncated: " << size << " bytes, shorter than the "
+       << kEnvelopeHeaderBytes + kEnvelopeTrailerBytes
+       << "-byte header and trailer";
+    throw FileError(prefix + os.str());
+  }
+  if (std::memcmp(bytes.data(), magic, 8) != 0) {
+    throw FileError(prefix + "not a symopt " + format +
+                    " (wrong magic; expected \"" + std::string(magic, 8) +
+                    "\")");
+  }
+  Envelope e;
+  std::uint64_t length;
+  std::memcpy(&e.version, bytes.data() + 8, 4);
+  std::memcpy(&e.word, bytes.data() + 12, 4);
+  std::memcpy(&length, bytes.data() + 16, 8);
+  if (e.version != version) {
+    std::ostringstream os;
+    os << "unsupported format version " << e.version << " (this build reads "
+       << version << ")";
+    throw FileError(prefix + os.str());
+  }
+  const std::uint64_t expected =
+      kEnvelopeHeaderBytes + length + kEnvelopeTrailerBytes;
+  if (length > size || expected != size) {
+    std::ostringstream os;
+    if (length > size || expected > size) {
+      os << "truncated: the header announces " << expected
+         << " bytes, the file has " << size;
+    } else {
+      os << "the header announces " << expected << " bytes, the file has "
+         << size << " (trailing garbage)";
+    }
+    throw FileError(prefix + os.str());
+  }
+  std::uint32_t stored_crc;
+  std::memcpy(&stored_crc, bytes.data() + size - kEnvelopeTrailerBytes, 4);
+  const std::uint32_t crc = Crc32(bytes.data(), size - kEnvelopeTrailerBytes);
+  if (crc != stored_crc) {
+    std::ostringstream os;
+    os << std::hex << "CRC-32 mismatch (stored 0x" << stored_crc
+       << ", computed 0x" << crc << "): the file is corrupt";
+    throw FileError(prefix + os.str());
+  }
+  e.body = bytes.data() + kEnvelopeHeaderBytes;
+  e.length = std::size_t(length);
+  return e;
+}
+
+void ByteReader::Overrun(const char* what) const {
+  std::ostringstream os;
+  os << "corrupt " << section_ << ": " << what << " at byte "
+     << kEnvelopeHeaderBytes + at_ << " runs past the end of the " << section_;
+  throw FileError(prefix_ + os.str());
 }
 
 }  // namespace internal

@@ -10,18 +10,11 @@
 #include "nn/model_io.h"
 #include "optim/sgd.h"
 
-// The format stores integers little-endian and T values in the host's
-// layout; writing them with memcpy is correct only on little-endian hosts.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "symopt model files assume a little-endian host");
-
 namespace symopt {
 namespace nn {
 namespace {
 
 constexpr char kMagic[8] = {'S', 'Y', 'M', 'O', 'P', 'T', 'N', 'N'};
-constexpr std::size_t kHeaderBytes = 24;  // magic, version, dtype, length
-constexpr std::size_t kTrailerBytes = 4;  // CRC-32
 constexpr std::uint32_t kMaxRank = 8;
 constexpr std::int64_t kMaxElements = std::int64_t(1) << 40;
 
@@ -129,28 +122,6 @@ std::vector<std::string> LayerNames(Sequential<T>& model) {
   return names;
 }
 
-// ---- Writing ----------------------------------------------------------------
-
-class Writer {
- public:
-  template <typename U>
-  void Put(U v) {
-    PutRaw(&v, sizeof(U));
-  }
-  void PutString(const std::string& s) {
-    Put(std::uint32_t(s.size()));
-    PutRaw(s.data(), s.size());
-  }
-  void PutRaw(const void* data, std::size_t n) {
-    const auto* p = static_cast<const std::uint8_t*>(data);
-    bytes_.insert(bytes_.end(), p, p + n);
-  }
-  std::vector<std::uint8_t>& bytes() { return bytes_; }
-
- private:
-  std::vector<std::uint8_t> bytes_;
-};
-
 // ---- Reading ----------------------------------------------------------------
 
 struct Record {
@@ -175,101 +146,20 @@ struct Parsed {
   std::vector<Record> records;  // data points into the file's bytes
 };
 
-// Bounds-checked cursor over the body.
-class Reader {
- public:
-  Reader(const std::string& path, const std::uint8_t* p, std::size_t n)
-      : path_(path), p_(p), n_(n) {}
-  template <typename U>
-  U Get(const char* what) {
-    Need(sizeof(U), what);
-    U v;
-    std::memcpy(&v, p_ + at_, sizeof(U));
-    at_ += sizeof(U);
-    return v;
-  }
-  std::string GetString(const char* what) {
-    const std::uint32_t len = Get<std::uint32_t>(what);
-    Need(len, what);
-    std::string s(reinterpret_cast<const char*>(p_ + at_), len);
-    at_ += len;
-    return s;
-  }
-  const std::uint8_t* Skip(std::uint64_t len, const char* what) {
-    Need(len, what);
-    const std::uint8_t* at = p_ + at_;
-    at_ += std::size_t(len);
-    return at;
-  }
-  bool done() const { return at_ == n_; }
-
- private:
-  void Need(std::uint64_t len, const char* what) {
-    if (len > n_ - at_) {
-      std::ostringstream os;
-      os << "corrupt body: " << what << " at byte " << kHeaderBytes + at_
-         << " runs past the end of the body";
-      Corrupt(path_, os.str());
-    }
-  }
-  const std::string& path_;
-  const std::uint8_t* p_;
-  std::size_t n_;
-  std::size_t at_ = 0;
-};
-
-// Checks the envelope (size, magic, version, length, CRC) and parses the
-// body. Throws FileError.
+// Checks the envelope (internal::OpenEnvelope: size, magic, version, length,
+// CRC) and parses the body. Throws FileError.
 Parsed Parse(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-  const std::size_t size = bytes.size();
-  if (size < kHeaderBytes + kTrailerBytes) {
-    std::ostringstream os;
-    os << "truncated: " << size << " bytes, shorter than the "
-       << kHeaderBytes + kTrailerBytes << "-byte header and trailer";
-    Corrupt(path, os.str());
-  }
-  if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
-    Corrupt(path,
-            "not a symopt model file (wrong magic; expected \"SYMOPTNN\")");
-  }
+  const internal::Envelope envelope = internal::OpenEnvelope(
+      bytes, kMagic, "model file", kModelFileVersion, Prefix(path));
   Parsed parsed;
-  std::uint64_t length;
-  std::memcpy(&parsed.version, bytes.data() + 8, 4);
-  std::memcpy(&parsed.dtype, bytes.data() + 12, 4);
-  std::memcpy(&length, bytes.data() + 16, 8);
-  if (parsed.version != kModelFileVersion) {
-    std::ostringstream os;
-    os << "unsupported format version " << parsed.version
-       << " (this build reads " << kModelFileVersion << ")";
-    Corrupt(path, os.str());
-  }
-  const std::uint64_t expected = kHeaderBytes + length + kTrailerBytes;
-  if (length > size || expected != size) {
-    std::ostringstream os;
-    if (length > size || expected > size) {
-      os << "truncated: the header announces " << expected
-         << " bytes, the file has " << size;
-    } else {
-      os << "the header announces " << expected << " bytes, the file has "
-         << size << " (trailing garbage)";
-    }
-    Corrupt(path, os.str());
-  }
-  std::uint32_t stored_crc;
-  std::memcpy(&stored_crc, bytes.data() + size - kTrailerBytes, 4);
-  const std::uint32_t crc = internal::Crc32(bytes.data(), size - kTrailerBytes);
-  if (crc != stored_crc) {
-    std::ostringstream os;
-    os << std::hex << "CRC-32 mismatch (stored 0x" << stored_crc
-       << ", computed 0x" << crc << "): the file is corrupt";
-    Corrupt(path, os.str());
-  }
+  parsed.version = envelope.version;
+  parsed.dtype = envelope.word;
   if (DTypeName(parsed.dtype) == nullptr) {
     Corrupt(path, "unknown dtype " + std::to_string(parsed.dtype));
   }
   const std::size_t value_size = parsed.dtype == 1 ? 4 : 8;
 
-  Reader in(path, bytes.data() + kHeaderBytes, std::size_t(length));
+  internal::ByteReader in(envelope, Prefix(path), "body");
   parsed.model_name = in.GetString("model name");
   const std::uint32_t num_layers = in.Get<std::uint32_t>("layer count");
   for (std::uint32_t i = 0; i < num_layers; ++i) {
@@ -408,11 +298,8 @@ void SaveModel(Sequential<T>& model, const std::string& path) {
   }
   const std::vector<std::string> layers = LayerNames(model);
 
-  Writer w;
-  w.PutRaw(kMagic, sizeof(kMagic));
-  w.Put(kModelFileVersion);
-  w.Put(DTypeOf<T>());
-  w.Put(std::uint64_t(0));  // body length, patched below
+  internal::ByteWriter w;
+  w.BeginEnvelope(kMagic, kModelFileVersion);
   w.PutString(model.Name());
   w.Put(std::uint32_t(layers.size()));
   for (const std::string& name : layers) w.PutString(name);
@@ -427,11 +314,8 @@ void SaveModel(Sequential<T>& model, const std::string& path) {
     for (std::int64_t d : e.shape) w.Put(d);
     w.PutRaw(values[i].data(), values[i].size() * sizeof(T));
   }
-  std::vector<std::uint8_t>& bytes = w.bytes();
-  const std::uint64_t length = bytes.size() - kHeaderBytes;
-  std::memcpy(bytes.data() + 16, &length, 8);
-  w.Put(internal::Crc32(bytes.data(), bytes.size()));
-  internal::WriteFileAtomic(path, bytes, Prefix(path));
+  w.SealEnvelope(DTypeOf<T>());
+  internal::WriteFileAtomic(path, w.bytes(), Prefix(path));
 }
 
 template <typename T>
