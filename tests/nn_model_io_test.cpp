@@ -76,26 +76,29 @@ void BuildP4(Sequential<float>& m,
   UseObliqueBeforeNormalization(m);
 }
 
-Tensor<float> Input(const Shape& shape, std::uint64_t seed) {
-  return testing::RandomImages<float>(shape, seed);
+template <typename T = float>
+Tensor<T> Input(const Shape& shape, std::uint64_t seed) {
+  return testing::RandomImages<T>(shape, seed);
 }
 
 // Training-mode passes move the batch-norm running statistics away from
 // their initial values, so a round trip has to carry them.
-void UpdateStatistics(Sequential<float>& m, const Shape& input) {
+template <typename T>
+void UpdateStatistics(Sequential<T>& m, const Shape& input) {
   for (std::uint64_t s = 0; s < 3; ++s)
-    m.Forward(Input(input, 100 + s), Mode::kTrain);
+    m.Forward(Input<T>(input, 100 + s), Mode::kTrain);
 }
 
 // Host copies of every parameter and buffer, in registry order.
+template <typename T>
 struct Snapshot {
-  std::vector<std::vector<float>> tensors;
+  std::vector<std::vector<T>> tensors;
 
-  explicit Snapshot(Sequential<float>& m) {
-    for (const Parameter<float>& p : m.Params()) {
+  explicit Snapshot(Sequential<T>& m) {
+    for (const Parameter<T>& p : m.Params()) {
       tensors.emplace_back(p.value.data, p.value.data + p.value.size());
     }
-    for (Tensor<float>* b : m.Buffers()) {
+    for (Tensor<T>* b : m.Buffers()) {
       tensors.emplace_back(b->data(), b->data() + b->size());
     }
   }
@@ -106,7 +109,7 @@ struct Snapshot {
       if (tensors[i].size() != o.tensors[i].size() ||
           std::memcmp(tensors[i].data(),
                       o.tensors[i].data(),
-                      tensors[i].size() * sizeof(float)) != 0) {
+                      tensors[i].size() * sizeof(T)) != 0) {
         return false;
       }
     }
@@ -114,17 +117,18 @@ struct Snapshot {
   }
 };
 
-bool SameBits(const Tensor<float>& a, const Tensor<float>& b) {
+template <typename T>
+bool SameBits(const Tensor<T>& a, const Tensor<T>& b) {
   return a.shape() == b.shape() &&
-         std::memcmp(a.data(), b.data(), std::size_t(a.size()) * 4) == 0;
+         std::memcmp(a.data(), b.data(), std::size_t(a.size()) * sizeof(T)) ==
+             0;
 }
 
 // Saves `a` (after moving its statistics), loads the file into `b` (built
 // with other seeds), and checks b is now bitwise a, computing bitwise a's
 // eval-mode outputs.
-void CheckRoundTrip(Sequential<float>& a,
-                    Sequential<float>& b,
-                    const Shape& input) {
+template <typename T>
+void CheckRoundTrip(Sequential<T>& a, Sequential<T>& b, const Shape& input) {
   TempDir dir;
   const std::string path = dir.File("model.bin");
   UpdateStatistics(a, input);
@@ -133,9 +137,9 @@ void CheckRoundTrip(Sequential<float>& a,
   CHECK(dir.Entries() == std::vector<std::string>{"model.bin"});
   LoadModel(b, path);
   CHECK(Snapshot(a) == Snapshot(b));
-  const Tensor<float> x = Input(input, 7);
-  const Tensor<float> ya = a.Forward(x, Mode::kEval);
-  const Tensor<float> yb = b.Forward(x, Mode::kEval);
+  const Tensor<T> x = Input<T>(input, 7);
+  const Tensor<T> ya = a.Forward(x, Mode::kEval);
+  const Tensor<T> yb = b.Forward(x, Mode::kEval);
   CHECK(SameBits(ya, yb));
   // Saving the loaded model gives the same file.
   const std::string again = dir.File("again.bin");
@@ -192,6 +196,20 @@ TEST_CASE("Model files round-trip bitwise (MLP-BN, CNN, P4)",
     UseObliqueBeforeNormalization(a);
     UseObliqueBeforeNormalization(b);
     CheckRoundTrip(a, b, {2, 1, 28, 28});
+  }
+  SECTION("double: a nested model") {
+    auto build = [](Sequential<double>& m, std::uint64_t seed) {
+      m.Emplace<Linear<double>>(5, 4, seed);
+      auto& inner = m.Emplace<Sequential<double>>();
+      inner.Emplace<BatchNorm<double>>(4);
+      inner.Emplace<Tanh<double>>();
+      m.Emplace<Linear<double>>(4, 2, seed + 1);
+      m.SetManifold("0.linear.weight", std::make_shared<Oblique<double>>(4, 5));
+    };
+    Sequential<double> a, b;
+    build(a, 1);
+    build(b, 2);
+    CheckRoundTrip(a, b, {3, 5});
   }
   SECTION("P4 model (oblique theta, P4 batch norm)") {
     Sequential<float> a, b;
