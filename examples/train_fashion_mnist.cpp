@@ -12,6 +12,15 @@
 // oblique puts every weight that feeds a batch norm on unit-norm rows
 // (nn::UseObliqueBeforeNormalization); "euclidean" leaves all parameters free.
 //
+// --save PATH writes the trained model (nn::SaveModel: weights and batch-norm
+// statistics) after training; --load PATH loads one saved with the same
+// --model/--hidden/--manifold before training, so --epochs 0 evaluates it on
+// the test set and --epochs N trains it further (with a fresh optimizer).
+//
+//   build/examples/train_fashion_mnist --manifold oblique --save mlp.model
+//   build/examples/train_fashion_mnist --manifold oblique --load mlp.model \
+//       --epochs 0
+//
 // Needs Debian's dataset-fashion-mnist (or $SYMOPT_FASHION_MNIST_DIR).
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -19,6 +28,7 @@
 
 #include "data/dataset.h"
 #include "manifolds/parallel.h"
+#include "nn/model_io.h"
 #include "nn/train.h"
 #include "optim/bold_driver.h"
 #include "optim/sgd.h"
@@ -35,6 +45,7 @@ int main(int argc, char** argv) {
   std::int64_t batch_size = 128, hidden = 256, train_subset = 0,
                validation_size = 5000;
   std::string data_dir = data::FashionMnistDir();
+  std::string save_path, load_path;
   app.add_option("--model", model_kind, "mlp or cnn")
       ->check(CLI::IsMember({"mlp", "cnn"}));
   app.add_option(
@@ -66,6 +77,12 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option(
       "--data", data_dir, "directory with the Fashion-MNIST IDX files");
+  app.add_option("--save", save_path, "write the trained model to this file");
+  app.add_option("--load",
+                 load_path,
+                 "start from the model in this file (saved with the same "
+                 "--model, --hidden and --manifold); --epochs 0 only "
+                 "evaluates it");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -104,6 +121,15 @@ int main(int argc, char** argv) {
     for (const Parameter<float>& p : model.Params()) {
       std::printf(
           "  %-20s %s\n", p.name.c_str(), p.manifold->Describe().c_str());
+    }
+
+    if (!load_path.empty()) {
+      nn::LoadModel(model, load_path);
+      const nn::EvalResult loaded = nn::Evaluate(model, data.test);
+      std::printf("loaded %s: test accuracy %.2f%% (loss %.4f)\n",
+                  load_path.c_str(),
+                  100 * loaded.accuracy,
+                  loaded.loss);
     }
 
     SgdOptions options;
@@ -150,6 +176,10 @@ int main(int argc, char** argv) {
         final_test.loss,
         epochs,
         seconds);
+    if (!save_path.empty()) {
+      nn::SaveModel(model, save_path);
+      std::printf("saved the model to %s\n", save_path.c_str());
+    }
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -1,14 +1,7 @@
 #include "optim/checkpoint.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
-
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -16,19 +9,13 @@
 #include <utility>
 
 #include "blas1.h"
-
-// The format stores integers little-endian and T values in the host's
-// layout; writing them with memcpy is correct only on little-endian hosts.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "symopt checkpoints assume a little-endian host");
+#include "file_io.h"
 
 namespace symopt {
 
 namespace {
 
 constexpr char kMagic[8] = {'S', 'Y', 'M', 'O', 'P', 'T', 'C', 'K'};
-constexpr std::size_t kHeaderBytes = 24;  // magic, version, count, length
-constexpr std::size_t kTrailerBytes = 4;  // CRC-32
 
 enum class Role : std::uint32_t {
   kOptimizer = 1,
@@ -106,37 +93,10 @@ std::string Prefix(const std::string& path) {
   throw InvalidArgument(Prefix(path) + what);
 }
 
-std::string SystemError(int e) { return std::strerror(e); }
-
-std::uint32_t Crc32(const std::uint8_t* data, std::size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (n > 0) {
-    const uInt chunk = uInt(std::min<std::size_t>(n, 1u << 30));
-    crc = crc32(crc, data, chunk);
-    data += chunk;
-    n -= chunk;
-  }
-  return std::uint32_t(crc);
-}
-
 // ---- Writing ----------------------------------------------------------------
 
-class Writer {
+class Writer : public internal::ByteWriter {
  public:
-  template <typename U>
-  void Put(U v) {
-    const std::size_t at = bytes_.size();
-    bytes_.resize(at + sizeof(U));
-    std::memcpy(bytes_.data() + at, &v, sizeof(U));
-  }
-  void PutString(const std::string& s) {
-    Put(std::uint32_t(s.size()));
-    bytes_.insert(bytes_.end(), s.begin(), s.end());
-  }
-  void PutRaw(const void* data, std::size_t n) {
-    const auto* p = static_cast<const std::uint8_t*>(data);
-    bytes_.insert(bytes_.end(), p, p + n);
-  }
   // One record; data holds rows * cols values of U.
   template <typename U>
   void Block(Role role,
@@ -161,98 +121,10 @@ class Writer {
     Block(role, name, "state", 1, std::int64_t(v.size()), v.data());
   }
   std::uint32_t records() const { return records_; }
-  std::vector<std::uint8_t>& bytes() { return bytes_; }
 
  private:
-  std::vector<std::uint8_t> bytes_;
   std::uint32_t records_ = 0;
 };
-
-// The mode a new file would get from open(..., 0666): 0666 & ~umask. The
-// umask is read from /proc (changing it to read it would race with other
-// threads); 0600, mkstemp's mode, when it cannot be read.
-mode_t NewFileMode() {
-  FILE* status = std::fopen("/proc/self/status", "r");
-  if (status == nullptr) return 0600;
-  char line[256];
-  mode_t mode = 0600;
-  while (std::fgets(line, sizeof(line), status) != nullptr) {
-    unsigned mask = 0;
-    if (std::sscanf(line, "Umask: %o", &mask) == 1) {
-      mode = mode_t(0666 & ~mask);
-      break;
-    }
-  }
-  std::fclose(status);
-  return mode;
-}
-
-std::string ParentDirectory(const std::string& path) {
-  const std::size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Temporary file in the same directory, flush + fsync, rename over the
-// target, fsync the directory. On failure the temporary file is removed and
-// the target is untouched.
-void WriteFileAtomic(const std::string& path,
-                     const std::vector<std::uint8_t>& bytes) {
-  const std::string dir = ParentDirectory(path);
-  std::vector<char> tmp(path.begin(), path.end());
-  const std::string suffix = ".tmp.XXXXXX";
-  tmp.insert(tmp.end(), suffix.begin(), suffix.end());
-  tmp.push_back('\0');
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) {
-    Corrupt(path,
-            "cannot create a temporary file in directory '" + dir +
-                "': " + SystemError(errno) +
-                " (the previous checkpoint, if any, is unchanged)");
-  }
-  const std::string tmp_path(tmp.data());
-  bool open = true;
-  auto fail = [&](const std::string& what) {
-    const int e = errno;
-    if (open) ::close(fd);
-    ::unlink(tmp_path.c_str());
-    Corrupt(path,
-            what + ": " + SystemError(e) +
-                " (the previous checkpoint, if any, is unchanged)");
-  };
-  // mkstemp creates the file 0600: give it the previous checkpoint's mode,
-  // or a new file's.
-  struct stat target;
-  const mode_t mode = ::stat(path.c_str(), &target) == 0
-                          ? (target.st_mode & 07777)
-                          : NewFileMode();
-  if (::fchmod(fd, mode) != 0) fail("setting the mode of '" + tmp_path + "'");
-  const std::uint8_t* p = bytes.data();
-  std::size_t left = bytes.size();
-  while (left > 0) {
-    const ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("writing '" + tmp_path + "' failed");
-    }
-    p += n;
-    left -= std::size_t(n);
-  }
-  if (::fsync(fd) != 0) fail("fsync of '" + tmp_path + "' failed");
-  open = false;
-  if (::close(fd) != 0) fail("closing '" + tmp_path + "' failed");
-  if (::rename(tmp_path.c_str(), path.c_str()) != 0) {
-    fail("renaming '" + tmp_path + "' over the checkpoint failed");
-  }
-  // Make the rename itself durable. The new checkpoint is complete and in
-  // place whatever happens here, so a failure is not reported.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
 
 // ---- Reading ----------------------------------------------------------------
 
@@ -272,121 +144,18 @@ struct Record {
   }
 };
 
-class Reader {
- public:
-  Reader(const std::string& path, const std::uint8_t* p, std::size_t n)
-      : path_(path), p_(p), n_(n) {}
-  template <typename U>
-  U Get(const char* what) {
-    Need(sizeof(U), what);
-    U v;
-    std::memcpy(&v, p_ + at_, sizeof(U));
-    at_ += sizeof(U);
-    return v;
-  }
-  std::string GetString(const char* what) {
-    const std::uint32_t len = Get<std::uint32_t>(what);
-    Need(len, what);
-    std::string s(reinterpret_cast<const char*>(p_ + at_), len);
-    at_ += len;
-    return s;
-  }
-  const std::uint8_t* Skip(std::uint64_t len, const char* what) {
-    Need(len, what);
-    const std::uint8_t* at = p_ + at_;
-    at_ += std::size_t(len);
-    return at;
-  }
-  std::size_t offset() const { return at_; }
-  bool done() const { return at_ == n_; }
-
- private:
-  void Need(std::uint64_t len, const char* what) {
-    if (len > n_ - at_) {
-      std::ostringstream os;
-      os << "corrupt record section: " << what << " at byte "
-         << kHeaderBytes + at_ << " runs past the end of the records";
-      Corrupt(path_, os.str());
-    }
-  }
-  const std::string& path_;
-  const std::uint8_t* p_;
-  std::size_t n_;
-  std::size_t at_ = 0;
-};
-
 std::vector<std::uint8_t> ReadFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) Corrupt(path, "cannot open: " + SystemError(errno));
-  std::vector<std::uint8_t> bytes;
-  struct stat info;
-  if (::fstat(fd, &info) == 0 && info.st_size > 0) {
-    bytes.reserve(std::size_t(info.st_size));
-  }
-  std::uint8_t buffer[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int e = errno;
-      ::close(fd);
-      Corrupt(path, "read failed: " + SystemError(e));
-    }
-    if (n == 0) break;
-    bytes.insert(bytes.end(), buffer, buffer + n);
-  }
-  ::close(fd);
-  return bytes;
+  return internal::ReadWholeFile(path, Prefix(path));
 }
 
 // Checks the envelope (size, magic, version, length, CRC) and parses the
 // records. Records point into `bytes`.
 std::vector<Record> Parse(const std::string& path,
                           const std::vector<std::uint8_t>& bytes) {
-  const std::size_t size = bytes.size();
-  if (size < kHeaderBytes + kTrailerBytes) {
-    std::ostringstream os;
-    os << "truncated: " << size << " bytes, shorter than the "
-       << kHeaderBytes + kTrailerBytes << "-byte header and trailer";
-    Corrupt(path, os.str());
-  }
-  if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
-    Corrupt(path,
-            "not a symopt checkpoint (wrong magic; expected \"SYMOPTCK\")");
-  }
-  std::uint32_t version, count;
-  std::uint64_t length;
-  std::memcpy(&version, bytes.data() + 8, 4);
-  std::memcpy(&count, bytes.data() + 12, 4);
-  std::memcpy(&length, bytes.data() + 16, 8);
-  if (version != kCheckpointVersion) {
-    std::ostringstream os;
-    os << "unsupported format version " << version << " (this build reads "
-       << kCheckpointVersion << ")";
-    Corrupt(path, os.str());
-  }
-  const std::uint64_t expected = kHeaderBytes + length + kTrailerBytes;
-  if (length > size || expected != size) {
-    std::ostringstream os;
-    if (length > size || expected > size) {
-      os << "truncated: the header announces " << expected
-         << " bytes, the file has " << size;
-    } else {
-      os << "the header announces " << expected << " bytes, the file has "
-         << size << " (trailing garbage)";
-    }
-    Corrupt(path, os.str());
-  }
-  std::uint32_t stored_crc;
-  std::memcpy(&stored_crc, bytes.data() + size - kTrailerBytes, 4);
-  const std::uint32_t crc = Crc32(bytes.data(), size - kTrailerBytes);
-  if (crc != stored_crc) {
-    std::ostringstream os;
-    os << std::hex << "CRC-32 mismatch (stored 0x" << stored_crc
-       << ", computed 0x" << crc << "): the file is corrupt";
-    Corrupt(path, os.str());
-  }
-  Reader in(path, bytes.data() + kHeaderBytes, std::size_t(length));
+  const internal::Envelope envelope = internal::OpenEnvelope(
+      bytes, kMagic, "checkpoint", kCheckpointVersion, Prefix(path));
+  const std::uint32_t count = envelope.word;
+  internal::ByteReader in(envelope, Prefix(path), "record section");
   std::vector<Record> records;
   for (std::uint32_t k = 0; k < count; ++k) {
     Record r;
@@ -634,10 +403,7 @@ void SaveCheckpoint(const std::string& path,
                  Prefix(path) << "the bold driver drives another optimizer");
   }
   Writer w;
-  w.PutRaw(kMagic, sizeof(kMagic));
-  w.Put(kCheckpointVersion);
-  w.Put(std::uint32_t(0));  // record count, patched below
-  w.Put(std::uint64_t(0));  // records length, patched below
+  w.BeginEnvelope(kMagic, kCheckpointVersion);
 
   const SgdState<T> state = opt.State();
   WriteBlocks(
@@ -691,14 +457,8 @@ void SaveCheckpoint(const std::string& path,
                   s.epochs, s.best_epoch, s.epochs_without_improvement});
   }
 
-  std::vector<std::uint8_t>& bytes = w.bytes();
-  const std::uint32_t count = w.records();
-  const std::uint64_t length = bytes.size() - kHeaderBytes;
-  std::memcpy(bytes.data() + 12, &count, 4);
-  std::memcpy(bytes.data() + 16, &length, 8);
-  const std::uint32_t crc = Crc32(bytes.data(), bytes.size());
-  w.Put(crc);
-  WriteFileAtomic(path, bytes);
+  w.SealEnvelope(w.records());
+  internal::WriteFileAtomic(path, w.bytes(), Prefix(path));
 }
 
 template <typename T>

@@ -1,7 +1,3 @@
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -11,6 +7,7 @@
 #include <sstream>
 
 #include "data/idx.h"
+#include "file_io.h"
 
 namespace symopt {
 namespace data {
@@ -84,35 +81,7 @@ void SwapToFromBigEndian(std::uint8_t* p, std::int64_t count, int size) {
 }
 
 std::vector<std::uint8_t> ReadWholeFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    ThrowFileError(path, std::string("cannot open: ") + std::strerror(err));
-  }
-  auto fail = [&](const std::string& problem) {
-    ::close(fd);
-    ThrowFileError(path, problem);
-  };
-  struct stat st;
-  if (::fstat(fd, &st) != 0)
-    fail(std::string("cannot stat: ") + std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) fail("is a directory, not a file");
-  // Read in large blocks (the size from fstat is a hint: pipes report 0).
-  std::vector<std::uint8_t> bytes(st.st_size > 0 ? size_t(st.st_size) : 65536);
-  size_t used = 0;
-  for (;;) {
-    if (used == bytes.size()) bytes.resize(bytes.size() * 2);
-    const ssize_t n = ::read(fd, bytes.data() + used, bytes.size() - used);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail(std::string("read error: ") + std::strerror(errno));
-    }
-    if (n == 0) break;
-    used += size_t(n);
-  }
-  ::close(fd);
-  bytes.resize(used);
-  return bytes;
+  return internal::ReadWholeFile(path, path + ": ");
 }
 
 bool IsGzip(const std::vector<std::uint8_t>& bytes, size_t offset = 0) {
@@ -419,51 +388,8 @@ void WriteIdx(const std::string& path,
 
 void WriteFileAtomically(const std::string& path,
                          const std::vector<std::uint8_t>& bytes) {
-  WriteFilesAtomically({{path, &bytes}});
+  internal::WriteFileAtomic(path, bytes, path + ": ");
 }
-
-namespace {
-
-// Writes bytes to a new temporary file beside `path` and returns its name.
-// On failure removes it and throws FileError naming `path`.
-std::string WriteTemporary(const std::string& path,
-                           const std::vector<std::uint8_t>& bytes) {
-  std::string tmp = path + ".tmp-XXXXXX";
-  const int fd = mkstemp(&tmp[0]);
-  if (fd < 0) {
-    const int err = errno;
-    ThrowFileError(path,
-                   std::string("cannot create temporary file ") + tmp + ": " +
-                       std::strerror(err));
-  }
-  auto fail = [&](const std::string& step) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    ThrowFileError(path, step + ": " + std::strerror(err));
-  };
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n =
-        ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("write failed");
-    }
-    written += size_t(n);
-  }
-  // mkstemp creates 0600; data files are ordinary readable files.
-  if (::fchmod(fd, 0644) != 0) fail("chmod failed");
-  if (::fsync(fd) != 0) fail("fsync failed");
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    ThrowFileError(path, std::string("close failed: ") + std::strerror(err));
-  }
-  return tmp;
-}
-
-}  // namespace
 
 void WriteFilesAtomically(
     const std::vector<std::pair<std::string, const std::vector<std::uint8_t>*>>&
@@ -476,19 +402,20 @@ void WriteFilesAtomically(
   };
   try {
     for (const auto& [path, bytes] : files) {
-      temporaries.push_back(WriteTemporary(path, *bytes));
+      temporaries.push_back(
+          internal::WriteTemporaryFile(path, *bytes, path + ": "));
     }
   } catch (...) {
     remove_temporaries(0);
     throw;
   }
   for (size_t f = 0; f < files.size(); ++f) {
-    if (::rename(temporaries[f].c_str(), files[f].first.c_str()) != 0) {
-      const int err = errno;
-      remove_temporaries(f);
-      ThrowFileError(files[f].first,
-                     std::string("cannot rename the temporary file over it: ") +
-                         std::strerror(err));
+    try {
+      internal::RenameOver(
+          temporaries[f], files[f].first, files[f].first + ": ");
+    } catch (...) {
+      remove_temporaries(f + 1);
+      throw;
     }
   }
 }
