@@ -68,6 +68,7 @@ class PoolArray {
  public:
   PoolArray(std::int64_t count, cudaStream_t stream) : stream_(stream) {
     if (count > 0) {
+      RetainPoolMemory();
       SYMOPT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&data_),
                                         std::size_t(count) * sizeof(U),
                                         stream));
