@@ -60,6 +60,13 @@ void EventDestroy(void* event) noexcept;
 void EventRecord(void* event, cudaStream_t stream);
 // Milliseconds between two recorded events; waits for `stop`.
 float EventElapsedMs(void* start, void* stop);
+// Makes the current device's default memory pool (cudaMallocAsync) keep the
+// memory freed into it instead of handing it back to the driver at every
+// synchronisation (the pool's default release threshold is 0, and every
+// training step synchronises several times: loss, screen, reports), so
+// stream-ordered scratch is cheap after its first use. Call before
+// cudaMallocAsync; once per device and thread, then a cudaGetDevice only.
+void RetainPoolMemory();
 
 // ---- collapse reports -------------------------------------------------------
 
@@ -320,7 +327,8 @@ void LinearStep(const LinearPlan& plan,
 template <typename T>
 std::int64_t FirstNonFinite(const T* d_x, std::int64_t n, cudaStream_t stream);
 
-// ---- dense matrix products (cuda/gemm.cu) ------------------------------------
+// ---- dense matrix products (cuda/gemm.cu)
+// ------------------------------------
 
 // Row-major GEMM on the device, through cuBLAS:
 //   C (m x n) = alpha * op(A) * op(B) + beta * C,

@@ -2,6 +2,8 @@
 // wrappers over the runtime (STYLE E3), so host code never includes CUDA
 // headers.
 #include <climits>
+#include <cstdint>
+#include <vector>
 
 #include "check.cuh"
 #include "cuda_backend.h"
@@ -126,6 +128,22 @@ float EventElapsedMs(void* start, void* stop) {
   return ms;
 }
 
+void RetainPoolMemory() {
+  int device = 0;
+  SYMOPT_CUDA_CHECK(cudaGetDevice(&device));
+  // Devices of this thread whose pool is set (the attribute is per device;
+  // setting it again from another thread is harmless).
+  thread_local std::vector<bool> done;
+  if (device < int(done.size()) && done[std::size_t(device)]) return;
+  cudaMemPool_t pool = nullptr;
+  SYMOPT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  std::uint64_t threshold = UINT64_MAX;
+  SYMOPT_CUDA_CHECK(cudaMemPoolSetAttribute(
+      pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  if (device >= int(done.size())) done.resize(std::size_t(device) + 1, false);
+  done[std::size_t(device)] = true;
+}
+
 namespace {
 
 __global__ void ResetReportsKernel(DeviceRetractReport* reports, int count) {
@@ -149,6 +167,7 @@ HostRetractReport RunWithReport(
     cudaStream_t stream,
     const std::function<void(DeviceRetractReport*)>& launch) {
   void* d_report = nullptr;
+  RetainPoolMemory();
   SYMOPT_CUDA_CHECK(
       cudaMallocAsync(&d_report, sizeof(DeviceRetractReport), stream));
   DeviceRetractReport report{0, LLONG_MAX};

@@ -50,6 +50,7 @@ std::int64_t FirstNonFinite(const T* d_x, std::int64_t n, cudaStream_t stream) {
   // stream-ordered pool allocator makes it cheap on every step.
   const std::size_t head = 256;
   void* d_buffer = nullptr;
+  RetainPoolMemory();
   SYMOPT_CUDA_CHECK(cudaMallocAsync(&d_buffer, head + temp_bytes, stream));
   long long result = n;
   const cudaError_t status = [&] {

@@ -43,6 +43,8 @@ constexpr int kThreads = backend::kBlockThreads;     // 256
 constexpr int kTileChannels = 32;                    // channel lanes of a tile
 constexpr int kTileRows = kThreads / kTileChannels;  // row lanes of a tile
 constexpr int kRowsPerWarpBlock = kThreads / 32;     // softmax rows per block
+// The row chunks of a tile reduction are gridDim.y, limited to 65535.
+static_assert(nn::kMaxChannelSplits <= 65535, "gridDim.y limit");
 
 // ---- launch helpers ---------------------------------------------------------
 
@@ -68,6 +70,7 @@ class PoolArray {
  public:
   PoolArray(std::int64_t count, cudaStream_t stream) : stream_(stream) {
     if (count > 0) {
+      RetainPoolMemory();
       SYMOPT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&data_),
                                         std::size_t(count) * sizeof(U),
                                         stream));
