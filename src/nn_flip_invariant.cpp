@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "backend/nn_conv_dispatch.h"
+#include "backend/nn_dense_dispatch.h"
 #include "nn/flip_invariant.h"
 #include "nn_common.h"
 #include "nn_conv_ops.h"
@@ -142,14 +143,14 @@ void FlipInvariantDense<T>::Forward(const Tensor<T>& x, Tensor<T>& y, Mode) {
     T* xf = backend::Reserve(st.folded, n * K);
     backend::ClassSumGpu(st.tables, n, x.data(), in_features(), false, xf);
     y.Resize(ys, x.device());
-    backend::DenseForwardGpu(n,
-                             f_,
-                             K,
-                             static_cast<const T*>(xf),
-                             weight_.value.data(),
-                             has_bias_ ? bias_.value.data() : nullptr,
-                             has_bias_ ? backend::Reserve(st.ones, n) : nullptr,
-                             y.data());
+    symopt::backend::dense::LinearForward(
+        static_cast<const T*>(xf),
+        weight_.value.data(),
+        has_bias_ ? bias_.value.data() : nullptr,
+        y.data(),
+        n,
+        K,
+        f_);
     return;
   }
   std::vector<T> xf(n * K);
@@ -176,25 +177,25 @@ void FlipInvariantDense<T>::Backward(const Tensor<T>& x,
   const std::int64_t n = ys[0], K = NumOrbits(), d = in_features();
   const bool need_dx = this->input_grad_required();
   if (x.is_cuda()) {
-    // Fold, the products (dxf = dy theta overwrites the folded input after
-    // dtheta has used it, as below), then unfold by class_of.
+    // Fold, Linear's products (dtheta, dbias, dxf = dy theta), unfold.
     backend::FlipDeviceState<T>& st = DeviceState();
     T* xf = backend::Reserve(st.folded, n * K);
     backend::ClassSumGpu(st.tables, n, x.data(), d, false, xf);
-    backend::DenseBackwardGpu(
-        n,
-        f_,
-        K,
+    T* dxf = need_dx ? backend::Reserve(st.dfolded, n * K) : nullptr;
+    symopt::backend::dense::LinearBackward(
         static_cast<const T*>(xf),
         weight_.value.data(),
         dy.data(),
         weight_.grad.data(),
         has_bias_ ? bias_.grad.data() : nullptr,
-        has_bias_ ? backend::Reserve(st.ones, n) : nullptr,
-        need_dx ? xf : nullptr);
+        dxf,
+        n,
+        K,
+        f_);
     dx.Resize(need_dx ? x.shape() : Shape{0}, x.device());
     if (need_dx) {
-      backend::ExpandGpu(st.tables, n, static_cast<const T*>(xf), K, dx.data());
+      backend::ExpandGpu(
+          st.tables, n, static_cast<const T*>(dxf), K, dx.data());
     }
     return;
   }

@@ -26,6 +26,7 @@
 #include "nn/conv2d.h"
 #include "nn/flip_invariant.h"
 #include "nn/group_conv.h"
+#include "nn/layers.h"
 #include "nn/pooling.h"
 // After the nn/ headers (see backend/nn_conv_dispatch.h).
 #include "backend/nn_conv_dispatch.h"
@@ -346,7 +347,7 @@ TEMPLATE_TEST_CASE("Chunked GPU convolution steps equal the CPU convolution",
   }
 }
 
-TEMPLATE_TEST_CASE("Folded dense steps equal FlipInvariantDense on the CPU",
+TEMPLATE_TEST_CASE("Fold, Linear, unfold equal FlipInvariantDense on the CPU",
                    "[nn][flip][gpu_host]",
                    float,
                    double) {
@@ -384,33 +385,26 @@ TEMPLATE_TEST_CASE("Folded dense steps equal FlipInvariantDense on the CPU",
                           xf.data(),
                           e);
     }
-    std::vector<T> y = Poisoned<T>(n * F), ones = Poisoned<T>(n);
-    nn::backend::DenseForwardSteps<HostKernels>(
-        n,
-        F,
-        K,
-        static_cast<const T*>(xf.data()),
-        layer.weight().data(),
-        static_cast<const T*>(layer.bias().data()),
-        ones.data(),
-        y.data());
+    // The dense product in between is Linear's (the GPU path runs Linear's
+    // device entry points, checked against the CPU by nn_dense_gpu_test).
+    Linear<T> linear(K, F);
+    std::copy(layer.weight().data(),
+              layer.weight().data() + F * K,
+              linear.weight().data());
+    std::copy(
+        layer.bias().data(), layer.bias().data() + F, linear.bias().data());
+    std::copy(dw0.begin(), dw0.end(), linear.Params()[0].grad.data);
+    std::copy(db0.begin(), db0.end(), linear.Params()[1].grad.data);
+    Tensor<T> xf_t({n, K}), y, dxf;
+    std::copy(xf.begin(), xf.end(), xf_t.data());
+    linear.Forward(xf_t, y, Mode::kTrain);
     CHECK(MaxRelError(y.data(), y_ref.data(), n * F, 1.0) <= tol);
-
-    std::vector<T> dw = dw0, db = db0;
-    nn::backend::DenseBackwardSteps<HostKernels>(
-        n,
-        F,
-        K,
-        static_cast<const T*>(xf.data()),
-        layer.weight().data(),
-        dy.data(),
-        dw.data(),
-        db.data(),
-        ones.data(),
-        xf.data());
-    CHECK(MaxRelError(dw.data(), layer.Params()[0].grad.data, F * K, 1.0) <=
-          tol);
-    CHECK(MaxRelError(db.data(), layer.Params()[1].grad.data, F, 1.0) <= tol);
+    linear.Backward(xf_t, y, dy, dxf);
+    const T* dw = linear.Params()[0].grad.data;
+    const T* db = linear.Params()[1].grad.data;
+    std::copy(dxf.data(), dxf.data() + n * K, xf.begin());
+    CHECK(MaxRelError(dw, layer.Params()[0].grad.data, F * K, 1.0) <= tol);
+    CHECK(MaxRelError(db, layer.Params()[1].grad.data, F, 1.0) <= tol);
     // The unfold: the gather body by class_of.
     std::vector<T> dx = Poisoned<T>(n * d);
     for (std::int64_t e = 0; e < n * d; ++e) {
@@ -643,9 +637,6 @@ TEST_CASE("Without CUDA the GPU entry points say so",
   CHECK_THROWS_AS(nn::backend::MaxPoolForwardGpu<float>(pg, p, p, nullptr),
                   NotCompiledError);
   CHECK_THROWS_AS(nn::backend::AvgPoolBackwardGpu<float>(pg, p, p),
-                  NotCompiledError);
-  CHECK_THROWS_AS(nn::backend::DenseForwardGpu<double>(
-                      2, 2, 2, nullptr, nullptr, nullptr, nullptr, nullptr),
                   NotCompiledError);
   CHECK_THROWS_AS(nn::backend::UploadTieTables({0, 1, 0}, 2), NotCompiledError);
 }

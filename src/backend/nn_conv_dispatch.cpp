@@ -239,51 +239,6 @@ void ClassSumGpu(const DeviceTieTables& t,
 }
 
 template <typename T>
-void DenseForwardGpu(std::int64_t m,
-                     std::int64_t n,
-                     std::int64_t k,
-                     const T* d_x,
-                     const T* d_weight,
-                     const T* d_bias,
-                     T* d_ones,
-                     T* d_y) {
-#if SYMOPT_WITH_CUDA
-  DenseForwardSteps<CudaKernels>(m, n, k, d_x, d_weight, d_bias, d_ones, d_y);
-#else
-  NoCuda("dense forward", m, n, k, d_x, d_weight, d_bias, d_ones, d_y);
-#endif
-}
-
-template <typename T>
-void DenseBackwardGpu(std::int64_t m,
-                      std::int64_t n,
-                      std::int64_t k,
-                      const T* d_x,
-                      const T* d_weight,
-                      const T* d_dy,
-                      T* d_dweight,
-                      T* d_dbias,
-                      T* d_ones,
-                      T* d_dx) {
-#if SYMOPT_WITH_CUDA
-  DenseBackwardSteps<CudaKernels>(
-      m, n, k, d_x, d_weight, d_dy, d_dweight, d_dbias, d_ones, d_dx);
-#else
-  NoCuda("dense backward",
-         m,
-         n,
-         k,
-         d_x,
-         d_weight,
-         d_dy,
-         d_dweight,
-         d_dbias,
-         d_ones,
-         d_dx);
-#endif
-}
-
-template <typename T>
 void MaxPoolForwardGpu(const internal::PoolGeometry& g,
                        const T* d_x,
                        T* d_y,
@@ -374,24 +329,6 @@ void RotationPoolBackwardGpu(const T* d_x,
       const DeviceTieTables&, std::int64_t, const T*, std::int64_t, T*);       \
   template void ClassSumGpu<T>(                                                \
       const DeviceTieTables&, std::int64_t, const T*, std::int64_t, bool, T*); \
-  template void DenseForwardGpu<T>(std::int64_t,                               \
-                                   std::int64_t,                               \
-                                   std::int64_t,                               \
-                                   const T*,                                   \
-                                   const T*,                                   \
-                                   const T*,                                   \
-                                   T*,                                         \
-                                   T*);                                        \
-  template void DenseBackwardGpu<T>(std::int64_t,                              \
-                                    std::int64_t,                              \
-                                    std::int64_t,                              \
-                                    const T*,                                  \
-                                    const T*,                                  \
-                                    const T*,                                  \
-                                    T*,                                        \
-                                    T*,                                        \
-                                    T*,                                        \
-                                    T*);                                       \
   template void MaxPoolForwardGpu<T>(                                          \
       const internal::PoolGeometry&, const T*, T*, std::int32_t*);             \
   template void MaxPoolBackwardGpu<T>(                                         \

@@ -131,48 +131,6 @@ void ConvBackwardSteps(const ConvGeometry& g,
   }
 }
 
-// Y [m, n] = X [m, k] W^T (W [n, k]) (+ bias [n] on every row: Y += 1 b^T, a
-// product with inner dimension 1, so each entry is y + b rounded once, as the
-// CPU's Y.rowwise() += b; `ones` [m] is filled here).
-template <typename K, typename T>
-void DenseForwardSteps(std::int64_t m,
-                       std::int64_t n,
-                       std::int64_t k,
-                       const T* x,
-                       const T* weight,
-                       const T* bias,
-                       T* ones,
-                       T* y) {
-  K::Gemm(false, true, m, n, k, T(1), x, k, weight, k, T(0), y, n);
-  if (bias != nullptr) {
-    K::Fill(ones, m, T(1));
-    K::Gemm(false, false, m, n, 1, T(1), ones, 1, bias, n, T(1), y, n);
-  }
-}
-
-// dW [n, k] += dY^T X; dbias [n] += dY^T 1 (when not null; `ones` [m] filled
-// here); dX [m, k] = dY W (when not null; may alias x: it is written last).
-template <typename K, typename T>
-void DenseBackwardSteps(std::int64_t m,
-                        std::int64_t n,
-                        std::int64_t k,
-                        const T* x,
-                        const T* weight,
-                        const T* dy,
-                        T* dweight,
-                        T* dbias,
-                        T* ones,
-                        T* dx) {
-  K::Gemm(true, false, n, k, m, T(1), dy, n, x, k, T(1), dweight, k);
-  if (dbias != nullptr) {
-    K::Fill(ones, m, T(1));
-    K::Gemm(true, false, n, 1, m, T(1), dy, n, ones, 1, T(1), dbias, 1);
-  }
-  if (dx != nullptr) {
-    K::Gemm(false, false, m, k, n, T(1), dy, n, weight, k, T(0), dx, k);
-  }
-}
-
 // Device scratch of one convolution layer, allocated on first use on the
 // current device and grown when a larger input needs it.
 template <typename T>
@@ -238,11 +196,12 @@ struct P4DeviceState {
 
 // The device state of a FlipInvariantDense layer: the orbit tables (class_of:
 // input feature -> orbit; CSR: the members of every orbit), the folded input
-// [n, K] (then its gradient) and a ones vector [n].
+// [n, K] and its gradient. The dense product in between is Linear's
+// (backend/nn_dense_dispatch.h).
 template <typename T>
 struct FlipDeviceState {
   DeviceTieTables tables;
-  DeviceBuffer<T> folded, ones;
+  DeviceBuffer<T> folded, dfolded;
 };
 
 // d_out [rows, t.size] with out[s, e] = d_in[s * in_cols + class_of[e]]: the
@@ -264,33 +223,6 @@ void ClassSumGpu(const DeviceTieTables& t,
                  std::int64_t in_cols,
                  bool accumulate,
                  T* d_out);
-
-// Y [m, n] = X [m, k] W^T (W [n, k]) + bias [n] broadcast over rows (bias may
-// be null; d_ones [m] of 1 then unused): the folded flip-invariant forward.
-template <typename T>
-void DenseForwardGpu(std::int64_t m,
-                     std::int64_t n,
-                     std::int64_t k,
-                     const T* d_x,
-                     const T* d_weight,
-                     const T* d_bias,
-                     T* d_ones,
-                     T* d_y);
-
-// dW [n, k] += dY^T X, dbias [n] += column sums of dY (when not null; d_ones
-// [m] then filled with 1 here), and dX [m, k] = dY W (when not null). d_dx
-// may alias d_x (the products run in this order on one stream).
-template <typename T>
-void DenseBackwardGpu(std::int64_t m,
-                      std::int64_t n,
-                      std::int64_t k,
-                      const T* d_x,
-                      const T* d_weight,
-                      const T* d_dy,
-                      T* d_dweight,
-                      T* d_dbias,
-                      T* d_ones,
-                      T* d_dx);
 
 // Pooling (cuda/nn_conv_backend.h): d_y [g.OutputSize()], the arg-max
 // offsets d_arg [g.OutputSize()], d_dx [g.InputSize()] (overwritten).
