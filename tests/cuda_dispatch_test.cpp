@@ -322,8 +322,57 @@ TEMPLATE_TEST_CASE("The oblique kernel's lane schedule equals the CPU step",
   }
 }
 
-// A tie pass as cuda/tie.cu runs it, sequentially: the plan's classes, sums
-// in member order, one value per class, zeros cleared.
+// The members of plan position q, as a TieOps member set (cuda/tie.cu's
+// PlanMembers).
+struct HostPlanMembers {
+  const backend::TieHostPlan* plan;
+  std::int64_t q;
+  std::int64_t size() const { return backend::ClassSize(*plan, q); }
+  std::int64_t operator[](std::int64_t j) const {
+    return backend::Member(*plan, q, j);
+  }
+};
+
+// A tie pass as cuda/tie.cu runs it, sequentially: the plan's classes, one
+// thread's classes through TieOps::Class (pairs in the pair form), a group's
+// through Accumulate and Values (sums in member order), zeros cleared.
+template <TieMode kMode, typename T>
+void EmulateTiePassOf(const backend::TieHostPlan& plan,
+                      T* a,
+                      const T* b,
+                      T* c,
+                      const TieStepScalars& s) {
+  const TieFlags f = TieFlags::Of(s);
+  const std::int64_t k = std::int64_t(plan.class_id.size());
+  for (std::int64_t q = 0; q < k; ++q) {
+    const HostPlanMembers mem{&plan, q};
+    const std::int64_t size = mem.size();
+    if (backend::TieClassGroup(size) == 1) {
+      if (size == 2) {
+        TieOps::Class<kMode>(
+            tie_internal::PairMembers{mem[0], mem[1]}, a, b, c, s, f);
+      } else {
+        TieOps::Class<kMode>(mem, a, b, c, s, f);
+      }
+      continue;
+    }
+    double sa = 0, sb = 0, sc = 0;
+    for (std::int64_t j = 0; j < size; ++j) {
+      TieOps::Accumulate<kMode, T>(a, b, c, s, f, mem[j], &sa, &sb, &sc);
+    }
+    const TieClassValues<T> v =
+        TieOps::Values<kMode, T>(s, f, sa, sb, sc, size);
+    for (std::int64_t j = 0; j < size; ++j) {
+      a[mem[j]] = v.first;
+      if (kMode == TieMode::kStep && f.momentum) c[mem[j]] = v.second;
+    }
+  }
+  for (const std::int32_t z : plan.zeros) {
+    a[z] = T(0);
+    if (kMode == TieMode::kStep && c != nullptr) c[z] = T(0);
+  }
+}
+
 template <typename T>
 void EmulateTiePass(const backend::TieHostPlan& plan,
                     TieMode mode,
@@ -331,25 +380,15 @@ void EmulateTiePass(const backend::TieHostPlan& plan,
                     const T* b,
                     T* c,
                     const TieStepScalars& s) {
-  const std::int64_t k = std::int64_t(plan.class_id.size());
-  for (std::int64_t q = 0; q < k; ++q) {
-    const std::int64_t size = backend::ClassSize(plan, q);
-    double sa = 0, sb = 0, sc = 0;
-    for (std::int64_t j = 0; j < size; ++j) {
-      TieOps::Accumulate<T>(
-          mode, a, b, c, s, backend::Member(plan, q, j), &sa, &sb, &sc);
-    }
-    const TieClassValues<T> v = TieOps::Values<T>(mode, s, sa, sb, sc, size);
-    for (std::int64_t j = 0; j < size; ++j) {
-      a[backend::Member(plan, q, j)] = v.first;
-      if (mode == TieMode::kStep && c != nullptr) {
-        c[backend::Member(plan, q, j)] = v.second;
-      }
-    }
-  }
-  for (const std::int32_t z : plan.zeros) {
-    a[z] = T(0);
-    if (mode == TieMode::kStep && c != nullptr) c[z] = T(0);
+  switch (mode) {
+    case TieMode::kMean:
+      return EmulateTiePassOf<TieMode::kMean>(plan, a, b, c, s);
+    case TieMode::kSum:
+      return EmulateTiePassOf<TieMode::kSum>(plan, a, b, c, s);
+    case TieMode::kRetract:
+      return EmulateTiePassOf<TieMode::kRetract>(plan, a, b, c, s);
+    case TieMode::kStep:
+      return EmulateTiePassOf<TieMode::kStep>(plan, a, b, c, s);
   }
 }
 
@@ -420,12 +459,8 @@ TEMPLATE_TEST_CASE("TieOps over the kernel layout equal the CPU TieSubspace",
                  TensorView<const T>(g.data(), rows, cols),
                  TensorView<T>(m_cpu.data(), rows, cols),
                  o);
-        TieStepScalars s;
-        s.lr = o.lr;
-        s.momentum = o.momentum;
-        s.nesterov = o.nesterov;
-        s.weight_decay = o.weight_decay;
-        s.shared = metric == TieMetric::kShared;
+        const TieStepScalars s =
+            TieStepScalars::Of(o, metric == TieMetric::kShared);
         EmulateTiePass<T>(plan,
                           TieMode::kStep,
                           x_emu.data(),
