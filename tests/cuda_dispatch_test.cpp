@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -402,74 +403,85 @@ TEMPLATE_TEST_CASE("TieOps over the kernel layout equal the CPU TieSubspace",
       MirrorPattern(6, 11, {5}),
       RunPattern(4, 12, 4, 3),
       PermuteIds(RandomPattern(5, 40, 30, 0.1, 9), 4)};
+  // Ordinary values, and subnormal ones, where only the pair form of a mean
+  // (TieOps::PairMean) gives the CPU's bits.
+  const T scales[] = {T(1), std::numeric_limits<T>::denorm_min() * T(64)};
   for (const TiePattern& pattern : patterns) {
     for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
-      const TieSubspace<T> tie(pattern, metric);
-      const backend::TieHostPlan plan = backend::BuildTieHostPlan(pattern);
-      const std::int64_t rows = pattern.rows, cols = pattern.cols,
-                         n = rows * cols;
-      std::vector<T> x(n), m(n);
-      tie.RandomPoint(TensorView<T>(x.data(), rows, cols), 11);
-      tie.RandomPoint(TensorView<T>(m.data(), rows, cols), 12);
-      const std::vector<T> g = RandomVector<T>(n, 13);
-      // Project (and ProjectPoint) is the class mean.
-      {
-        std::vector<T> u_cpu = g, u_emu = g;
-        tie.Project(TensorView<const T>(x.data(), rows, cols),
-                    TensorView<T>(u_cpu.data(), rows, cols));
-        EmulateTiePass<T>(
-            plan, TieMode::kMean, u_emu.data(), nullptr, nullptr, {});
-        CHECK(u_cpu == u_emu);
-      }
-      // EgradToRgrad: mean or sum by metric.
-      {
-        std::vector<T> u_cpu = g, u_emu = g;
-        tie.EgradToRgrad(TensorView<const T>(x.data(), rows, cols),
-                         TensorView<T>(u_cpu.data(), rows, cols));
-        EmulateTiePass<T>(
-            plan,
-            metric == TieMetric::kShared ? TieMode::kSum : TieMode::kMean,
-            u_emu.data(),
-            nullptr,
-            nullptr,
-            {});
-        CHECK(u_cpu == u_emu);
-      }
-      // Retract.
-      {
-        std::vector<T> v = g;
-        tie.Project(TensorView<const T>(x.data(), rows, cols),
-                    TensorView<T>(v.data(), rows, cols));
-        std::vector<T> x_cpu = x, x_emu = x;
-        tie.Retract(TensorView<T>(x_cpu.data(), rows, cols),
-                    TensorView<const T>(v.data(), rows, cols));
-        EmulateTiePass<T>(
-            plan, TieMode::kRetract, x_emu.data(), v.data(), nullptr, {});
-        CHECK(x_cpu == x_emu);
-      }
-      // The fused step, all variants.
-      for (int variant = 0; variant < 4; ++variant) {
-        StepOptions o;
-        o.lr = 0.05;
-        o.momentum = variant >= 1 ? 0.9 : 0.0;
-        o.nesterov = variant == 2;
-        o.weight_decay = variant == 3 ? 0.01 : 0.0;
-        std::vector<T> x_cpu = x, m_cpu = m, x_emu = x, m_emu = m;
-        tie.Step(TensorView<T>(x_cpu.data(), rows, cols),
-                 TensorView<const T>(g.data(), rows, cols),
-                 TensorView<T>(m_cpu.data(), rows, cols),
-                 o);
-        const TieStepScalars s =
-            TieStepScalars::Of(o, metric == TieMetric::kShared);
-        EmulateTiePass<T>(plan,
-                          TieMode::kStep,
-                          x_emu.data(),
-                          g.data(),
-                          o.momentum > 0 ? m_emu.data() : nullptr,
-                          s);
-        // Same sums in the same (ascending) member order: bitwise equal.
-        CHECK(x_cpu == x_emu);
-        CHECK(m_cpu == m_emu);
+      for (const T scale : scales) {
+        INFO("scale " << scale);
+        const TieSubspace<T> tie(pattern, metric);
+        const backend::TieHostPlan plan = backend::BuildTieHostPlan(pattern);
+        const std::int64_t rows = pattern.rows, cols = pattern.cols,
+                           n = rows * cols;
+        std::vector<T> x(n), m(n);
+        tie.RandomPoint(TensorView<T>(x.data(), rows, cols), 11);
+        tie.RandomPoint(TensorView<T>(m.data(), rows, cols), 12);
+        std::vector<T> g = RandomVector<T>(n, 13);
+        for (std::int64_t i = 0; i < n; ++i) {
+          x[i] *= scale;
+          m[i] *= scale;
+          g[i] *= scale;
+        }
+        // Project (and ProjectPoint) is the class mean.
+        {
+          std::vector<T> u_cpu = g, u_emu = g;
+          tie.Project(TensorView<const T>(x.data(), rows, cols),
+                      TensorView<T>(u_cpu.data(), rows, cols));
+          EmulateTiePass<T>(
+              plan, TieMode::kMean, u_emu.data(), nullptr, nullptr, {});
+          CHECK(u_cpu == u_emu);
+        }
+        // EgradToRgrad: mean or sum by metric.
+        {
+          std::vector<T> u_cpu = g, u_emu = g;
+          tie.EgradToRgrad(TensorView<const T>(x.data(), rows, cols),
+                           TensorView<T>(u_cpu.data(), rows, cols));
+          EmulateTiePass<T>(
+              plan,
+              metric == TieMetric::kShared ? TieMode::kSum : TieMode::kMean,
+              u_emu.data(),
+              nullptr,
+              nullptr,
+              {});
+          CHECK(u_cpu == u_emu);
+        }
+        // Retract.
+        {
+          std::vector<T> v = g;
+          tie.Project(TensorView<const T>(x.data(), rows, cols),
+                      TensorView<T>(v.data(), rows, cols));
+          std::vector<T> x_cpu = x, x_emu = x;
+          tie.Retract(TensorView<T>(x_cpu.data(), rows, cols),
+                      TensorView<const T>(v.data(), rows, cols));
+          EmulateTiePass<T>(
+              plan, TieMode::kRetract, x_emu.data(), v.data(), nullptr, {});
+          CHECK(x_cpu == x_emu);
+        }
+        // The fused step, all variants.
+        for (int variant = 0; variant < 4; ++variant) {
+          StepOptions o;
+          o.lr = 0.05;
+          o.momentum = variant >= 1 ? 0.9 : 0.0;
+          o.nesterov = variant == 2;
+          o.weight_decay = variant == 3 ? 0.01 : 0.0;
+          std::vector<T> x_cpu = x, m_cpu = m, x_emu = x, m_emu = m;
+          tie.Step(TensorView<T>(x_cpu.data(), rows, cols),
+                   TensorView<const T>(g.data(), rows, cols),
+                   TensorView<T>(m_cpu.data(), rows, cols),
+                   o);
+          const TieStepScalars s =
+              TieStepScalars::Of(o, metric == TieMetric::kShared);
+          EmulateTiePass<T>(plan,
+                            TieMode::kStep,
+                            x_emu.data(),
+                            g.data(),
+                            o.momentum > 0 ? m_emu.data() : nullptr,
+                            s);
+          // Same sums in the same (ascending) member order: bitwise equal.
+          CHECK(x_cpu == x_emu);
+          CHECK(m_cpu == m_emu);
+        }
       }
     }
   }

