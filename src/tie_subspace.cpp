@@ -828,15 +828,21 @@ void TieSubspace<T>::RunPass(T* p0,
   T* __restrict c = p2;
   auto run = [&](auto flags) {
     using Flags = decltype(flags);
-    Visit<false>(
-        [=](std::int64_t, const auto& mem) {
-          TieOps::Class<kMode>(mem, a, b, c, s, Flags());
-        },
-        [=](const auto& mem) {
-          Fill(T(0), a, mem);
-          if constexpr (Flags::momentum) Fill(T(0), c, mem);
-        },
-        {a, b, c});
+    auto per_class = [=](std::int64_t, const auto& mem) {
+      TieOps::Class<kMode>(mem, a, b, c, s, Flags());
+    };
+    auto per_zero = [=](const auto& mem) {
+      Fill(T(0), a, mem);
+      if constexpr (Flags::momentum) Fill(T(0), c, mem);
+    };
+    // Prefetch only the arrays the pass reads.
+    if constexpr (kMode == TieMode::kStep) {
+      Visit<false>(per_class, per_zero, {a, b, c});
+    } else if constexpr (kMode == TieMode::kRetract) {
+      Visit<false>(per_class, per_zero, {a, b});
+    } else {
+      Visit<false>(per_class, per_zero, {a});
+    }
   };
   if constexpr (kMode == TieMode::kStep) {
     const TieFlags f = TieFlags::Of(s);
