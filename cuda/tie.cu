@@ -6,7 +6,9 @@
 // group accumulates the class sums in double on strided member ranges,
 // reduces them (cuda/group_reduce.cuh), computes ONE value per written array
 // (TieOps::Values) and stores it in every member: tied entries are bitwise
-// equal by construction. Zeroed entries are a separate elementwise pass.
+// equal by construction. A class of one thread runs TieOps::Class, exactly as
+// the CPU loops do (pairs in the pair form). Zeroed entries are a separate
+// elementwise pass.
 #include "cuda_backend.h"
 #include "group_reduce.cuh"
 #include "launch.cuh"
@@ -14,6 +16,21 @@
 namespace symopt {
 namespace cuda {
 namespace {
+
+// The members of one class of the plan (backend::Member), as a TieOps member
+// set: members[begin + j] shifted by base, or the run start + j (contiguous).
+struct PlanMembers {
+  const std::int32_t* members;  // null: contiguous
+  std::int64_t base;
+  std::int32_t begin;
+  std::int32_t end;
+  std::int32_t start;
+  __device__ std::int64_t size() const { return end - begin; }
+  __device__ std::int64_t operator[](std::int64_t j) const {
+    return members != nullptr ? base + members[begin + j]
+                              : std::int64_t(start) + j;
+  }
+};
 
 // The mode is a template parameter so each pass compiles to its own loop.
 template <typename T, int kGroup, TieMode kMode>
@@ -27,39 +44,46 @@ __global__ void ClassKernel(TiePlan plan,
   const std::int64_t unit = UnitIndex<kGroup>();
   const int lane = LaneIndex<kGroup>();
   const bool active = unit < count;
-  // The class's member range in the index arrays (backend::Member).
-  std::int32_t begin = 0, end = 0, start = 0;
-  std::int64_t base = 0;
+  const TieFlags f = TieFlags::Of(s);
+  // The class's member range in the index arrays.
+  PlanMembers mem{plan.d_members, 0, 0, 0, 0};
   if (active) {
     std::int64_t k = first_class + unit;
     if (plan.row_classes > 0) {
-      base = (k / plan.row_classes) * plan.cols;
+      mem.base = (k / plan.row_classes) * plan.cols;
       k %= plan.row_classes;
     }
-    begin = plan.d_offsets[k];
-    end = plan.d_offsets[k + 1];
-    if (plan.d_members == nullptr) start = plan.d_starts[k];
+    mem.begin = plan.d_offsets[k];
+    mem.end = plan.d_offsets[k + 1];
+    if (plan.d_members == nullptr) mem.start = plan.d_starts[k];
   }
-  auto member = [&](std::int32_t j) -> std::int64_t {
-    return plan.d_members != nullptr ? base + plan.d_members[j]
-                                     : std::int64_t(start) + (j - begin);
-  };
-  // Stage 1: the class sums on this lane's members, then the group's.
-  double sums[3] = {0.0, 0.0, 0.0};
-  for (std::int32_t j = begin + lane; j < end; j += kGroup) {
-    TieOps::Accumulate<T>(
-        kMode, a, b, c, s, member(j), &sums[0], &sums[1], &sums[2]);
-  }
-  GroupReduce<kGroup, 3>(sums);
-  if (!active) return;
-  // Stage 2: one value per array, written to every member.
-  const TieClassValues<T> v =
-      TieOps::Values<T>(kMode, s, sums[0], sums[1], sums[2], end - begin);
-  const bool write_c = kMode == TieMode::kStep && c != nullptr;
-  for (std::int32_t j = begin + lane; j < end; j += kGroup) {
-    const std::int64_t i = member(j);
-    a[i] = v.first;
-    if (write_c) c[i] = v.second;
+  if constexpr (kGroup == 1) {
+    // One thread per class: the CPU loops' TieOps::Class, pairs included.
+    if (!active) return;
+    if (mem.size() == 2) {
+      TieOps::Class<kMode>(
+          tie_internal::PairMembers{mem[0], mem[1]}, a, b, c, s, f);
+    } else {
+      TieOps::Class<kMode>(mem, a, b, c, s, f);
+    }
+  } else {
+    // Stage 1: the class sums on this lane's members, then the group's.
+    double sums[3] = {0.0, 0.0, 0.0};
+    for (std::int64_t j = lane; j < mem.size(); j += kGroup) {
+      TieOps::Accumulate<kMode, T>(
+          a, b, c, s, f, mem[j], &sums[0], &sums[1], &sums[2]);
+    }
+    GroupReduce<kGroup, 3>(sums);
+    if (!active) return;
+    // Stage 2: one value per array, written to every member.
+    const TieClassValues<T> v =
+        TieOps::Values<kMode, T>(s, f, sums[0], sums[1], sums[2], mem.size());
+    const bool write_c = kMode == TieMode::kStep && f.momentum;
+    for (std::int64_t j = lane; j < mem.size(); j += kGroup) {
+      const std::int64_t i = mem[j];
+      a[i] = v.first;
+      if (write_c) c[i] = v.second;
+    }
   }
 }
 

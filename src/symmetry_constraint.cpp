@@ -540,37 +540,43 @@ Solution Solve(const ConstraintProblem& problem, const SolveOptions& options) {
   return sol;
 }
 
+namespace {
+
+// Calls f(tie, first_row, first_class) for the TieSubspace<double> pieces of
+// a tie solution: one per row, over the pattern of one row (built in
+// O(cols)), when the pattern repeats row after row; else one over the whole
+// pattern. Piece `tie` covers rows [first_row, first_row + tie.rows()) and
+// classes [first_class, first_class + tie.NumClasses()).
+template <typename F>
+void ForEachTiePiece(const Solution& s, F&& f) {
+  if (!s.row_class_of.empty()) {
+    const TieSubspace<double> row(
+        TiePattern{1, s.cols, s.row_num_classes, s.row_class_of});
+    for (std::int64_t j = 0; j < s.rows; ++j) {
+      f(row, j, j * std::int64_t(s.row_num_classes));
+    }
+  } else {
+    f(TieSubspace<double>(s.ties), 0, 0);
+  }
+}
+
+}  // namespace
+
 void Solution::ProjectE(const double* w, double* out) const {
   const std::int64_t n = ambient_size();
-  if (is_tie && !row_class_of.empty()) {
-    // The same pattern in every row: a small buffer of per-row class sums.
-    std::vector<double> sums(row_num_classes);
-    const std::int32_t* cls = row_class_of.data();
-    for (std::int64_t j = 0; j < rows; ++j) {
-      const double* wr = w + j * cols;
-      double* outr = out + j * cols;
-      std::fill(sums.begin(), sums.end(), 0.0);
-      for (std::int64_t i = 0; i < cols; ++i) {
-        if (cls[i] >= 0) sums[cls[i]] += wr[i];
-      }
-      for (std::int32_t c = 0; c < row_num_classes; ++c)
-        sums[c] /= class_size[c];
-      for (std::int64_t i = 0; i < cols; ++i)
-        outr[i] = cls[i] >= 0 ? sums[cls[i]] : 0.0;
-    }
-    return;
-  }
   if (is_tie) {
-    // Scatter-mean: sums per class, then every member gets its class mean.
-    std::vector<double> sums(ties.num_classes, 0.0);
-    const std::int32_t* cls = ties.class_of.data();
-    for (std::int64_t a = 0; a < n; ++a) {
-      if (cls[a] >= 0) sums[cls[a]] += w[a];
-    }
-    for (std::int32_t c = 0; c < ties.num_classes; ++c)
-      sums[c] /= class_size[c];
-    for (std::int64_t a = 0; a < n; ++a)
-      out[a] = cls[a] >= 0 ? sums[cls[a]] : 0.0;
+    // TieSubspace's scatter-mean, in place on out (written only once the
+    // TieSubspace is built, so an invalid pattern leaves out untouched).
+    ForEachTiePiece(
+        *this,
+        [&](const TieSubspace<double>& tie,
+            std::int64_t first_row,
+            std::int64_t /*first_class*/) {
+          const std::int64_t begin = first_row * cols;
+          const std::int64_t end = begin + tie.AmbientSize();
+          if (out != w) std::copy(w + begin, w + end, out + begin);
+          tie.ProjectInPlace(TensorView<double>(out + begin, tie.rows(), cols));
+        });
     return;
   }
   Eigen::Map<const Eigen::VectorXd> wv(w, n);
@@ -581,9 +587,14 @@ void Solution::ProjectE(const double* w, double* out) const {
 void Solution::Expand(const double* theta, double* w) const {
   const std::int64_t n = ambient_size();
   if (is_tie) {
-    const std::int32_t* cls = ties.class_of.data();
-    for (std::int64_t a = 0; a < n; ++a)
-      w[a] = cls[a] >= 0 ? theta[cls[a]] : 0.0;
+    ForEachTiePiece(*this,
+                    [&](const TieSubspace<double>& tie,
+                        std::int64_t first_row,
+                        std::int64_t first_class) {
+                      tie.Expand(theta + first_class,
+                                 TensorView<double>(
+                                     w + first_row * cols, tie.rows(), cols));
+                    });
     return;
   }
   Eigen::Map<Eigen::VectorXd>(w, n) =

@@ -4,11 +4,14 @@
 // operator[](j) -> flat index. Classes stored as runs use RunMembers; member
 // lists use Members<S>; for both, S > 0 fixes the class size at compile time
 // (so the loops over pairs, triples, ... have a constant trip count and unroll)
-// and S = 0 is the general case.
+// and S = 0 is the general case. The accessors are SYMOPT_HD: TieOps
+// (backend/step_ops.h) takes them on the CPU and on the GPU.
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
+
+#include "manifolds/check.h"
 
 namespace symopt {
 namespace tie_internal {
@@ -17,16 +20,16 @@ namespace tie_internal {
 template <int S>
 struct RunMembers {
   std::int64_t start;
-  static constexpr std::int64_t size() { return S; }
-  std::int64_t operator[](std::int64_t j) const { return start + j; }
+  SYMOPT_HD static constexpr std::int64_t size() { return S; }
+  SYMOPT_HD std::int64_t operator[](std::int64_t j) const { return start + j; }
 };
 
 template <>
 struct RunMembers<0> {
   std::int64_t start;
   std::int64_t n;
-  std::int64_t size() const { return n; }
-  std::int64_t operator[](std::int64_t j) const { return start + j; }
+  SYMOPT_HD std::int64_t size() const { return n; }
+  SYMOPT_HD std::int64_t operator[](std::int64_t j) const { return start + j; }
 };
 
 template <int S>
@@ -44,8 +47,10 @@ template <int S>
 struct Members {
   const std::int32_t* m;
   std::int64_t base;
-  static constexpr std::int64_t size() { return S; }
-  std::int64_t operator[](std::int64_t j) const { return base + m[j]; }
+  SYMOPT_HD static constexpr std::int64_t size() { return S; }
+  SYMOPT_HD std::int64_t operator[](std::int64_t j) const {
+    return base + m[j];
+  }
 };
 
 template <>
@@ -53,8 +58,10 @@ struct Members<0> {
   const std::int32_t* m;
   std::int64_t base;
   std::int64_t n;
-  std::int64_t size() const { return n; }
-  std::int64_t operator[](std::int64_t j) const { return base + m[j]; }
+  SYMOPT_HD std::int64_t size() const { return n; }
+  SYMOPT_HD std::int64_t operator[](std::int64_t j) const {
+    return base + m[j];
+  }
 };
 
 template <int S>
@@ -73,8 +80,10 @@ inline Members<S> MakeMembers(const std::int32_t* m,
 struct PairMembers {
   std::int64_t i0;
   std::int64_t i1;
-  static constexpr std::int64_t size() { return 2; }
-  std::int64_t operator[](std::int64_t j) const { return j == 0 ? i0 : i1; }
+  SYMOPT_HD static constexpr std::int64_t size() { return 2; }
+  SYMOPT_HD std::int64_t operator[](std::int64_t j) const {
+    return j == 0 ? i0 : i1;
+  }
 };
 
 // The compile-time class size of a member type (0: known only at run time).

@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "backend/step_ops.h"
 #include "tie_members.h"
 
 namespace symopt {
@@ -592,43 +593,16 @@ inline void Fill(T value, T* a, const Members& mem) {
   for (std::int64_t j = 0; j < mem.size(); ++j) a[mem[j]] = value;
 }
 
-// The mean of value(i) over a class's members, rounded once to T. Pairs use
-// a/2 + b/2 in T: both halves are exact and the sum is rounded once, so this
-// is the correctly rounded mean (as the double sum is), but it needs no
-// conversions and vectorises; only subnormal members (|a| < 2^-125 in float)
-// round differently. Larger classes sum in double.
-template <typename T, typename Members, typename Value>
-inline T ClassMean(const Members& mem, Value&& value) {
-  if constexpr (tie_internal::FixedSize<Members>::value == 2) {
-    return T(value(mem[0]) * T(0.5) + value(mem[1]) * T(0.5));
-  } else {
-    double s = 0.0;
-    for (std::int64_t j = 0; j < mem.size(); ++j) s += double(value(mem[j]));
-    return T(s / double(mem.size()));
-  }
-}
-
-// The sum, rounded once to T (for pairs a + b in T is that rounding: double
-// rounding of a sum of two floats through double is innocuous).
-template <typename T, typename Members, typename Value>
-inline T ClassSum(const Members& mem, Value&& value) {
-  if constexpr (tie_internal::FixedSize<Members>::value == 2) {
-    return T(value(mem[0]) + value(mem[1]));
-  } else {
-    double s = 0.0;
-    for (std::int64_t j = 0; j < mem.size(); ++j) s += double(value(mem[j]));
-    return T(s);
-  }
-}
-
+// The class mean and sum of a[members], rounded once to T (TieOps: pairs in
+// T, larger classes through a double sum).
 template <typename T, typename Members>
 inline T MeanOver(const T* a, const Members& mem) {
-  return ClassMean<T>(mem, [a](std::int64_t i) { return a[i]; });
+  return TieOps::Mean<T>(mem, [a](std::int64_t i) { return a[i]; });
 }
 
 template <typename T, typename Members>
 inline T SumOverT(const T* a, const Members& mem) {
-  return ClassSum<T>(mem, [a](std::int64_t i) { return a[i]; });
+  return TieOps::Sum<T>(mem, [a](std::int64_t i) { return a[i]; });
 }
 
 // Calls fn(std::integral_constant<bool, a>, ..., <bool, c>) for run-time
@@ -723,11 +697,7 @@ void TieSubspace<T>::ProjectInPlace(View u) const {
 // Pi_E: every entry becomes its class mean, zeros become 0.
 template <typename T>
 void TieSubspace<T>::ProjectPointImpl(View x) const {
-  T* xs = x.data;
-  Visit<false>(
-      [xs](std::int64_t, const auto& mem) { Fill(MeanOver(xs, mem), xs, mem); },
-      [xs](const auto& mem) { Fill(T(0), xs, mem); },
-      {xs});
+  RunPass<TieMode::kMean>(x.data, nullptr, nullptr, {});
 }
 
 template <typename T>
@@ -741,25 +711,14 @@ void TieSubspace<T>::EgradToRgradImpl(ConstView /*x*/, View g) const {
     ProjectPointImpl(g);
     return;
   }
-  T* gs = g.data;
-  Visit<false>(
-      [gs](std::int64_t, const auto& mem) { Fill(SumOverT(gs, mem), gs, mem); },
-      [gs](const auto& mem) { Fill(T(0), gs, mem); },
-      {gs});
+  RunPass<TieMode::kSum>(g.data, nullptr, nullptr, {});
 }
 
 // x + v, computed as mean(x) + mean(v) per class so that the result is in E
 // with one value per class even when x or v carry rounding noise.
 template <typename T>
 RetractReport TieSubspace<T>::RetractImpl(View x, ConstView v) const {
-  T* __restrict xs = x.data;
-  const T* __restrict vs = v.data;
-  Visit<false>(
-      [xs, vs](std::int64_t, const auto& mem) {
-        Fill(T(MeanOver(xs, mem) + MeanOver(vs, mem)), xs, mem);
-      },
-      [xs](const auto& mem) { Fill(T(0), xs, mem); },
-      {xs, vs});
+  RunPass<TieMode::kRetract>(x.data, v.data, nullptr, {});
   return {};
 }
 
@@ -854,66 +813,66 @@ void TieSubspace<T>::TangentBasisTransposeMultiplyImpl(ConstView /*x*/,
       [](const auto&) {});
 }
 
+// One pass of TieOps::Class<kMode> over every class, zeros cleared (in p2 too
+// for a step with momentum). p0, p1, p2 as TieOps: they never alias
+// (manifold.h), and telling the compiler lets the pair loops vectorise. The
+// step's flags become compile-time constants, each combination its own loop.
+template <typename T>
+template <TieMode kMode>
+void TieSubspace<T>::RunPass(T* p0,
+                             const T* p1,
+                             T* p2,
+                             const TieStepScalars& s) const {
+  T* __restrict a = p0;
+  const T* __restrict b = p1;
+  T* __restrict c = p2;
+  auto run = [&](auto flags) {
+    using Flags = decltype(flags);
+    auto per_class = [=](std::int64_t, const auto& mem) {
+      TieOps::Class<kMode>(mem, a, b, c, s, Flags());
+    };
+    auto per_zero = [=](const auto& mem) {
+      Fill(T(0), a, mem);
+      if constexpr (Flags::momentum) Fill(T(0), c, mem);
+    };
+    // Prefetch only the arrays the pass reads.
+    if constexpr (kMode == TieMode::kStep) {
+      Visit<false>(per_class, per_zero, {a, b, c});
+    } else if constexpr (kMode == TieMode::kRetract) {
+      Visit<false>(per_class, per_zero, {a, b});
+    } else {
+      Visit<false>(per_class, per_zero, {a});
+    }
+  };
+  if constexpr (kMode == TieMode::kStep) {
+    const TieFlags f = TieFlags::Of(s);
+    WithFlags(f.momentum,
+              f.decay,
+              f.shared,
+              [&](auto momentum_tag, auto decay_tag, auto shared_tag) {
+                run(TieFixedFlags<decltype(momentum_tag)::value,
+                                  decltype(decay_tag)::value,
+                                  decltype(shared_tag)::value>());
+              });
+  } else {
+    run(TieFixedFlags<false, false, false>());
+  }
+}
+
 // The fused step: one visit of every class, reading x, g (and m) at each
-// member once and writing x (and m) once. The arithmetic repeats
-// StepComposed's operation for operation (g + wd x in T; the same class means
-// and sums; m = r + beta m; d = beta m + r; -lr d; mean(x) + step), so the two
-// agree bitwise. Momentum, decay and metric are compile-time in the loops.
+// member once and writing x (and m) once. TieOps repeats StepComposed's
+// arithmetic operation for operation (g + wd x in T; the same class means and
+// sums; m = r + beta m; d = beta m + r; -lr d; mean(x) + step), so the two
+// agree bitwise, and the CUDA kernels run the same TieOps.
 template <typename T>
 RetractReport TieSubspace<T>::StepImpl(View x,
                                        ConstView g,
                                        View m,
                                        const StepOptions& o) const {
-  const T beta = T(o.momentum), wd = T(o.weight_decay), neg_lr = T(-o.lr);
-  const bool nesterov = o.nesterov;
-  // x, g and m never alias (manifold.h): telling the compiler lets the
-  // pair loops vectorise.
-  T* __restrict xs = x.data;
-  const T* __restrict gs = g.data;
-  T* __restrict ms = o.momentum > 0.0 ? m.data : nullptr;
-  WithFlags(
-      o.momentum > 0.0,
-      o.weight_decay != 0.0,
-      metric_ == TieMetric::kShared,
-      [&](auto momentum_tag, auto decay_tag, auto shared_tag) {
-        constexpr bool kMomentum = decltype(momentum_tag)::value;
-        constexpr bool kDecay = decltype(decay_tag)::value;
-        constexpr bool kShared = decltype(shared_tag)::value;
-        Visit<false>(
-            [=](std::int64_t, const auto& mem) {
-              // r = rgrad of g + wd x: class mean (kEmbedded) or sum.
-              T r;
-              if constexpr (tie_internal::FixedSize<
-                                std::decay_t<decltype(mem)>>::value == 2) {
-                const std::int64_t i0 = mem[0], i1 = mem[1];
-                T g0 = gs[i0], g1 = gs[i1];
-                if constexpr (kDecay) {
-                  g0 = T(wd * xs[i0] + g0);
-                  g1 = T(wd * xs[i1] + g1);
-                }
-                r = kShared ? T(g0 + g1) : T(g0 * T(0.5) + g1 * T(0.5));
-              } else {
-                double sum = 0.0;
-                for (std::int64_t j = 0; j < mem.size(); ++j) {
-                  const std::int64_t i = mem[j];
-                  sum += double(kDecay ? T(wd * xs[i] + gs[i]) : gs[i]);
-                }
-                r = kShared ? T(sum) : T(sum / double(mem.size()));
-              }
-              T d = r;
-              if constexpr (kMomentum) {
-                const T mk = T(r + beta * MeanOver(ms, mem));
-                d = nesterov ? T(beta * mk + r) : mk;
-                Fill(mk, ms, mem);
-              }
-              Fill(T(MeanOver(xs, mem) + T(d * neg_lr)), xs, mem);
-            },
-            [=](const auto& mem) {
-              Fill(T(0), xs, mem);
-              if constexpr (kMomentum) Fill(T(0), ms, mem);
-            },
-            {xs, gs, ms});
-      });
+  RunPass<TieMode::kStep>(x.data,
+                          g.data,
+                          o.momentum > 0.0 ? m.data : nullptr,
+                          TieStepScalars::Of(o, metric_ == TieMetric::kShared));
   return {};
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -322,8 +323,57 @@ TEMPLATE_TEST_CASE("The oblique kernel's lane schedule equals the CPU step",
   }
 }
 
-// A tie pass as cuda/tie.cu runs it, sequentially: the plan's classes, sums
-// in member order, one value per class, zeros cleared.
+// The members of plan position q, as a TieOps member set (cuda/tie.cu's
+// PlanMembers).
+struct HostPlanMembers {
+  const backend::TieHostPlan* plan;
+  std::int64_t q;
+  std::int64_t size() const { return backend::ClassSize(*plan, q); }
+  std::int64_t operator[](std::int64_t j) const {
+    return backend::Member(*plan, q, j);
+  }
+};
+
+// A tie pass as cuda/tie.cu runs it, sequentially: the plan's classes, one
+// thread's classes through TieOps::Class (pairs in the pair form), a group's
+// through Accumulate and Values (sums in member order), zeros cleared.
+template <TieMode kMode, typename T>
+void EmulateTiePassOf(const backend::TieHostPlan& plan,
+                      T* a,
+                      const T* b,
+                      T* c,
+                      const TieStepScalars& s) {
+  const TieFlags f = TieFlags::Of(s);
+  const std::int64_t k = std::int64_t(plan.class_id.size());
+  for (std::int64_t q = 0; q < k; ++q) {
+    const HostPlanMembers mem{&plan, q};
+    const std::int64_t size = mem.size();
+    if (backend::TieClassGroup(size) == 1) {
+      if (size == 2) {
+        TieOps::Class<kMode>(
+            tie_internal::PairMembers{mem[0], mem[1]}, a, b, c, s, f);
+      } else {
+        TieOps::Class<kMode>(mem, a, b, c, s, f);
+      }
+      continue;
+    }
+    double sa = 0, sb = 0, sc = 0;
+    for (std::int64_t j = 0; j < size; ++j) {
+      TieOps::Accumulate<kMode, T>(a, b, c, s, f, mem[j], &sa, &sb, &sc);
+    }
+    const TieClassValues<T> v =
+        TieOps::Values<kMode, T>(s, f, sa, sb, sc, size);
+    for (std::int64_t j = 0; j < size; ++j) {
+      a[mem[j]] = v.first;
+      if (kMode == TieMode::kStep && f.momentum) c[mem[j]] = v.second;
+    }
+  }
+  for (const std::int32_t z : plan.zeros) {
+    a[z] = T(0);
+    if (kMode == TieMode::kStep && c != nullptr) c[z] = T(0);
+  }
+}
+
 template <typename T>
 void EmulateTiePass(const backend::TieHostPlan& plan,
                     TieMode mode,
@@ -331,25 +381,15 @@ void EmulateTiePass(const backend::TieHostPlan& plan,
                     const T* b,
                     T* c,
                     const TieStepScalars& s) {
-  const std::int64_t k = std::int64_t(plan.class_id.size());
-  for (std::int64_t q = 0; q < k; ++q) {
-    const std::int64_t size = backend::ClassSize(plan, q);
-    double sa = 0, sb = 0, sc = 0;
-    for (std::int64_t j = 0; j < size; ++j) {
-      TieOps::Accumulate<T>(
-          mode, a, b, c, s, backend::Member(plan, q, j), &sa, &sb, &sc);
-    }
-    const TieClassValues<T> v = TieOps::Values<T>(mode, s, sa, sb, sc, size);
-    for (std::int64_t j = 0; j < size; ++j) {
-      a[backend::Member(plan, q, j)] = v.first;
-      if (mode == TieMode::kStep && c != nullptr) {
-        c[backend::Member(plan, q, j)] = v.second;
-      }
-    }
-  }
-  for (const std::int32_t z : plan.zeros) {
-    a[z] = T(0);
-    if (mode == TieMode::kStep && c != nullptr) c[z] = T(0);
+  switch (mode) {
+    case TieMode::kMean:
+      return EmulateTiePassOf<TieMode::kMean>(plan, a, b, c, s);
+    case TieMode::kSum:
+      return EmulateTiePassOf<TieMode::kSum>(plan, a, b, c, s);
+    case TieMode::kRetract:
+      return EmulateTiePassOf<TieMode::kRetract>(plan, a, b, c, s);
+    case TieMode::kStep:
+      return EmulateTiePassOf<TieMode::kStep>(plan, a, b, c, s);
   }
 }
 
@@ -363,78 +403,85 @@ TEMPLATE_TEST_CASE("TieOps over the kernel layout equal the CPU TieSubspace",
       MirrorPattern(6, 11, {5}),
       RunPattern(4, 12, 4, 3),
       PermuteIds(RandomPattern(5, 40, 30, 0.1, 9), 4)};
+  // Ordinary values, and subnormal ones, where only the pair form of a mean
+  // (TieOps::PairMean) gives the CPU's bits.
+  const T scales[] = {T(1), std::numeric_limits<T>::denorm_min() * T(64)};
   for (const TiePattern& pattern : patterns) {
     for (const TieMetric metric : {TieMetric::kEmbedded, TieMetric::kShared}) {
-      const TieSubspace<T> tie(pattern, metric);
-      const backend::TieHostPlan plan = backend::BuildTieHostPlan(pattern);
-      const std::int64_t rows = pattern.rows, cols = pattern.cols,
-                         n = rows * cols;
-      std::vector<T> x(n), m(n);
-      tie.RandomPoint(TensorView<T>(x.data(), rows, cols), 11);
-      tie.RandomPoint(TensorView<T>(m.data(), rows, cols), 12);
-      const std::vector<T> g = RandomVector<T>(n, 13);
-      // Project (and ProjectPoint) is the class mean.
-      {
-        std::vector<T> u_cpu = g, u_emu = g;
-        tie.Project(TensorView<const T>(x.data(), rows, cols),
-                    TensorView<T>(u_cpu.data(), rows, cols));
-        EmulateTiePass<T>(
-            plan, TieMode::kMean, u_emu.data(), nullptr, nullptr, {});
-        CHECK(u_cpu == u_emu);
-      }
-      // EgradToRgrad: mean or sum by metric.
-      {
-        std::vector<T> u_cpu = g, u_emu = g;
-        tie.EgradToRgrad(TensorView<const T>(x.data(), rows, cols),
-                         TensorView<T>(u_cpu.data(), rows, cols));
-        EmulateTiePass<T>(
-            plan,
-            metric == TieMetric::kShared ? TieMode::kSum : TieMode::kMean,
-            u_emu.data(),
-            nullptr,
-            nullptr,
-            {});
-        CHECK(u_cpu == u_emu);
-      }
-      // Retract.
-      {
-        std::vector<T> v = g;
-        tie.Project(TensorView<const T>(x.data(), rows, cols),
-                    TensorView<T>(v.data(), rows, cols));
-        std::vector<T> x_cpu = x, x_emu = x;
-        tie.Retract(TensorView<T>(x_cpu.data(), rows, cols),
-                    TensorView<const T>(v.data(), rows, cols));
-        EmulateTiePass<T>(
-            plan, TieMode::kRetract, x_emu.data(), v.data(), nullptr, {});
-        CHECK(x_cpu == x_emu);
-      }
-      // The fused step, all variants.
-      for (int variant = 0; variant < 4; ++variant) {
-        StepOptions o;
-        o.lr = 0.05;
-        o.momentum = variant >= 1 ? 0.9 : 0.0;
-        o.nesterov = variant == 2;
-        o.weight_decay = variant == 3 ? 0.01 : 0.0;
-        std::vector<T> x_cpu = x, m_cpu = m, x_emu = x, m_emu = m;
-        tie.Step(TensorView<T>(x_cpu.data(), rows, cols),
-                 TensorView<const T>(g.data(), rows, cols),
-                 TensorView<T>(m_cpu.data(), rows, cols),
-                 o);
-        TieStepScalars s;
-        s.lr = o.lr;
-        s.momentum = o.momentum;
-        s.nesterov = o.nesterov;
-        s.weight_decay = o.weight_decay;
-        s.shared = metric == TieMetric::kShared;
-        EmulateTiePass<T>(plan,
-                          TieMode::kStep,
-                          x_emu.data(),
-                          g.data(),
-                          o.momentum > 0 ? m_emu.data() : nullptr,
-                          s);
-        // Same sums in the same (ascending) member order: bitwise equal.
-        CHECK(x_cpu == x_emu);
-        CHECK(m_cpu == m_emu);
+      for (const T scale : scales) {
+        INFO("scale " << scale);
+        const TieSubspace<T> tie(pattern, metric);
+        const backend::TieHostPlan plan = backend::BuildTieHostPlan(pattern);
+        const std::int64_t rows = pattern.rows, cols = pattern.cols,
+                           n = rows * cols;
+        std::vector<T> x(n), m(n);
+        tie.RandomPoint(TensorView<T>(x.data(), rows, cols), 11);
+        tie.RandomPoint(TensorView<T>(m.data(), rows, cols), 12);
+        std::vector<T> g = RandomVector<T>(n, 13);
+        for (std::int64_t i = 0; i < n; ++i) {
+          x[i] *= scale;
+          m[i] *= scale;
+          g[i] *= scale;
+        }
+        // Project (and ProjectPoint) is the class mean.
+        {
+          std::vector<T> u_cpu = g, u_emu = g;
+          tie.Project(TensorView<const T>(x.data(), rows, cols),
+                      TensorView<T>(u_cpu.data(), rows, cols));
+          EmulateTiePass<T>(
+              plan, TieMode::kMean, u_emu.data(), nullptr, nullptr, {});
+          CHECK(u_cpu == u_emu);
+        }
+        // EgradToRgrad: mean or sum by metric.
+        {
+          std::vector<T> u_cpu = g, u_emu = g;
+          tie.EgradToRgrad(TensorView<const T>(x.data(), rows, cols),
+                           TensorView<T>(u_cpu.data(), rows, cols));
+          EmulateTiePass<T>(
+              plan,
+              metric == TieMetric::kShared ? TieMode::kSum : TieMode::kMean,
+              u_emu.data(),
+              nullptr,
+              nullptr,
+              {});
+          CHECK(u_cpu == u_emu);
+        }
+        // Retract.
+        {
+          std::vector<T> v = g;
+          tie.Project(TensorView<const T>(x.data(), rows, cols),
+                      TensorView<T>(v.data(), rows, cols));
+          std::vector<T> x_cpu = x, x_emu = x;
+          tie.Retract(TensorView<T>(x_cpu.data(), rows, cols),
+                      TensorView<const T>(v.data(), rows, cols));
+          EmulateTiePass<T>(
+              plan, TieMode::kRetract, x_emu.data(), v.data(), nullptr, {});
+          CHECK(x_cpu == x_emu);
+        }
+        // The fused step, all variants.
+        for (int variant = 0; variant < 4; ++variant) {
+          StepOptions o;
+          o.lr = 0.05;
+          o.momentum = variant >= 1 ? 0.9 : 0.0;
+          o.nesterov = variant == 2;
+          o.weight_decay = variant == 3 ? 0.01 : 0.0;
+          std::vector<T> x_cpu = x, m_cpu = m, x_emu = x, m_emu = m;
+          tie.Step(TensorView<T>(x_cpu.data(), rows, cols),
+                   TensorView<const T>(g.data(), rows, cols),
+                   TensorView<T>(m_cpu.data(), rows, cols),
+                   o);
+          const TieStepScalars s =
+              TieStepScalars::Of(o, metric == TieMetric::kShared);
+          EmulateTiePass<T>(plan,
+                            TieMode::kStep,
+                            x_emu.data(),
+                            g.data(),
+                            o.momentum > 0 ? m_emu.data() : nullptr,
+                            s);
+          // Same sums in the same (ascending) member order: bitwise equal.
+          CHECK(x_cpu == x_emu);
+          CHECK(m_cpu == m_emu);
+        }
       }
     }
   }

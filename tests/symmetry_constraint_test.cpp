@@ -583,3 +583,50 @@ TEST_CASE("MakeManifold hands E to TieSubspace or LinearSubspace",
     CheckManifoldInvariants(*m, x, RandomVector<double>(18, 6), 1e-10);
   }
 }
+
+TEST_CASE("ProjectE and Expand of ties are TieSubspace's, per row or whole",
+          "[symmetry][constraint]") {
+  // Flip invariance (solved row-factored) and shift equivariance without wrap
+  // (a whole pattern with zeros).
+  const Shape in({3, 6, 2});
+  ConstraintProblem flip(Shape({4}), in);
+  flip.AddInvariance(Transform::Flip(in, 1));
+  const Shape line({7});
+  ConstraintProblem toeplitz(line, line);
+  toeplitz.AddEquivariance(Transform::Shift(line, 0, 1, /*wrap=*/false));
+  for (const ConstraintProblem* p : {&flip, &toeplitz}) {
+    const Solution s = Solve(*p);
+    REQUIRE(s.is_tie);
+    CHECK(s.row_class_of.empty() == (p == &toeplitz));
+    const TieSubspace<double> tie(s.ties);
+    const std::int64_t n = s.ambient_size();
+    const std::vector<double> w = RandomVector<double>(n, 41);
+    // Out of place, in place and TieSubspace agree bit for bit.
+    std::vector<double> out(std::size_t(n), -1.0), in_place = w, want = w;
+    s.ProjectE(w.data(), out.data());
+    s.ProjectE(in_place.data(), in_place.data());
+    tie.ProjectInPlace(TensorView<double>(want.data(), s.rows, s.cols));
+    CHECK(out == want);
+    CHECK(in_place == want);
+    const std::vector<double> theta = RandomVector<double>(s.dim, 42);
+    std::vector<double> expanded(std::size_t(n), -1.0), expected(expanded);
+    s.Expand(theta.data(), expanded.data());
+    tie.Expand(theta.data(),
+               TensorView<double>(expected.data(), s.rows, s.cols));
+    CHECK(expanded == expected);
+  }
+  // A hand-made solution whose pattern is not valid is refused, naming the
+  // entry, and leaves the output untouched.
+  Solution bad;
+  bad.rows = 1;
+  bad.cols = 3;
+  bad.dim = 1;
+  bad.is_tie = true;
+  bad.ties = TiePattern{1, 3, 1, {0, 0, 5}};
+  const std::vector<double> w = {1.0, 2.0, 3.0};
+  std::vector<double> out(3, -1.0);
+  REQUIRE_THROWS_WITH(
+      bad.ProjectE(w.data(), out.data()),
+      Catch::Contains("(0, 2)") && Catch::Contains("class id 5"));
+  CHECK(out == std::vector<double>(3, -1.0));
+}

@@ -101,6 +101,11 @@ enum class TieLayout {
 
 const char* TieLayoutName(TieLayout layout);
 
+// The per-class maths shared by the CPU loops and the CUDA kernels
+// (src/backend/step_ops.h, private to the library).
+enum class TieMode : int;
+struct TieStepScalars;
+
 template <typename T>
 class TieSubspace final : public Manifold<T> {
  public:
@@ -190,6 +195,11 @@ class TieSubspace final : public Manifold<T> {
   double Visit(PerClass&& per_class,
                PerZero&& per_zero,
                std::initializer_list<const T*> prefetch = {}) const;
+  // One Visit running TieOps::Class<kMode> (the per-class maths shared with
+  // the CUDA kernels) on every class and clearing the zeros: p0 written, p1
+  // read, p2 the momentum buffer of a step (null without momentum).
+  template <TieMode kMode>
+  void RunPass(T* p0, const T* p1, T* p2, const TieStepScalars& s) const;
 
   TieMetric metric_;
   TieLayout layout_;

@@ -180,8 +180,8 @@ struct Solution {
   std::vector<std::int32_t> class_size;
   // When the pattern repeats row after row (invariance-only problems solved
   // with factor_rows): row j's classes are j * row_num_classes +
-  // row_class_of[i] (kZero stays kZero). Empty otherwise. ProjectE then runs
-  // row by row with a per-row buffer of row_num_classes sums.
+  // row_class_of[i] (kZero stays kZero). Empty otherwise. ProjectE and
+  // Expand then run row by row over the pattern of one row.
   std::vector<std::int32_t> row_class_of;
   std::int32_t row_num_classes = 0;
   // When !is_tie: an orthonormal basis of E, (rows*cols) x dim.
@@ -192,10 +192,17 @@ struct Solution {
   std::int64_t num_general_constraints = 0;  // constraints solved numerically
 
   std::int64_t ambient_size() const { return rows * cols; }
-  // out = Pi_E w (rows*cols values). May alias.
+  // out = Pi_E w (rows*cols values); w and out may be the same array. For
+  // ties this is TieSubspace<double>::ProjectInPlace (the scatter-mean), on a
+  // TieSubspace built from the pattern at each call (O(cols) when
+  // row_class_of is set, O(rows*cols) otherwise): to project many times,
+  // build MakeManifold<T>(*this) once.
+  // Requires: the tie fields form a valid pattern (as Solve returns them);
+  // otherwise InvalidArgument names the bad entry and out is untouched.
   void ProjectE(const double* w, double* out) const;
   // w = the member of E with coordinates theta (dim values): for ties
-  // w_a = theta_class(a), otherwise w = basis * theta.
+  // w_a = theta_class(a) (TieSubspace<double>::Expand), otherwise
+  // w = basis * theta.
   void Expand(const double* theta, double* w) const;
 };
 
