@@ -754,14 +754,14 @@ RetractReport Step(const Manifold<T>& m,
           }));
     }
     case Kind::kTie: {
-      TieStepScalars s;
-      s.lr = o.lr;
-      s.momentum = o.momentum;
-      s.nesterov = o.nesterov;
-      s.weight_decay = o.weight_decay;
-      s.shared =
+      const bool shared =
           static_cast<const TieSubspace<T>&>(m).metric() == TieMetric::kShared;
-      RunTie<T>(m, TieMode::kStep, x.data, g.data, d_m, s);
+      RunTie<T>(m,
+                TieMode::kStep,
+                x.data,
+                g.data,
+                d_m,
+                TieStepScalars::Of(o, shared));
       return {};
     }
     case Kind::kLinear:
