@@ -118,10 +118,20 @@ void Gemm(bool trans_a,
                                int(ldc)));
 }
 
-#define SYMOPT_INSTANTIATE_GEMM(T)                                    \
-  template void Gemm<T>(bool, bool, std::int64_t, std::int64_t,       \
-                        std::int64_t, T, const T*, std::int64_t,      \
-                        const T*, std::int64_t, T, T*, std::int64_t, \
+#define SYMOPT_INSTANTIATE_GEMM(T)    \
+  template void Gemm<T>(bool,         \
+                        bool,         \
+                        std::int64_t, \
+                        std::int64_t, \
+                        std::int64_t, \
+                        T,            \
+                        const T*,     \
+                        std::int64_t, \
+                        const T*,     \
+                        std::int64_t, \
+                        T,            \
+                        T*,           \
+                        std::int64_t, \
                         cudaStream_t);
 SYMOPT_INSTANTIATE_GEMM(float)
 SYMOPT_INSTANTIATE_GEMM(double)

@@ -17,7 +17,6 @@
 #include "cuda_backend.h"
 #include "launch.cuh"
 
-
 namespace symopt {
 namespace cuda {
 namespace {

@@ -152,9 +152,7 @@ class Tensor {
                                device_);
   }
   // All values as one row (1 x size()).
-  TensorView<T> FlatView() {
-    return TensorView<T>(data(), 1, size(), device_);
-  }
+  TensorView<T> FlatView() { return TensorView<T>(data(), 1, size(), device_); }
   TensorView<const T> FlatView() const {
     return TensorView<const T>(data(), 1, size(), device_);
   }
