@@ -15,7 +15,7 @@ b=build/bench
 strip() { sed 's/\x1b\[[0-9;]*m//g'; }
 { date -u; uname -srm; lscpu | grep -E 'Model name|^CPU\(s\)|L2|L3'; } > "$out/machine.txt"
 
-$b/oblique_bench --benchmark_repetitions=3 | strip > "$out/oblique.txt"
+$b/oblique_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true | strip > "$out/oblique.txt"
 $b/tie_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/tie.txt"
 $b/constraint_bench --benchmark_counters_tabular=true | strip > "$out/constraint.txt"
 $b/optim_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/optim.txt"
@@ -23,6 +23,7 @@ $b/group_nn_bench --benchmark_counters_tabular=true --benchmark_repetitions=3 \
   --benchmark_report_aggregates_only=true | strip > "$out/group_nn_2threads.txt"
 OMP_NUM_THREADS=1 $b/group_nn_bench --benchmark_filter='Flip|Dense' --benchmark_counters_tabular=true \
   --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/group_nn_1thread.txt"
+$b/nn_model_io_bench | strip > "$out/model_io.txt"
 $b/nn_bench --threads=1 --benchmark_filter='Linear|Conv2d' | strip > "$out/nn_layers.txt"
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   for t in 1 2; do
