@@ -148,7 +148,7 @@ void BM_EuclideanStep(benchmark::State& state) {
                            g = RandomHost(n, 2, 1.0);
   DeviceBuffer<float> x = Upload(x0), gd = Upload(g),
                       m = Upload(std::vector<float>(std::size_t(n), 0.f));
-  symopt::StepParams p;
+  symopt::StepOptions p;
   p.lr = 1e-4;
   p.momentum = 0.9;
   std::int64_t steps = 0;
@@ -198,8 +198,8 @@ struct ObliqueData {
   }
 };
 
-symopt::ObliqueStepParams ObliqueParams() {
-  symopt::ObliqueStepParams p;
+symopt::StepOptions ObliqueParams() {
+  symopt::StepOptions p;
   p.lr = 0.01;
   p.momentum = 0.9;
   return p;
@@ -208,7 +208,7 @@ symopt::ObliqueStepParams ObliqueParams() {
 void BM_ObliqueStep(benchmark::State& state) {
   ObliqueData d(state.range(0), state.range(1), 10);
   const double tol = symopt::Oblique<float>::DefaultCollapseTol();
-  const symopt::ObliqueStepParams p = ObliqueParams();
+  const symopt::StepOptions p = ObliqueParams();
   TimeLoop(state, 5 * d.rows * d.cols * std::int64_t(sizeof(float)), [&] {
     symopt::cuda::ObliqueStep(d.x.data(),
                               d.g.data(),
@@ -415,7 +415,7 @@ struct ObliqueSet {
 
 void BM_MultiStep(benchmark::State& state) {
   ObliqueSet set(int(state.range(0)), state.range(1), state.range(2));
-  const symopt::ObliqueStepParams p = ObliqueParams();
+  const symopt::StepOptions p = ObliqueParams();
   TimeLoop(state, set.Bytes(), [&] {
     symopt::cuda::ObliqueMultiStep(set.descriptors.data(),
                                    set.first_row.data(),
@@ -430,7 +430,7 @@ void BM_MultiStep(benchmark::State& state) {
 
 void BM_PerTensorSteps(benchmark::State& state) {
   ObliqueSet set(int(state.range(0)), state.range(1), state.range(2));
-  const symopt::ObliqueStepParams p = ObliqueParams();
+  const symopt::StepOptions p = ObliqueParams();
   const double tol = symopt::Oblique<float>::DefaultCollapseTol();
   TimeLoop(state, set.Bytes(), [&] {
     for (const auto& t : set.tensors) {

@@ -102,7 +102,7 @@ void EuclideanStep(T* d_x,
                    const T* d_g,
                    T* d_m,
                    std::int64_t n,
-                   const StepParams& p,
+                   const StepOptions& p,
                    cudaStream_t stream);
 
 // d_y <- d_y + d_x over n entries (the Euclidean retraction).
@@ -126,7 +126,7 @@ void EuclideanMultiStep(const EuclideanTensor<T>* d_tensors,
                         const std::int64_t* d_first_chunk,
                         int count,
                         std::int64_t total_chunks,
-                        const StepParams& p,
+                        const StepOptions& p,
                         cudaStream_t stream);
 
 // ---- Oblique (cuda/oblique.cu)
@@ -142,7 +142,7 @@ void ObliqueStep(T* d_x,
                  T* d_m,
                  std::int64_t rows,
                  std::int64_t cols,
-                 const ObliqueStepParams& p,
+                 const StepOptions& p,
                  double collapse_tol,
                  DeviceRetractReport* d_report,
                  cudaStream_t stream);
@@ -193,7 +193,7 @@ void ObliqueMultiStep(const ObliqueTensor<T>* d_tensors,
                       int count,
                       std::int64_t total_rows,
                       int group,
-                      const ObliqueStepParams& p,
+                      const StepOptions& p,
                       cudaStream_t stream);
 
 // ---- TieSubspace (cuda/tie.cu)
@@ -276,7 +276,7 @@ void TiedObliqueStep(const TiedObliquePlan& plan,
                      T* d_x,
                      const T* d_g,
                      T* d_m,
-                     const StepParams& p,
+                     const StepOptions& p,
                      double tol,
                      DeviceRetractReport* d_report,
                      cudaStream_t stream);
@@ -316,7 +316,7 @@ void LinearStep(const LinearPlan& plan,
                 T* d_x,
                 const T* d_g,
                 T* d_m,
-                const StepParams& p,
+                const StepOptions& p,
                 cudaStream_t stream);
 
 // ---- screens (cuda/finite.cu)

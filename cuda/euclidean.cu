@@ -75,7 +75,7 @@ void EuclideanStep(T* d_x,
                    const T* d_g,
                    T* d_m,
                    std::int64_t n,
-                   const StepParams& p,
+                   const StepOptions& p,
                    cudaStream_t stream) {
   if (n <= 0) return;
   StepKernel<T><<<ElementwiseGrid(n), backend::kBlockThreads, 0, stream>>>(
@@ -104,7 +104,7 @@ void EuclideanMultiStep(const EuclideanTensor<T>* d_tensors,
                         const std::int64_t* d_first_chunk,
                         int count,
                         std::int64_t total_chunks,
-                        const StepParams& p,
+                        const StepOptions& p,
                         cudaStream_t stream) {
   if (count <= 0 || total_chunks <= 0) return;
   SYMOPT_CHECK(total_chunks <= 0x7fffffffLL,
@@ -125,13 +125,13 @@ void EuclideanMultiStep(const EuclideanTensor<T>* d_tensors,
 
 #define SYMOPT_INSTANTIATE_EUCLIDEAN(T)                                  \
   template void EuclideanStep<T>(                                        \
-      T*, const T*, T*, std::int64_t, const StepParams&, cudaStream_t);  \
+      T*, const T*, T*, std::int64_t, const StepOptions&, cudaStream_t); \
   template void AddInPlace<T>(T*, const T*, std::int64_t, cudaStream_t); \
   template void EuclideanMultiStep<T>(const EuclideanTensor<T>*,         \
                                       const std::int64_t*,               \
                                       int,                               \
                                       std::int64_t,                      \
-                                      const StepParams&,                 \
+                                      const StepOptions&,                \
                                       cudaStream_t);
 
 SYMOPT_INSTANTIATE_EUCLIDEAN(float)

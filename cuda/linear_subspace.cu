@@ -196,7 +196,7 @@ void LinearStep(const LinearPlan& plan,
                 T* d_x,
                 const T* d_g,
                 T* d_m,
-                const StepParams& p,
+                const StepOptions& p,
                 cudaStream_t stream) {
   CheckSizes(plan);
   double* work = plan.d_scratch;
@@ -228,7 +228,7 @@ void LinearStep(const LinearPlan& plan,
   template void LinearRetract<T>(                                      \
       const LinearPlan&, T*, const T*, cudaStream_t);                  \
   template void LinearStep<T>(                                         \
-      const LinearPlan&, T*, const T*, T*, const StepParams&, cudaStream_t);
+      const LinearPlan&, T*, const T*, T*, const StepOptions&, cudaStream_t);
 
 SYMOPT_INSTANTIATE_LINEAR(float)
 SYMOPT_INSTANTIATE_LINEAR(double)

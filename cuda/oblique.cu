@@ -33,7 +33,7 @@ __device__ __forceinline__ void StepRow(T* x,
                                         std::int64_t cols,
                                         bool active,
                                         int lane,
-                                        const ObliqueStepParams& p,
+                                        const StepOptions& p,
                                         double tol,
                                         DeviceRetractReport* report,
                                         long long report_row) {
@@ -88,7 +88,7 @@ __global__ void StepKernel(T* x,
                            T* m,
                            std::int64_t rows,
                            std::int64_t cols,
-                           ObliqueStepParams p,
+                           StepOptions p,
                            double tol,
                            DeviceRetractReport* report) {
   const std::int64_t row = UnitIndex<kGroup>();
@@ -113,7 +113,7 @@ __global__ void MultiStepKernel(const ObliqueTensor<T>* tensors,
                                 const std::int64_t* first_row,
                                 int count,
                                 std::int64_t total_rows,
-                                ObliqueStepParams p) {
+                                StepOptions p) {
   const std::int64_t unit = UnitIndex<kGroup>();
   const bool active = unit < total_rows;
   ObliqueTensor<T> t = tensors[0];
@@ -224,7 +224,7 @@ void ObliqueStep(T* d_x,
                  T* d_m,
                  std::int64_t rows,
                  std::int64_t cols,
-                 const ObliqueStepParams& p,
+                 const StepOptions& p,
                  double collapse_tol,
                  DeviceRetractReport* d_report,
                  cudaStream_t stream) {
@@ -242,7 +242,7 @@ void ObliqueMultiStep(const ObliqueTensor<T>* d_tensors,
                       int count,
                       std::int64_t total_rows,
                       int group,
-                      const ObliqueStepParams& p,
+                      const StepOptions& p,
                       cudaStream_t stream) {
   if (count <= 0) return;
   LaunchGroups(total_rows, group, [&](auto g, unsigned grid) {
@@ -300,7 +300,7 @@ void ObliqueProjectPoint(T* d_x,
                                T*,                             \
                                std::int64_t,                   \
                                std::int64_t,                   \
-                               const ObliqueStepParams&,       \
+                               const StepOptions&,             \
                                double,                         \
                                DeviceRetractReport*,           \
                                cudaStream_t);                  \
@@ -309,7 +309,7 @@ void ObliqueProjectPoint(T* d_x,
                                     int,                       \
                                     std::int64_t,              \
                                     int,                       \
-                                    const ObliqueStepParams&,  \
+                                    const StepOptions&,        \
                                     cudaStream_t);             \
   template void ObliqueProject<T>(                             \
       const T*, T*, std::int64_t, std::int64_t, cudaStream_t); \

@@ -56,7 +56,7 @@ __global__ void StepKernel(TiedObliqueLayout l,
                            T* x,
                            const T* g,
                            T* m,
-                           StepParams p,
+                           StepOptions p,
                            double tol,
                            DeviceRetractReport* report) {
   const std::int64_t r = UnitIndex<1>();
@@ -136,7 +136,7 @@ void TiedObliqueStep(const TiedObliquePlan& plan,
                      T* d_x,
                      const T* d_g,
                      T* d_m,
-                     const StepParams& p,
+                     const StepOptions& p,
                      double tol,
                      DeviceRetractReport* d_report,
                      cudaStream_t stream) {
@@ -162,7 +162,7 @@ void TiedObliqueStep(const TiedObliquePlan& plan,
                                    T*,                        \
                                    const T*,                  \
                                    T*,                        \
-                                   const StepParams&,         \
+                                   const StepOptions&,        \
                                    double,                    \
                                    DeviceRetractReport*,      \
                                    cudaStream_t);

@@ -352,7 +352,7 @@ ObliqueRowUpdate SolveRow(T* x,
                           T* m,
                           std::int64_t n,
                           ObliqueGram s,
-                          const ObliqueStepParams& p,
+                          const StepOptions& p,
                           double tol,
                           bool* done) {
   ObliqueCandidate c = ObliqueOps::StepCandidate(s.xx, s.xg, p);
@@ -378,7 +378,7 @@ ObliqueRowUpdate SolveRow(T* x,
 
 struct RowRange {
   std::int64_t r0 = 0, r1 = 0, n = 0;
-  ObliqueStepParams p;
+  StepOptions p;
   double tol = 0;
   std::int64_t collapsed = 0;
   std::int64_t first = kNoRow;

@@ -371,7 +371,7 @@ RetractReport TiedOblique<T>::StepImpl(View x,
                                        View m,
                                        const StepOptions& o) const {
   const bool momentum = o.momentum > 0.0;
-  StepParams p;
+  StepOptions p;
   p.lr = o.lr;
   p.momentum = o.momentum;
   p.nesterov = o.nesterov;

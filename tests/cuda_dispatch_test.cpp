@@ -231,7 +231,7 @@ bool EmulateObliqueRow(T* x,
                        T* m,
                        std::int64_t cols,
                        int group,
-                       const ObliqueStepParams& p,
+                       const StepOptions& p,
                        double tol) {
   std::vector<ObliqueGram> lanes(group);
   for (int l = 0; l < group; ++l) {
@@ -301,7 +301,7 @@ TEMPLATE_TEST_CASE("The oblique kernel's lane schedule equals the CPU step",
                 TensorView<const T>(g.data(), rows, cols),
                 TensorView<T>(m_cpu.data(), rows, cols),
                 o);
-        ObliqueStepParams p;
+        StepOptions p;
         p.lr = o.lr;
         p.momentum = o.momentum;
         p.nesterov = o.nesterov;

@@ -587,7 +587,7 @@ TEST_CASE("ObliqueOps stages compose over strided partial sums",
   o.lr = 0.1;
   o.momentum = 0.7;
   o.nesterov = true;
-  ObliqueStepParams p;
+  StepOptions p;
   p.lr = o.lr;
   p.momentum = o.momentum;
   p.nesterov = o.nesterov;

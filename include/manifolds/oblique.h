@@ -125,14 +125,6 @@ struct ObliqueIncrement {
   T ax1, ag, am, bx, bg, bm1;
 };
 
-// The step's scalars (StepOptions without the host-only parts).
-struct ObliqueStepParams {
-  double lr = 0;
-  double momentum = 0;  // 0: no momentum buffer (m is never read)
-  bool nesterov = false;
-  double weight_decay = 0;
-};
-
 struct ObliqueOps {
   // Below kDirectFraction * <x, x> the Gram-based ||y||^2 may cancel; the
   // caller then accumulates ||y||^2 and <y, mp> directly (AccumulateDirect).
@@ -231,7 +223,7 @@ struct ObliqueOps {
   //   y  = x - lr d
   static SYMOPT_HD ObliqueCandidate StepCandidate(double xx,
                                                   double xg,
-                                                  const ObliqueStepParams& p) {
+                                                  const StepOptions& p) {
     const double beta = p.momentum;
     const double rx = p.weight_decay - xg - p.weight_decay * xx;
     ObliqueCandidate c;

@@ -256,24 +256,6 @@ void RequireKind(const Manifold<T>& m, const char* op) {
 
 #else  // SYMOPT_WITH_CUDA
 
-StepParams ToStepParams(const StepOptions& o) {
-  StepParams p;
-  p.lr = o.lr;
-  p.momentum = o.momentum;
-  p.nesterov = o.nesterov;
-  p.weight_decay = o.weight_decay;
-  return p;
-}
-
-ObliqueStepParams ToObliqueParams(const StepOptions& o) {
-  ObliqueStepParams p;
-  p.lr = o.lr;
-  p.momentum = o.momentum;
-  p.nesterov = o.nesterov;
-  p.weight_decay = o.weight_decay;
-  return p;
-}
-
 // Throws Error unless a device is present.
 void RequireDevice(const std::string& who, const char* op) {
   if (cuda::DeviceCount() > 0) return;
@@ -741,16 +723,14 @@ RetractReport Step(const Manifold<T>& m,
   T* d_m = has_m ? mom.data : nullptr;
   switch (KindOf(m)) {
     case Kind::kEuclidean:
-      cuda::EuclideanStep(
-          x.data, g.data, d_m, x.size(), ToStepParams(o), nullptr);
+      cuda::EuclideanStep(x.data, g.data, d_m, x.size(), o, nullptr);
       return {};
     case Kind::kOblique: {
       const double tol = static_cast<const Oblique<T>&>(m).collapse_tol();
-      const ObliqueStepParams p = ToObliqueParams(o);
       return ToReport(
           cuda::RunWithReport(nullptr, [&](cuda::DeviceRetractReport* r) {
             cuda::ObliqueStep(
-                x.data, g.data, d_m, x.rows, x.cols, p, tol, r, nullptr);
+                x.data, g.data, d_m, x.rows, x.cols, o, tol, r, nullptr);
           }));
     }
     case Kind::kTie: {
@@ -766,16 +746,15 @@ RetractReport Step(const Manifold<T>& m,
     }
     case Kind::kLinear:
       RunLinear(m, [&](const cuda::LinearPlan& p) {
-        cuda::LinearStep(p, x.data, g.data, d_m, ToStepParams(o), nullptr);
+        cuda::LinearStep(p, x.data, g.data, d_m, o, nullptr);
       });
       return {};
     case Kind::kTiedOblique: {
       const auto state = TiedObliqueState(m);
-      const StepParams p = ToStepParams(o);
       return ToReport(
           cuda::RunWithReport(nullptr, [&](cuda::DeviceRetractReport* r) {
             cuda::TiedObliqueStep(
-                PlanOf(state), x.data, g.data, d_m, p, TiedTol(m), r, nullptr);
+                PlanOf(state), x.data, g.data, d_m, o, TiedTol(m), r, nullptr);
           }));
     }
     case Kind::kOther:
@@ -1001,7 +980,7 @@ std::vector<RetractReport> MultiStep<T>::Step(const StepOptions& options) {
                              d.first.data(),
                              count,
                              d.total,
-                             backend::ToStepParams(options),
+                             options,
                              nullptr);
     return reports;
   }
@@ -1011,7 +990,7 @@ std::vector<RetractReport> MultiStep<T>::Step(const StepOptions& options) {
                          count,
                          d.total,
                          d.group,
-                         backend::ToObliqueParams(options),
+                         options,
                          nullptr);
   const std::vector<cuda::DeviceRetractReport> host =
       backend::Download(d.reports);

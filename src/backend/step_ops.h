@@ -18,14 +18,6 @@
 
 namespace symopt {
 
-// StepOptions as plain scalars (device-copyable).
-struct StepParams {
-  double lr = 0;
-  double momentum = 0;  // 0: the momentum buffer is never read
-  bool nesterov = false;
-  double weight_decay = 0;
-};
-
 // Euclidean(rows, cols): with r = g + wd x,
 //   plain     x <- x - lr r
 //   momentum  m <- beta m + r;  x <- x - lr m

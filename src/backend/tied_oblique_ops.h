@@ -154,7 +154,7 @@ struct TiedObliqueOps {
                                 T* x,
                                 const T* g,
                                 T* m,
-                                const StepParams& p,
+                                const StepOptions& p,
                                 double tol) {
     const std::int64_t b = l.row_start[r], e = l.row_start[r + 1];
     const bool momentum = p.momentum > 0.0;
@@ -224,7 +224,7 @@ struct TiedObliqueOps {
   static SYMOPT_HD void Means(const TiedObliqueLayout& l,
                               const T* x,
                               const T* g,
-                              const StepParams& p,
+                              const StepOptions& p,
                               std::int64_t q,
                               double* xt,
                               double* rt) {
@@ -248,7 +248,7 @@ struct TiedObliqueOps {
                                   const T* x,
                                   const T* g,
                                   const T* m,
-                                  const StepParams& p,
+                                  const StepOptions& p,
                                   double cr,
                                   std::int64_t q,
                                   double* ct,
