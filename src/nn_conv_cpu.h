@@ -15,9 +15,9 @@
 // Threads: the samples are split into one contiguous range per OpenMP thread
 // (SetNumThreads; one thread when the work cannot pay for a parallel region,
 // ConvThreads). Every thread runs the steps over its own range with its own
-// scratch (ConvScratchLayout; grown, never shrunk, so steady-state calls allocate
-// nothing) and, backward, its own weight- and bias-gradient partials, which
-// are added to dweight / dbias in thread order: results do not depend on
+// scratch (ConvScratchLayout; grown, never shrunk, so steady-state calls
+// allocate nothing) and, backward, its own weight- and bias-gradient partials,
+// which are added to dweight / dbias in thread order: results do not depend on
 // scheduling, and depend on the thread count only through where the
 // per-thread partial sums split the batch. GEMMs run single-threaded inside
 // the parallel region (Eigen does not nest its own parallelism).
@@ -47,78 +47,49 @@ struct HostConvKernels {
                      std::int64_t m,
                      const T* x,
                      T* col) {
-    const std::int64_t hw = g.hw(), ld = m * hw, s = g.stride;
-    for (std::int64_t c = 0; c < g.channels; ++c) {
-      for (std::int64_t u = 0; u < g.k; ++u) {
-        std::int64_t ilo, ihi;
-        ConvOps::InsideRange(u, s, g.pad, g.h, g.ho, &ilo, &ihi);
-        for (std::int64_t v = 0; v < g.k; ++v) {
-          std::int64_t jlo, jhi;
-          ConvOps::InsideRange(v, s, g.pad, g.w, g.wo, &jlo, &jhi);
-          T* row = col + ((c * g.k + u) * g.k + v) * ld;
-          for (std::int64_t b = 0; b < m; ++b) {
-            const T* plane = x + b * g.InputSize() + c * g.h * g.w;
-            T* out = row + b * hw;
-            std::fill(out, out + ilo * g.wo, T(0));
-            for (std::int64_t i = ilo; i < ihi; ++i) {
-              const T* in = plane + ConvOps::InputCoord(i, u, s, g.pad) * g.w +
-                            ConvOps::InputCoord(jlo, v, s, g.pad);
-              T* o = out + i * g.wo;
-              std::fill(o, o + jlo, T(0));
-              if (s == 1) {
-                for (std::int64_t j = 0; j < jhi - jlo; ++j) o[jlo + j] = in[j];
-              } else {
-                for (std::int64_t j = 0; j < jhi - jlo; ++j) {
-                  o[jlo + j] = in[j * s];
-                }
-              }
-              std::fill(o + jhi, o + g.wo, T(0));
-            }
-            std::fill(out + ihi * g.wo, out + hw, T(0));
+    const std::int64_t s = g.stride, wo = g.wo;
+    ForEachColumnRow(g, m, [&](const ColumnRow& r) {
+      T* out = col + r.row;
+      std::fill(out, out + r.ilo * wo, T(0));
+      for (std::int64_t i = r.ilo; i < r.ihi; ++i) {
+        const T* in = x + r.plane + r.InputOffset(g, i);
+        T* o = out + i * wo;
+        std::fill(o, o + r.jlo, T(0));
+        if (s == 1) {
+          for (std::int64_t j = 0; j < r.jhi - r.jlo; ++j) o[r.jlo + j] = in[j];
+        } else {
+          for (std::int64_t j = 0; j < r.jhi - r.jlo; ++j) {
+            o[r.jlo + j] = in[j * s];
           }
         }
+        std::fill(o + r.jhi, o + wo, T(0));
       }
-    }
+      std::fill(out + r.ihi * wo, out + g.hw(), T(0));
+    });
   }
 
-  // dx [m, channels, h, w] = the adjoint of im2col of col [kk, m*hw]: each
-  // sample is zeroed, then every (c, u, v) row adds its entries to the inputs
-  // they were read from, so each element sums its contributions for u, then
-  // v, ascending (ConvOps::Col2ImGather's order).
+  // dx [m, channels, h, w] = the adjoint of im2col of col [kk, m*hw]: dx is
+  // zeroed, then every (c, u, v) row adds its entries to the inputs they were
+  // read from, so each element sums its contributions for u, then v,
+  // ascending (ConvOps::Col2ImGather's order).
   template <typename T>
   static void Col2Im(const ConvGeometry& g,
                      std::int64_t m,
                      const T* col,
                      T* dx) {
-    const std::int64_t hw = g.hw(), ld = m * hw, s = g.stride;
-    for (std::int64_t b = 0; b < m; ++b) {
-      T* sample = dx + b * g.InputSize();
-      std::fill(sample, sample + g.InputSize(), T(0));
-      for (std::int64_t c = 0; c < g.channels; ++c) {
-        T* plane = sample + c * g.h * g.w;
-        for (std::int64_t u = 0; u < g.k; ++u) {
-          std::int64_t ilo, ihi;
-          ConvOps::InsideRange(u, s, g.pad, g.h, g.ho, &ilo, &ihi);
-          for (std::int64_t v = 0; v < g.k; ++v) {
-            std::int64_t jlo, jhi;
-            ConvOps::InsideRange(v, s, g.pad, g.w, g.wo, &jlo, &jhi);
-            const T* row = col + ((c * g.k + u) * g.k + v) * ld + b * hw;
-            for (std::int64_t i = ilo; i < ihi; ++i) {
-              T* out = plane + ConvOps::InputCoord(i, u, s, g.pad) * g.w +
-                       ConvOps::InputCoord(jlo, v, s, g.pad);
-              const T* in = row + i * g.wo + jlo;
-              if (s == 1) {
-                for (std::int64_t j = 0; j < jhi - jlo; ++j) out[j] += in[j];
-              } else {
-                for (std::int64_t j = 0; j < jhi - jlo; ++j) {
-                  out[j * s] += in[j];
-                }
-              }
-            }
-          }
+    const std::int64_t s = g.stride, wo = g.wo;
+    std::fill(dx, dx + m * g.InputSize(), T(0));
+    ForEachColumnRow(g, m, [&](const ColumnRow& r) {
+      for (std::int64_t i = r.ilo; i < r.ihi; ++i) {
+        T* out = dx + r.plane + r.InputOffset(g, i);
+        const T* in = col + r.row + i * wo + r.jlo;
+        if (s == 1) {
+          for (std::int64_t j = 0; j < r.jhi - r.jlo; ++j) out[j] += in[j];
+        } else {
+          for (std::int64_t j = 0; j < r.jhi - r.jlo; ++j) out[j * s] += in[j];
         }
       }
-    }
+    });
   }
 
   // y [m, rows, hw] from z [rows, m*hw] (+ bias[r] when bias != nullptr).
@@ -195,6 +166,43 @@ struct HostConvKernels {
   }
 
  private:
+  // Row (c, u, v) of sample b's column matrix: `plane` = b*channels*h*w +
+  // c*h*w is the offset of the input plane it reads, `row` = ((c*k + u)*k +
+  // v)*ld + b*hw the offset of its hw entries in col; the outputs (i, j) in
+  // [ilo, ihi) x [jlo, jhi) read inside the plane (ConvOps::InsideRange), the
+  // others read the padding.
+  struct ColumnRow {
+    std::int64_t plane, row, u, v, ilo, ihi, jlo, jhi;
+
+    // The offset in the plane of the input that output (i, jlo) reads;
+    // output (i, jlo + t) reads t * stride further.
+    std::int64_t InputOffset(const ConvGeometry& g, std::int64_t i) const {
+      return ConvOps::InputCoord(i, u, g.stride, g.pad) * g.w +
+             ConvOps::InputCoord(jlo, v, g.stride, g.pad);
+    }
+  };
+
+  // fn(row) for every sample b < m and row (c, u, v), b outermost.
+  template <typename Fn>
+  static void ForEachColumnRow(const ConvGeometry& g, std::int64_t m, Fn fn) {
+    const std::int64_t ld = m * g.hw();
+    ColumnRow r;
+    for (std::int64_t b = 0; b < m; ++b) {
+      for (std::int64_t c = 0; c < g.channels; ++c) {
+        r.plane = b * g.InputSize() + c * g.h * g.w;
+        for (r.u = 0; r.u < g.k; ++r.u) {
+          ConvOps::InsideRange(r.u, g.stride, g.pad, g.h, g.ho, &r.ilo, &r.ihi);
+          for (r.v = 0; r.v < g.k; ++r.v) {
+            ConvOps::InsideRange(
+                r.v, g.stride, g.pad, g.w, g.wo, &r.jlo, &r.jhi);
+            r.row = ((c * g.k + r.u) * g.k + r.v) * ld + b * g.hw();
+            fn(static_cast<const ColumnRow&>(r));
+          }
+        }
+      }
+    }
+  }
+
   template <typename T>
   using RowMajor =
       Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;

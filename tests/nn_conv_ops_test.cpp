@@ -266,6 +266,33 @@ TEST_CASE("CPU im2col, col2im and layout copies equal the GPU bodies bitwise",
   }
 }
 
+// ConvForwardCpu (y overwritten), then ConvBackwardCpu (dw, db added to, dx
+// overwritten), sharing `scratch`.
+template <typename T>
+void CpuConvPass(const ConvGeometry& g,
+                 std::int64_t rows,
+                 const std::vector<T>& x,
+                 const std::vector<T>& w,
+                 const std::vector<T>& bias,
+                 const std::vector<T>& dy,
+                 std::vector<T>& y,
+                 std::vector<T>& dx,
+                 std::vector<T>& dw,
+                 std::vector<T>& db,
+                 std::vector<std::vector<T>>& scratch) {
+  nn::internal::ConvForwardCpu(
+      g, x.data(), w.data(), rows, bias.data(), y.data(), scratch);
+  nn::internal::ConvBackwardCpu(g,
+                                x.data(),
+                                w.data(),
+                                rows,
+                                dy.data(),
+                                dw.data(),
+                                db.data(),
+                                dx.data(),
+                                scratch);
+}
+
 // The chunked steps with kernel set K against ConvForwardCpu /
 // ConvBackwardCpu, for every chunk size from one sample to the whole batch
 // (ragged last chunks included), with and without bias and dx.
@@ -282,19 +309,10 @@ void CheckStepsAgainstCpu(double tol) {
     const std::vector<T> db0 = Random<T>(rows, 26);
     std::vector<std::vector<T>> cpu_scratch;
     std::vector<T> y_ref = Poisoned<T>(g.n * rows * hw);
-    nn::internal::ConvForwardCpu(
-        g, x.data(), w.data(), rows, bias.data(), y_ref.data(), cpu_scratch);
     std::vector<T> dw_ref = dw0, db_ref = db0;
     std::vector<T> dx_ref = Poisoned<T>(g.n * g.InputSize());
-    nn::internal::ConvBackwardCpu(g,
-                                  x.data(),
-                                  w.data(),
-                                  rows,
-                                  dy.data(),
-                                  dw_ref.data(),
-                                  db_ref.data(),
-                                  dx_ref.data(),
-                                  cpu_scratch);
+    CpuConvPass(
+        g, rows, x, w, bias, dy, y_ref, dx_ref, dw_ref, db_ref, cpu_scratch);
     for (std::int64_t chunk = 1; chunk <= g.n; ++chunk) {
       std::vector<T> col = Poisoned<T>(kk * chunk * hw);
       std::vector<T> z = Poisoned<T>(rows * chunk * hw);
@@ -405,36 +423,19 @@ TEMPLATE_TEST_CASE("CPU convolution: thread count and repeated calls",
     std::vector<T> dx = Poisoned<T>(g.n * g.InputSize());
     std::vector<T> dw(std::size_t(rows * kk), T(0)),
         db(std::size_t(rows), T(0));
-    nn::internal::ConvForwardCpu(
-        g, x.data(), w.data(), rows, bias.data(), y.data(), scratch);
-    nn::internal::ConvBackwardCpu(g,
-                                  x.data(),
-                                  w.data(),
-                                  rows,
-                                  dy.data(),
-                                  dw.data(),
-                                  db.data(),
-                                  dx.data(),
-                                  scratch);
+    CpuConvPass(g, rows, x, w, bias, dy, y, dx, dw, db, scratch);
     // A second pass reuses every thread's buffer and adds the same
     // gradients again.
     std::vector<const T*> buffers;
     for (const std::vector<T>& b : scratch) buffers.push_back(b.data());
     std::vector<T> dw_twice = dw, db_twice = db;
-    nn::internal::ConvForwardCpu(
-        g, x.data(), w.data(), rows, bias.data(), y.data(), scratch);
-    nn::internal::ConvBackwardCpu(g,
-                                  x.data(),
-                                  w.data(),
-                                  rows,
-                                  dy.data(),
-                                  dw_twice.data(),
-                                  db_twice.data(),
-                                  dx.data(),
-                                  scratch);
+    const std::vector<T> y_first = y, dx_first = dx;
+    CpuConvPass(g, rows, x, w, bias, dy, y, dx, dw_twice, db_twice, scratch);
     for (std::size_t t = 0; t < buffers.size(); ++t) {
       CHECK(scratch[t].data() == buffers[t]);
     }
+    CHECK(SameBits(y.data(), y_first.data(), g.n * rows * hw));
+    CHECK(SameBits(dx.data(), dx_first.data(), g.n * g.InputSize()));
     for (std::int64_t e = 0; e < rows * kk; ++e) {
       CHECK(std::abs(double(dw_twice[std::size_t(e)]) -
                      2 * double(dw[std::size_t(e)])) <=
