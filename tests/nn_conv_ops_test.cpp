@@ -19,12 +19,16 @@
 //   - the member CSR and the class-sum gather equal the scatter they replace;
 //   - chunk planning, device checks and the errors of a build without a GPU.
 // Scratch and outputs are poisoned with NaN first, so unwritten elements show.
+#include "nn_conv_ops.h"
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "backend/nn_conv_dispatch.h"
+#include "backend/nn_conv_steps.h"
 #include "catch.h"
 #include "layer_checks.h"
 #include "manifolds/parallel.h"
@@ -33,11 +37,7 @@
 #include "nn/group_conv.h"
 #include "nn/layers.h"
 #include "nn/pooling.h"
-// After the nn/ headers (see backend/nn_conv_dispatch.h).
-#include "backend/nn_conv_dispatch.h"
-#include "backend/nn_conv_steps.h"
 #include "nn_conv_cpu.h"
-#include "nn_conv_ops.h"
 
 using namespace symopt;
 using namespace symopt::nn;

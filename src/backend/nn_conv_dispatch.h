@@ -22,12 +22,9 @@
 #include <string>
 #include <vector>
 
+#include "backend/nn_conv_steps.h"
 #include "manifolds/device.h"
 #include "manifolds/tensor_view.h"
-// nn/layer.h names symopt::internal::DeviceMemset as `internal::` from inside
-// namespace symopt::nn, so it must be parsed before nn_conv_ops.h declares
-// symopt::nn::internal.
-#include "backend/nn_conv_steps.h"
 #include "nn/layer.h"
 #include "nn_conv_ops.h"
 
