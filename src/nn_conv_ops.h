@@ -3,6 +3,8 @@
 // (src/nn_conv_cpu.h, src/nn_pooling.cpp, src/nn_group_conv.cpp,
 // src/nn_flip_invariant.cpp) and the CUDA kernels (cuda/nn_conv.cu) call. The
 // caller supplies the indices (STYLE M2). No Eigen, CUDA or OpenMP headers.
+// The convolution's sequence of steps over these (im2col, products, col2im)
+// is written once too, for both backends: src/backend/nn_conv_steps.h.
 //
 // Convolution indexing (stride s, zero padding p, kernel k): output (i, j)
 // at kernel offset (u, v) reads input (i*s - p + u, j*s - p + v). The column
@@ -45,6 +47,26 @@ struct ConvOps {
                                            std::int64_t s,
                                            std::int64_t p) {
     return out * s - p + u;
+  }
+
+  // The outputs [*lo, *hi) among 0 .. outputs-1 whose InputCoord(out, u, s,
+  // p) lies inside the input [0, size); the others read the padding. Ensures:
+  // 0 <= *lo <= *hi <= outputs. Requires: s >= 1, p >= 0, 0 <= u.
+  static SYMOPT_HD void InsideRange(std::int64_t u,
+                                    std::int64_t s,
+                                    std::int64_t p,
+                                    std::int64_t size,
+                                    std::int64_t outputs,
+                                    std::int64_t* lo,
+                                    std::int64_t* hi) {
+    // out*s - p + u >= 0  <=>  out >= ceil((p - u) / s);
+    // out*s - p + u < size  <=>  out <= floor((size - 1 + p - u) / s).
+    const std::int64_t first = p - u <= 0 ? 0 : (p - u + s - 1) / s;
+    const std::int64_t last = size - 1 + p - u;
+    const std::int64_t end = last < 0 ? 0 : last / s + 1;
+    *lo = first < outputs ? first : outputs;
+    *hi = end < outputs ? end : outputs;
+    if (*hi < *lo) *hi = *lo;
   }
 
   // col[row][pixel] of one sample x [channels, h, w]: the input value the
@@ -90,10 +112,14 @@ struct ConvOps {
 };
 
 // The per-element bodies of the GPU convolution's kernels (one call per
-// output element e, each writing only element e), so the host can run the
-// same code in a loop (tests/nn_conv_ops_test.cpp). A chunk of m samples has
-// its columns side by side: col [kk, ld], ld = m * hw, and the row matrix
-// z [rows, ld] holds z[r, b*hw + p] for sample b, row r, pixel p.
+// output element e, each writing only element e; the index decomposition of
+// e costs integer divisions, which the GPU hides and the CPU would not). The
+// CPU's kernel set (HostConvKernels, src/nn_conv_cpu.h) writes the same
+// values with loops over contiguous runs of rows, on the same index maths
+// (ConvOps); tests/nn_conv_ops_test.cpp runs these bodies in host loops and
+// checks the two bitwise. A chunk of m samples has its columns side by side:
+// col [kk, ld], ld = m * hw, and the row matrix z [rows, ld] holds
+// z[r, b*hw + p] for sample b, row r, pixel p.
 struct ConvLayoutOps {
   // e = row * ld + b * hw + pixel: col[e] from the chunk's input x.
   template <typename T>

@@ -1,43 +1,51 @@
-// The GPU path of the convolution, pooling and group layers, checked on the
-// CPU (every build; no device needed). The kernels of cuda/nn_conv.cu are
-// thin loops over the per-element bodies of src/nn_conv_ops.h, and the
-// sequence of kernels and cuBLAS products is the *Steps templates of
-// src/backend/nn_conv_dispatch.h; here the same bodies run in host loops and
-// the same Steps run with a reference GEMM that checks its leading
-// dimensions, and everything is compared with the layers' CPU code:
-//   - im2col and the gather col2im (chunk layout) equal Im2Col / Col2Im
-//     bitwise;
-//   - the chunked convolution steps (any chunk size, ragged last chunk) equal
-//     ConvForwardCpu / ConvBackwardCpu, parameter gradients starting non-zero;
+// The convolution's steps (src/backend/nn_conv_steps.h) and the GPU path of
+// the convolution, pooling and group layers, checked on the CPU (every build;
+// no device needed). The kernels of cuda/nn_conv.cu are thin loops over the
+// per-element bodies of src/nn_conv_ops.h; here the same bodies run in host
+// loops (ElementKernels, with a reference GEMM that checks its leading
+// dimensions) and are compared with the CPU's kernel set (HostConvKernels,
+// src/nn_conv_cpu.h) and the layers' CPU code:
+//   - ConvOps::InsideRange equals its definition;
+//   - the host im2col, col2im and layout copies equal the GPU's bodies
+//     bitwise (chunk layouts of one sample and of the whole batch);
+//   - the chunked steps with either kernel set (any chunk size, ragged last
+//     chunk) equal ConvForwardCpu / ConvBackwardCpu, parameter gradients
+//     starting non-zero, with and without bias and dx;
+//   - ConvForwardCpu / ConvBackwardCpu: outputs and input gradients equal
+//     bitwise for 1 and 2 threads, and repeated calls reuse their scratch;
 //   - the folded dense steps equal FlipInvariantDense's CPU Forward/Backward;
 //   - the pooling bodies equal MaxPool2d / AvgPool2d bitwise (ties,
 //     overlapping windows);
 //   - the member CSR and the class-sum gather equal the scatter they replace;
 //   - chunk planning, device checks and the errors of a build without a GPU.
 // Scratch and outputs are poisoned with NaN first, so unwritten elements show.
+#include "nn_conv_ops.h"
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "backend/nn_conv_dispatch.h"
+#include "backend/nn_conv_steps.h"
 #include "catch.h"
 #include "layer_checks.h"
+#include "manifolds/parallel.h"
 #include "nn/conv2d.h"
 #include "nn/flip_invariant.h"
 #include "nn/group_conv.h"
 #include "nn/layers.h"
 #include "nn/pooling.h"
-// After the nn/ headers (see backend/nn_conv_dispatch.h).
-#include "backend/nn_conv_dispatch.h"
 #include "nn_conv_cpu.h"
-#include "nn_conv_ops.h"
 
 using namespace symopt;
 using namespace symopt::nn;
 using symopt::nn::internal::ClassOps;
 using symopt::nn::internal::ConvGeometry;
 using symopt::nn::internal::ConvLayoutOps;
+using symopt::nn::internal::ConvOps;
+using symopt::nn::internal::HostConvKernels;
 using symopt::nn::internal::PoolLayoutOps;
 using symopt::testing::RandomTensor;
 
@@ -81,10 +89,11 @@ double MaxRelError(const T* a, const T* b, std::int64_t n, double floor) {
   return worst;
 }
 
-// The kernel set of the *Steps templates on the host: the kernels' bodies in
-// loops, and a reference row-major GEMM with cuda::Gemm's contract (which it
-// checks: a wrong leading dimension fails the test).
-struct HostKernels {
+// The GPU's kernel set on the host: the CUDA kernels' per-element bodies in
+// loops over every element, and a reference row-major GEMM (double
+// accumulation) with cuda::Gemm's contract, which it checks: a wrong leading
+// dimension fails the test. Fill is the CPU's.
+struct ElementKernels : HostConvKernels {
   template <typename T>
   static void Im2Col(const ConvGeometry& g,
                      std::int64_t m,
@@ -121,10 +130,6 @@ struct HostKernels {
     for (std::int64_t e = 0; e < m * rows * hw; ++e) {
       ConvLayoutOps::ChannelsToColumns(dy, rows, m, hw, z, e);
     }
-  }
-  template <typename T>
-  static void Fill(T* out, std::int64_t n, T value) {
-    std::fill(out, out + n, value);
   }
   template <typename T>
   static void Gemm(bool trans_a,
@@ -187,69 +192,112 @@ ConvGeometry Geometry(const ConvCase& c) {
 
 }  // namespace
 
-TEST_CASE("GPU im2col and gather col2im equal the CPU loops bitwise",
+TEST_CASE("InsideRange is the set of outputs that read inside the input",
           "[nn][conv2d][gpu_host]") {
-  for (const ConvCase& c : kConvCases) {
-    const ConvGeometry g = Geometry(c);
-    const std::int64_t kk = g.kk(), hw = g.hw(), m = g.n, ld = m * hw;
-    const std::vector<double> x = Random<double>(m * g.InputSize(), 11);
-    // The chunk's columns side by side, against Im2Col per sample.
-    std::vector<double> col = Poisoned<double>(kk * ld);
-    HostKernels::Im2Col(g, m, x.data(), col.data());
-    std::vector<double> one(std::size_t(kk * hw));
-    for (std::int64_t b = 0; b < m; ++b) {
-      nn::internal::Im2Col(x.data() + b * g.InputSize(),
-                           g.channels,
-                           g.h,
-                           g.w,
-                           g.k,
-                           g.stride,
-                           g.pad,
-                           g.ho,
-                           g.wo,
-                           one.data());
-      bool same = true;
-      for (std::int64_t r = 0; r < kk; ++r) {
-        same = same && SameBits(&col[std::size_t(r * ld + b * hw)],
-                                &one[std::size_t(r * hw)],
-                                hw);
+  for (std::int64_t s = 1; s <= 3; ++s) {
+    for (std::int64_t p = 0; p <= 3; ++p) {
+      for (std::int64_t size = 1; size <= 7; ++size) {
+        for (std::int64_t u = 0; u <= 5; ++u) {
+          for (std::int64_t outputs = 0; outputs <= 6; ++outputs) {
+            std::int64_t lo = -1, hi = -1;
+            ConvOps::InsideRange(u, s, p, size, outputs, &lo, &hi);
+            CHECK(0 <= lo);
+            CHECK(lo <= hi);
+            CHECK(hi <= outputs);
+            for (std::int64_t out = 0; out < outputs; ++out) {
+              const std::int64_t at = ConvOps::InputCoord(out, u, s, p);
+              CHECK((at >= 0 && at < size) == (out >= lo && out < hi));
+            }
+          }
+        }
       }
-      CHECK(same);
-    }
-    // The gather adjoint of random column gradients, against Col2Im's
-    // scatter on each sample's slice.
-    const std::vector<double> dcol = Random<double>(kk * ld, 12);
-    std::vector<double> dx = Poisoned<double>(m * g.InputSize());
-    HostKernels::Col2Im(g, m, dcol.data(), dx.data());
-    for (std::int64_t b = 0; b < m; ++b) {
-      for (std::int64_t r = 0; r < kk; ++r) {
-        std::copy_n(
-            &dcol[std::size_t(r * ld + b * hw)], hw, &one[std::size_t(r * hw)]);
-      }
-      std::vector<double> ref(std::size_t(g.InputSize()), 0.0);
-      nn::internal::Col2Im(one.data(),
-                           g.channels,
-                           g.h,
-                           g.w,
-                           g.k,
-                           g.stride,
-                           g.pad,
-                           g.ho,
-                           g.wo,
-                           ref.data());
-      CHECK(SameBits(
-          &dx[std::size_t(b * g.InputSize())], ref.data(), g.InputSize()));
     }
   }
 }
 
-TEMPLATE_TEST_CASE("Chunked GPU convolution steps equal the CPU convolution",
-                   "[nn][conv2d][gpu_host]",
-                   float,
-                   double) {
-  using T = TestType;
-  // The host GEMM accumulates in double, the CPU path in T (Eigen).
-  const double tol = std::is_same<T, float>::value ? 2e-5 : 1e-12;
+TEST_CASE("CPU im2col, col2im and layout copies equal the GPU bodies bitwise",
+          "[nn][conv2d][gpu_host]") {
+  for (const ConvCase& c : kConvCases) {
+    const ConvGeometry g = Geometry(c);
+    const std::int64_t kk = g.kk(), hw = g.hw(), rows = c.rows;
+    const std::vector<double> x = Random<double>(g.n * g.InputSize(), 11);
+    const std::vector<double> bias = Random<double>(rows, 13);
+    // A chunk of one sample (the CPU's) and of the whole batch.
+    for (const std::int64_t m : {std::int64_t(1), g.n}) {
+      const std::int64_t ld = m * hw;
+      std::vector<double> col = Poisoned<double>(kk * ld);
+      std::vector<double> ref = Poisoned<double>(kk * ld);
+      HostConvKernels::Im2Col(g, m, x.data(), col.data());
+      ElementKernels::Im2Col(g, m, x.data(), ref.data());
+      CHECK(SameBits(col.data(), ref.data(), kk * ld));
+      // The adjoint of random column gradients: the CPU's scatter into
+      // poisoned dx against the GPU's gather.
+      const std::vector<double> dcol = Random<double>(kk * ld, 12);
+      std::vector<double> dx = Poisoned<double>(m * g.InputSize());
+      std::vector<double> dx_ref = Poisoned<double>(m * g.InputSize());
+      HostConvKernels::Col2Im(g, m, dcol.data(), dx.data());
+      ElementKernels::Col2Im(g, m, dcol.data(), dx_ref.data());
+      CHECK(SameBits(dx.data(), dx_ref.data(), m * g.InputSize()));
+      // Rows to channels (with and without bias) and back.
+      const std::vector<double> z = Random<double>(rows * ld, 14);
+      for (const double* b :
+           {bias.data(), static_cast<const double*>(nullptr)}) {
+        std::vector<double> y = Poisoned<double>(rows * ld);
+        std::vector<double> y_ref = Poisoned<double>(rows * ld);
+        HostConvKernels::ColumnsToChannels(z.data(), b, rows, m, hw, y.data());
+        ElementKernels::ColumnsToChannels(
+            z.data(), b, rows, m, hw, y_ref.data());
+        CHECK(SameBits(y.data(), y_ref.data(), rows * ld));
+      }
+      std::vector<double> z2 = Poisoned<double>(rows * ld);
+      std::vector<double> z2_ref = Poisoned<double>(rows * ld);
+      HostConvKernels::ChannelsToColumns(z.data(), rows, m, hw, z2.data());
+      ElementKernels::ChannelsToColumns(z.data(), rows, m, hw, z2_ref.data());
+      CHECK(SameBits(z2.data(), z2_ref.data(), rows * ld));
+    }
+    // One sample's bias step in place (the steps' shortcut for m = 1).
+    std::vector<double> y = Random<double>(rows * hw, 15);
+    std::vector<double> y_ref = Poisoned<double>(rows * hw);
+    ElementKernels::ColumnsToChannels(
+        y.data(), bias.data(), rows, 1, hw, y_ref.data());
+    HostConvKernels::ColumnsToChannels(
+        y.data(), bias.data(), rows, 1, hw, y.data());
+    CHECK(SameBits(y.data(), y_ref.data(), rows * hw));
+  }
+}
+
+// ConvForwardCpu (y overwritten), then ConvBackwardCpu (dw, db added to, dx
+// overwritten), sharing `scratch`.
+template <typename T>
+void CpuConvPass(const ConvGeometry& g,
+                 std::int64_t rows,
+                 const std::vector<T>& x,
+                 const std::vector<T>& w,
+                 const std::vector<T>& bias,
+                 const std::vector<T>& dy,
+                 std::vector<T>& y,
+                 std::vector<T>& dx,
+                 std::vector<T>& dw,
+                 std::vector<T>& db,
+                 std::vector<std::vector<T>>& scratch) {
+  nn::internal::ConvForwardCpu(
+      g, x.data(), w.data(), rows, bias.data(), y.data(), scratch);
+  nn::internal::ConvBackwardCpu(g,
+                                x.data(),
+                                w.data(),
+                                rows,
+                                dy.data(),
+                                dw.data(),
+                                db.data(),
+                                dx.data(),
+                                scratch);
+}
+
+// The chunked steps with kernel set K against ConvForwardCpu /
+// ConvBackwardCpu, for every chunk size from one sample to the whole batch
+// (ragged last chunks included), with and without bias and dx.
+template <typename K, typename T>
+void CheckStepsAgainstCpu(double tol) {
   for (const ConvCase& c : kConvCases) {
     const ConvGeometry g = Geometry(c);
     const std::int64_t kk = g.kk(), hw = g.hw(), rows = c.rows;
@@ -260,51 +308,40 @@ TEMPLATE_TEST_CASE("Chunked GPU convolution steps equal the CPU convolution",
     const std::vector<T> dw0 = Random<T>(rows * kk, 25);
     const std::vector<T> db0 = Random<T>(rows, 26);
     std::vector<std::vector<T>> cpu_scratch;
-    std::vector<T> y_ref(std::size_t(g.n * rows * hw));
-    nn::internal::ConvForwardCpu(
-        g, x.data(), w.data(), rows, bias.data(), y_ref.data(), cpu_scratch);
+    std::vector<T> y_ref = Poisoned<T>(g.n * rows * hw);
     std::vector<T> dw_ref = dw0, db_ref = db0;
-    std::vector<T> dx_ref(std::size_t(g.n * g.InputSize()));
-    nn::internal::ConvBackwardCpu(g,
-                                  x.data(),
-                                  w.data(),
-                                  rows,
-                                  dy.data(),
-                                  dw_ref.data(),
-                                  db_ref.data(),
-                                  dx_ref.data(),
-                                  cpu_scratch);
-    // Every chunk size from one sample to the whole batch (ragged last
-    // chunks included), with and without bias and dx.
+    std::vector<T> dx_ref = Poisoned<T>(g.n * g.InputSize());
+    CpuConvPass(
+        g, rows, x, w, bias, dy, y_ref, dx_ref, dw_ref, db_ref, cpu_scratch);
     for (std::int64_t chunk = 1; chunk <= g.n; ++chunk) {
       std::vector<T> col = Poisoned<T>(kk * chunk * hw);
       std::vector<T> z = Poisoned<T>(rows * chunk * hw);
       std::vector<T> ones = Poisoned<T>(chunk * hw);
       std::vector<T> y = Poisoned<T>(g.n * rows * hw);
-      nn::backend::ConvForwardSteps<HostKernels>(g,
-                                                 x.data(),
-                                                 w.data(),
-                                                 rows,
-                                                 bias.data(),
-                                                 y.data(),
-                                                 chunk,
-                                                 col.data(),
-                                                 z.data());
+      nn::backend::ConvForwardSteps<K>(g,
+                                       x.data(),
+                                       w.data(),
+                                       rows,
+                                       bias.data(),
+                                       y.data(),
+                                       chunk,
+                                       col.data(),
+                                       z.data());
       CHECK(MaxRelError(y.data(), y_ref.data(), g.n * rows * hw, 1.0) <= tol);
       std::vector<T> dw = dw0, db = db0;
       std::vector<T> dx = Poisoned<T>(g.n * g.InputSize());
-      nn::backend::ConvBackwardSteps<HostKernels>(g,
-                                                  x.data(),
-                                                  w.data(),
-                                                  rows,
-                                                  dy.data(),
-                                                  dw.data(),
-                                                  db.data(),
-                                                  dx.data(),
-                                                  chunk,
-                                                  col.data(),
-                                                  z.data(),
-                                                  ones.data());
+      nn::backend::ConvBackwardSteps<K>(g,
+                                        x.data(),
+                                        w.data(),
+                                        rows,
+                                        dy.data(),
+                                        dw.data(),
+                                        db.data(),
+                                        dx.data(),
+                                        chunk,
+                                        col.data(),
+                                        z.data(),
+                                        ones.data());
       CHECK(MaxRelError(dw.data(), dw_ref.data(), rows * kk, 1.0) <= tol);
       CHECK(MaxRelError(db.data(), db_ref.data(), rows, 1.0) <= tol);
       CHECK(MaxRelError(dx.data(), dx_ref.data(), g.n * g.InputSize(), 1.0) <=
@@ -312,29 +349,29 @@ TEMPLATE_TEST_CASE("Chunked GPU convolution steps equal the CPU convolution",
       // No bias, no dx: the weight gradient is the same, nothing else is
       // touched.
       std::vector<T> dw2 = dw0;
-      nn::backend::ConvBackwardSteps<HostKernels>(g,
-                                                  x.data(),
-                                                  w.data(),
-                                                  rows,
-                                                  dy.data(),
-                                                  dw2.data(),
-                                                  static_cast<T*>(nullptr),
-                                                  static_cast<T*>(nullptr),
-                                                  chunk,
-                                                  col.data(),
-                                                  z.data(),
-                                                  static_cast<T*>(nullptr));
+      nn::backend::ConvBackwardSteps<K>(g,
+                                        x.data(),
+                                        w.data(),
+                                        rows,
+                                        dy.data(),
+                                        dw2.data(),
+                                        static_cast<T*>(nullptr),
+                                        static_cast<T*>(nullptr),
+                                        chunk,
+                                        col.data(),
+                                        z.data(),
+                                        static_cast<T*>(nullptr));
       CHECK(SameBits(dw2.data(), dw.data(), rows * kk));
       std::vector<T> y_nobias = Poisoned<T>(g.n * rows * hw);
-      nn::backend::ConvForwardSteps<HostKernels>(g,
-                                                 x.data(),
-                                                 w.data(),
-                                                 rows,
-                                                 static_cast<const T*>(nullptr),
-                                                 y_nobias.data(),
-                                                 chunk,
-                                                 col.data(),
-                                                 z.data());
+      nn::backend::ConvForwardSteps<K>(g,
+                                       x.data(),
+                                       w.data(),
+                                       rows,
+                                       static_cast<const T*>(nullptr),
+                                       y_nobias.data(),
+                                       chunk,
+                                       col.data(),
+                                       z.data());
       double worst = 0;
       for (std::int64_t e = 0; e < g.n * rows * hw; ++e) {
         const T b = bias[std::size_t((e / hw) % rows)];
@@ -345,6 +382,78 @@ TEMPLATE_TEST_CASE("Chunked GPU convolution steps equal the CPU convolution",
       CHECK(worst <= 10 * tol);
     }
   }
+}
+
+TEMPLATE_TEST_CASE("Chunked convolution steps equal the CPU convolution",
+                   "[nn][conv2d][gpu_host]",
+                   float,
+                   double) {
+  using T = TestType;
+  // The reference GEMM accumulates in double, Eigen in T.
+  const double tol = std::is_same<T, float>::value ? 2e-5 : 1e-12;
+  SECTION("the GPU's kernel bodies") {
+    CheckStepsAgainstCpu<ElementKernels, T>(tol);
+  }
+  SECTION("the CPU's kernel set") {
+    CheckStepsAgainstCpu<HostConvKernels, T>(tol);
+  }
+}
+
+TEMPLATE_TEST_CASE("CPU convolution: thread count and repeated calls",
+                   "[nn][conv2d][gpu_host]",
+                   float,
+                   double) {
+  using T = TestType;
+  // Large enough (2.7 MFLOP) for two threads.
+  const ConvGeometry g{6, 8, 14, 14, 3, 1, 1, 14, 14};
+  const std::int64_t rows = 16, kk = g.kk(), hw = g.hw();
+  REQUIRE(2.0 * g.n * rows * kk * hw >= 2e6);
+  const std::vector<T> x = Random<T>(g.n * g.InputSize(), 71);
+  const std::vector<T> w = Random<T>(rows * kk, 72);
+  const std::vector<T> bias = Random<T>(rows, 73);
+  const std::vector<T> dy = Random<T>(g.n * rows * hw, 74);
+  const double tol = std::is_same<T, float>::value ? 1e-5 : 1e-13;
+  const int saved = NumThreads();
+  std::vector<std::vector<T>> ys, dxs, dws, dbs;
+  for (const int threads : {1, 2}) {
+    SetNumThreads(threads);
+    REQUIRE(nn::internal::ConvThreads(g, rows) == threads);
+    std::vector<std::vector<T>> scratch;
+    std::vector<T> y = Poisoned<T>(g.n * rows * hw);
+    std::vector<T> dx = Poisoned<T>(g.n * g.InputSize());
+    std::vector<T> dw(std::size_t(rows * kk), T(0)),
+        db(std::size_t(rows), T(0));
+    CpuConvPass(g, rows, x, w, bias, dy, y, dx, dw, db, scratch);
+    // A second pass reuses every thread's buffer and adds the same
+    // gradients again.
+    std::vector<const T*> buffers;
+    for (const std::vector<T>& b : scratch) buffers.push_back(b.data());
+    std::vector<T> dw_twice = dw, db_twice = db;
+    const std::vector<T> y_first = y, dx_first = dx;
+    CpuConvPass(g, rows, x, w, bias, dy, y, dx, dw_twice, db_twice, scratch);
+    for (std::size_t t = 0; t < buffers.size(); ++t) {
+      CHECK(scratch[t].data() == buffers[t]);
+    }
+    CHECK(SameBits(y.data(), y_first.data(), g.n * rows * hw));
+    CHECK(SameBits(dx.data(), dx_first.data(), g.n * g.InputSize()));
+    for (std::int64_t e = 0; e < rows * kk; ++e) {
+      CHECK(std::abs(double(dw_twice[std::size_t(e)]) -
+                     2 * double(dw[std::size_t(e)])) <=
+            tol * (1 + std::abs(double(dw[std::size_t(e)]))));
+    }
+    ys.push_back(y);
+    dxs.push_back(dx);
+    dws.push_back(dw);
+    dbs.push_back(db);
+  }
+  SetNumThreads(saved);
+  // Every sample's output and input gradient is computed by one thread from
+  // that sample alone: bitwise the same for any thread count. The parameter
+  // gradients differ only in where the thread partials split the sum.
+  CHECK(SameBits(ys[1].data(), ys[0].data(), g.n * rows * hw));
+  CHECK(SameBits(dxs[1].data(), dxs[0].data(), g.n * g.InputSize()));
+  CHECK(MaxRelError(dws[1].data(), dws[0].data(), rows * kk, 1.0) <= tol);
+  CHECK(MaxRelError(dbs[1].data(), dbs[0].data(), rows, 1.0) <= tol);
 }
 
 TEMPLATE_TEST_CASE("Fold, Linear, unfold equal FlipInvariantDense on the CPU",

@@ -10,10 +10,13 @@
 // row per filter, the rows an oblique manifold normalises. b [C_out].
 //
 // CPU implementation: per sample, im2col (col [C_in*k*k, Ho*Wo]) and one Eigen
-// GEMM  Y_n = W col + b; backward  dW += dY_n col^T,  db += rowsum(dY_n),
-// dcol = W^T dY_n scattered back by col2im. Samples run in parallel over
-// OpenMP threads (SetNumThreads); per-thread weight-gradient partials are
-// summed in thread order, so results do not depend on scheduling.
+// GEMM  Y_n = W col + b; backward  dW += dY_n col^T,  db += dY_n 1,
+// dcol = W^T dY_n scattered back by col2im: the GPU's steps with a host
+// kernel set (src/backend/nn_conv_steps.h, src/nn_conv_cpu.h). Samples run in
+// parallel over OpenMP threads (SetNumThreads), one contiguous range each;
+// per-thread weight- and bias-gradient partials are summed in thread order,
+// so results do not depend on scheduling, and y and dx do not depend on the
+// thread count.
 //
 // Initialisation: PyTorch's default, W and b uniform in
 // [-1/sqrt(C_in k^2), 1/sqrt(C_in k^2)] from std::mt19937_64(seed).

@@ -9,18 +9,12 @@
 // Pointers named d_* are device memory. Everything runs on the legacy default
 // stream, in order with the tensors' copies, and returns once enqueued.
 //
-// Convolution on the GPU (Conv2d and both P4 layers share it): the batch is
-// processed in chunks of m samples (ConvChunkSamples) so the scratch stays
-// bounded. Per chunk:
-//   forward   col = im2col(x_chunk)           [kk, m*hw]   (kernel)
-//             Z   = W col                     [rows, m*hw] (cuBLAS)
-//             y_chunk[b, r, p] = Z[r, b*hw + p] + bias[r]  (kernel)
-//   backward  dZ[r, b*hw + p] = dy_chunk[b, r, p]          (kernel)
-//             dW += dZ col^T                  (cuBLAS, beta = 1)
-//             db += dZ 1                      (cuBLAS against ones, beta = 1)
-//             col = W^T dZ;  dx_chunk = col2im(col)  (cuBLAS; gather kernel)
-// No atomics: every sum is a cuBLAS product or a per-element gather, so
-// results are deterministic.
+// Convolution on the GPU (Conv2d and both P4 layers share it): the steps of
+// backend/nn_conv_steps.h, the same code the CPU runs (src/nn_conv_cpu.h),
+// with the CUDA kernels and cuBLAS as the kernel set, over the whole batch in
+// chunks of ConvChunkSamples samples so the scratch stays bounded. No
+// atomics: every sum is a cuBLAS product or a per-element gather, so results
+// are deterministic.
 #pragma once
 
 #include <algorithm>
@@ -28,19 +22,15 @@
 #include <string>
 #include <vector>
 
+#include "backend/nn_conv_steps.h"
 #include "manifolds/device.h"
 #include "manifolds/tensor_view.h"
-// nn/layer.h names symopt::internal::DeviceMemset as `internal::` from inside
-// namespace symopt::nn, so it must be parsed before nn_conv_ops.h declares
-// symopt::nn::internal.
 #include "nn/layer.h"
 #include "nn_conv_ops.h"
 
 namespace symopt {
 namespace nn {
 namespace backend {
-
-using internal::ConvGeometry;
 
 // Default bound of the convolution scratch, in elements of each of the column
 // buffer [kk, m*hw] and the row buffer [rows, m*hw]: 2^24 (64 MiB in float).
@@ -53,83 +43,6 @@ constexpr std::int64_t kDefaultColumnBudget = std::int64_t(1) << 24;
 std::int64_t ConvChunkSamples(const ConvGeometry& g,
                               std::int64_t rows,
                               std::int64_t budget);
-
-// ---- the steps of the GPU convolution and dense products -------------------
-//
-// Written once over a kernel set K (static functions; pointers on K's
-// device; work runs in call order):
-//   K::Im2Col(g, m, x, col)                      ConvLayoutOps::Im2Col
-//   K::Col2Im(g, m, col, dx)                     ConvLayoutOps::Col2Im
-//   K::ColumnsToChannels(z, bias, rows, m, hw, y)
-//   K::ChannelsToColumns(dy, rows, m, hw, z)
-//   K::Fill(out, n, value)
-//   K::Gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-//                                                cuda::Gemm's contract
-// The dispatch point runs them with the CUDA kernels; the CPU test
-// (tests/nn_conv_ops_test.cpp) with host loops over the same per-element ops
-// and a reference GEMM, which checks layouts, chunking and every product's
-// arguments without a GPU.
-
-// Forward over chunks of `chunk` samples. Scratch: col [kk * chunk * hw],
-// z [rows * chunk * hw].
-template <typename K, typename T>
-void ConvForwardSteps(const ConvGeometry& g,
-                      const T* x,
-                      const T* weight,
-                      std::int64_t rows,
-                      const T* bias,
-                      T* y,
-                      std::int64_t chunk,
-                      T* col,
-                      T* z) {
-  const std::int64_t kk = g.kk(), hw = g.hw();
-  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
-    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
-    K::Im2Col(g, m, x + b0 * g.InputSize(), col);
-    K::Gemm(false, false, rows, ld, kk, T(1), weight, kk, col, ld, T(0), z, ld);
-    K::ColumnsToChannels(z, bias, rows, m, hw, y + b0 * rows * hw);
-  }
-}
-
-// Backward over chunks: dweight += dZ col^T, dbias += dZ 1 (when not null;
-// `ones` [chunk * hw] is filled here), dx = col2im(W^T dZ) (when not null).
-// Scratch: col [kk * chunk * hw] (columns, then their gradient), dz [rows *
-// chunk * hw].
-template <typename K, typename T>
-void ConvBackwardSteps(const ConvGeometry& g,
-                       const T* x,
-                       const T* weight,
-                       std::int64_t rows,
-                       const T* dy,
-                       T* dweight,
-                       T* dbias,
-                       T* dx,
-                       std::int64_t chunk,
-                       T* col,
-                       T* dz,
-                       T* ones) {
-  const std::int64_t kk = g.kk(), hw = g.hw();
-  if (dbias != nullptr) K::Fill(ones, chunk * hw, T(1));
-  for (std::int64_t b0 = 0; b0 < g.n; b0 += chunk) {
-    const std::int64_t m = std::min(chunk, g.n - b0), ld = m * hw;
-    K::Im2Col(g, m, x + b0 * g.InputSize(), col);
-    K::ChannelsToColumns(dy + b0 * rows * hw, rows, m, hw, dz);
-    // dW += dZ col^T (rows x kk, inner dimension m*hw).
-    K::Gemm(
-        false, true, rows, kk, ld, T(1), dz, ld, col, ld, T(1), dweight, kk);
-    // db += dZ 1: the row sums as a product (deterministic, no atomics).
-    if (dbias != nullptr) {
-      K::Gemm(false, false, rows, 1, ld, T(1), dz, ld, ones, 1, T(1), dbias, 1);
-    }
-    if (dx != nullptr) {
-      // dcol = W^T dZ into the column buffer (the products above that read it
-      // run first), then the gather col2im.
-      K::Gemm(
-          true, false, kk, ld, rows, T(1), weight, kk, dz, ld, T(0), col, ld);
-      K::Col2Im(g, m, col, dx + b0 * g.InputSize());
-    }
-  }
-}
 
 // Device scratch of one convolution layer, allocated on first use on the
 // current device and grown when a larger input needs it.
