@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <utility>
@@ -493,13 +494,22 @@ void LoadCheckpoint(const std::string& path,
     Corrupt(path, "optimizer record 'group_lr' has an odd number of entries");
   }
   for (std::size_t k = 0; k < group_lr.size(); k += 2) {
+    // Converting a double outside int's range (or NaN) to int is undefined:
+    // check the range before the cast.
+    if (!(group_lr[k] >= double(std::numeric_limits<int>::min()) &&
+          group_lr[k] <= double(std::numeric_limits<int>::max()) &&
+          std::trunc(group_lr[k]) == group_lr[k])) {
+      std::ostringstream os;
+      os << "optimizer record 'group_lr' names parameter group " << group_lr[k]
+         << ", which is not an int";
+      Corrupt(path, os.str());
+    }
     const int id = int(group_lr[k]);
     bool used = false;
     for (const Parameter<T>& p : opt->params()) used = used || p.group == id;
-    if (double(id) != group_lr[k] || !used) {
+    if (!used) {
       Mismatch(path,
-               "has a learning rate for parameter group " +
-                   std::to_string(group_lr[k]) +
+               "has a learning rate for parameter group " + std::to_string(id) +
                    ", which no parameter of the optimizer is in");
     }
     state.group_lr[id] = group_lr[k + 1];

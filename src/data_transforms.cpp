@@ -168,6 +168,10 @@ nn::Tensor<T> ApplySymmetry(const GridSymmetry& g, const nn::Tensor<T>& x) {
 template <typename T>
 void RotateBilinear(
     const T* src, T* dst, std::int64_t h, std::int64_t w, double angle) {
+  // A non-finite angle makes every sample coordinate NaN, and Floor's
+  // conversion of NaN to int64 is undefined behaviour.
+  SYMOPT_CHECK(std::isfinite(angle),
+               "RotateBilinear: the angle must be finite, got " << angle);
   const double cx = 0.5 * double(w - 1), cy = 0.5 * double(h - 1);
   const double cs = std::cos(angle), sn = std::sin(angle);
   for (std::int64_t i = 0; i < h; ++i) {
@@ -206,6 +210,8 @@ template <typename T>
 nn::Tensor<T> Rotate(const nn::Tensor<T>& x, double angle) {
   std::int64_t h, w, planes;
   PlaneShape(x.shape(), "Rotate", &h, &w, &planes);
+  SYMOPT_CHECK(std::isfinite(angle),
+               "Rotate: the angle must be finite, got " << angle);
   nn::Tensor<T> y(x.shape());
 #pragma omp parallel for schedule(static) if (x.size() >= kParallelPixels)
   for (std::int64_t p = 0; p < planes; ++p) {
@@ -222,6 +228,11 @@ nn::Tensor<T> RotateEach(const nn::Tensor<T>& x,
   SYMOPT_CHECK(x.ndim() >= 3 && std::int64_t(angles.size()) == x.dim(0),
                "RotateEach: " << angles.size() << " angles for images "
                               << nn::ShapeString(x.shape()));
+  for (std::size_t k = 0; k < angles.size(); ++k) {
+    SYMOPT_CHECK(
+        std::isfinite(angles[k]),
+        "RotateEach: angle " << k << " must be finite, got " << angles[k]);
+  }
   const std::int64_t per_image = x.dim(0) == 0 ? 0 : planes / x.dim(0);
   nn::Tensor<T> y(x.shape());
 #pragma omp parallel for schedule(static) if (x.size() >= kParallelPixels)

@@ -37,6 +37,13 @@ GeneratorSet CyclicShiftGroup(const Shape& shape, int axis) {
 
 GeneratorSet FlipGroup(const Shape& shape, const std::vector<int>& axes) {
   SYMOPT_CHECK(!axes.empty(), "flip group: no axes given");
+  // A shape has fewer than 2^31 entries, so at most 30 of its axes have
+  // length >= 2 (a flip of a length-1 axis is the identity). This also keeps
+  // the order 2^k below computable.
+  SYMOPT_CHECK(axes.size() <= 30,
+               "flip group: " << axes.size()
+                              << " axes given; at most 30 can be flipped "
+                                 "non-trivially");
   GeneratorSet set;
   for (int a : axes) set.generators.push_back(Transform::Flip(shape, a));
   std::vector<int> sorted = axes;
@@ -133,6 +140,11 @@ FiniteGroup FiniteGroup::Generate(std::vector<LayerGenerator> generators,
                                   GroupKind declared,
                                   std::int64_t max_order) {
   SYMOPT_CHECK(!generators.empty(), "group: no generators");
+  // The order 2n of a dihedral group overflows for n >= 2^62; no group that
+  // fits in memory comes near 2^31 elements.
+  SYMOPT_CHECK(
+      declared.n >= 0 && declared.n <= (std::int64_t{1} << 31),
+      "group: the declared n = " << declared.n << " is outside [0, 2^31]");
   FiniteGroup g;
   g.out_shape_ = generators[0].out.shape();
   g.in_shape_ = generators[0].in.shape();

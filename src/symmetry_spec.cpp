@@ -193,6 +193,16 @@ class Parser {
     if (type == "permutation" || type == "partial_permutation") {
       const std::vector<std::int64_t> g =
           IntList(Member(t, path, "gather"), path + ".gather");
+      // Checked here, before the narrowing to int32 could wrap an index
+      // into range.
+      for (std::size_t k = 0; k < g.size(); ++k) {
+        if (g[k] < -1 || g[k] >= shape.size()) {
+          Fail(path + ".gather[" + std::to_string(k) + "]",
+               "index " + std::to_string(g[k]) +
+                   " is out of range: expected -1 or an index in [0, " +
+                   std::to_string(shape.size()) + ")");
+        }
+      }
       std::vector<std::int32_t> src(g.begin(), g.end());
       Transform tr = At(path + ".gather", [&] {
         return Transform::FromGather(shape, src, type);

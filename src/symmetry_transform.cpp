@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -16,9 +17,11 @@ Shape::Shape(std::vector<std::int64_t> dims) : dims_(std::move(dims)) {
                  "shape " << ToString() << ": axis " << a << " has length "
                           << dims_[a] << ", expected >= 1");
     strides_[a] = size_;
-    size_ *= dims_[a];
-    SYMOPT_CHECK(size_ < (std::int64_t{1} << 31),
+    // size_ < 2^31 here; compare before multiplying, as the product of a
+    // large length and size_ overflows int64.
+    SYMOPT_CHECK(dims_[a] <= ((std::int64_t{1} << 31) - 1) / size_,
                  "shape " << ToString() << " has 2^31 or more entries");
+    size_ *= dims_[a];
   }
 }
 
@@ -198,10 +201,15 @@ Transform Transform::Shift(const Shape& shape,
                            bool wrap) {
   CheckAxis(shape, axis, "shift");
   const std::int64_t m = shape.dim(axis);
+  // to[axis] - amount overflows for amounts near the ends of int64: reduce
+  // the amount first (mod m with wrap; any |amount| >= m shifts everything
+  // out without wrap).
+  const std::int64_t reduced =
+      wrap ? ((amount % m) + m) % m : std::clamp(amount, -m, m);
   auto src = GatherFromIndexMap(shape,
                                 [&](const std::vector<std::int64_t>& to,
                                     std::vector<std::int64_t>* from) {
-                                  std::int64_t i = to[axis] - amount;
+                                  std::int64_t i = to[axis] - reduced;
                                   if (wrap) {
                                     i = ((i % m) + m) % m;
                                   } else if (i < 0 || i >= m) {

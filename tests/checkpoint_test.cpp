@@ -7,14 +7,18 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <random>
 
 #include "catch.h"
+#include "file_io.h"
 #include "manifold_checks.h"
 #include "manifolds/euclidean.h"
 #include "manifolds/oblique.h"
@@ -60,6 +64,32 @@ std::vector<char> ReadBytes(const std::string& path) {
 void WriteBytes(const std::string& path, const std::vector<char>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// The offset in checkpoint `bytes` of the payload of the record named `name`:
+// a record is role u32, name and kind (u32 length + bytes), rows and cols
+// i64, dtype u32, payload length u64, then the payload (src/checkpoint.cpp).
+std::size_t PayloadOffset(const std::vector<char>& bytes,
+                          const std::string& name) {
+  const std::uint32_t length = std::uint32_t(name.size());
+  std::string key(reinterpret_cast<const char*>(&length), 4);
+  key += name;
+  const auto it =
+      std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
+  REQUIRE(it != bytes.end());
+  const std::size_t kind_at = std::size_t(it - bytes.begin()) + key.size();
+  std::uint32_t kind_length;
+  REQUIRE(kind_at + 4 <= bytes.size());
+  std::memcpy(&kind_length, bytes.data() + kind_at, 4);
+  return kind_at + 4 + kind_length + 8 + 8 + 4 + 8;
+}
+
+// Recomputes the CRC-32 that ends a checkpoint whose `bytes` were edited, so
+// that the edit reaches the checks behind the CRC.
+void Reseal(std::vector<char>& bytes) {
+  const std::uint32_t crc = internal::Crc32(
+      reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size() - 4);
+  std::memcpy(bytes.data() + bytes.size() - 4, &crc, 4);
 }
 
 // The model every test trains: an oblique filter bank, a Euclidean bias in
@@ -322,6 +352,57 @@ TEST_CASE(
   }
   // The good file still loads.
   LoadCheckpoint(good, &opt_b);
+  CHECK(BitwiseEqual(b.Values(), a.Values()));
+}
+
+// Found under UBSan (docs/testing.md): a group id outside int's
+// range was converted to int before it was checked (undefined behaviour).
+TEST_CASE("A checkpoint naming a parameter group that is not an int is corrupt",
+          "[optim][checkpoint][errors]") {
+  TempDir dir;
+  const std::string good = dir.File("good.ckpt");
+  const std::string bad = dir.File("bad.ckpt");
+  Model<double> a = MakeModel<double>(5);
+  RiemannianSgd<double> opt_a(a.Params(), MakeOptions());
+  Train(a, opt_a, 2);
+  SaveCheckpoint(good, opt_a);
+  const std::vector<char> bytes = ReadBytes(good);
+  // group_lr holds (id, lr) pairs; MakeOptions gives group 1 its own rate.
+  const std::size_t at = PayloadOffset(bytes, "group_lr");
+  REQUIRE(at + 16 <= bytes.size());
+  double id, lr;
+  std::memcpy(&id, bytes.data() + at, 8);
+  std::memcpy(&lr, bytes.data() + at + 8, 8);
+  REQUIRE(id == 1.0);
+  REQUIRE(lr == 0.1);
+
+  Model<double> b = MakeModel<double>(6);
+  RiemannianSgd<double> opt_b(b.Params(), MakeOptions());
+  Train(b, opt_b, 1);
+  auto with_id = [&](double v) {
+    std::vector<char> c = bytes;
+    std::memcpy(c.data() + at, &v, 8);
+    Reseal(c);
+    WriteBytes(bad, c);
+  };
+  for (double v : {1e300,
+                   -1e300,
+                   2147483648.0,
+                   -2147483649.0,
+                   std::numeric_limits<double>::infinity(),
+                   std::numeric_limits<double>::quiet_NaN(),
+                   1.5}) {
+    INFO("group id " << v);
+    with_id(v);
+    ExpectLoadFails<FileError>(bad, b, opt_b, "which is not an int");
+  }
+  // An int that no parameter's group has is a mismatch, not corruption.
+  with_id(7.0);
+  ExpectLoadFails<InvalidArgument>(
+      bad, b, opt_b, "learning rate for parameter group 7");
+  // The unedited bytes, resealed, still load.
+  with_id(1.0);
+  LoadCheckpoint(bad, &opt_b);
   CHECK(BitwiseEqual(b.Values(), a.Values()));
 }
 

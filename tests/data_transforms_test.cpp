@@ -1,4 +1,5 @@
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "catch.h"
@@ -142,6 +143,30 @@ TEST_CASE("Bilinear rotation: 0 is the identity, quarter turns are exact",
       CHECK(MaxAbsDiff(bilinear, exact) < 1e-6);
     }
   }
+}
+
+// Found under UBSan (docs/testing.md): a NaN or infinite angle made
+// every sample coordinate NaN, whose conversion to int64 is undefined.
+TEST_CASE("Rotation refuses non-finite angles and leaves the output alone",
+          "[data][transforms][errors]") {
+  const nn::Tensor<float> x = RandomImages<float>({3, 1, 5, 5}, 7);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  for (double bad : {nan, inf, -inf}) {
+    INFO("angle " << bad);
+    CHECK_THROWS_AS(Rotate(x, bad), InvalidArgument);
+    CHECK_THROWS_WITH(Rotate(x, bad),
+                      Catch::Matchers::Contains("Rotate: the angle"));
+    CHECK_THROWS_WITH(
+        RotateEach(x, {0.5, bad, 1.0}),
+        Catch::Matchers::Contains("RotateEach: angle 1 must be finite"));
+    std::vector<float> dst(25, 3.0f);
+    CHECK_THROWS_AS(RotateBilinear(x.data(), dst.data(), 5, 5, bad),
+                    InvalidArgument);
+    CHECK(dst == std::vector<float>(25, 3.0f));
+  }
+  // A finite angle, however large, is fine: cos and sin are bounded.
+  CHECK_NOTHROW(Rotate(x, 1e300));
 }
 
 TEST_CASE("Bilinear rotation composes on affine images and cuts corners",

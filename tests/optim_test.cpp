@@ -496,15 +496,24 @@ TEMPLATE_TEST_CASE("Oblique SGD finds each row's smallest eigenvector",
       // the driver must reject and shrink before it converges.
       BoldDriver<T> bold(&opt);
       bold.EndEpoch(problem.Value(w));
+      // Counted until the error first reaches tol: from then on the loss is
+      // f_min to the last bit or two and each epoch's verdict is rounding
+      // noise, which differs between builds (-O1 and -O2 round differently).
+      std::int64_t accepted = -1, rejected = -1;
       for (int epoch = 0; epoch < 150; ++epoch) {
         for (int it = 0; it < 10; ++it) {
           problem.Gradient(w, g);
           REQUIRE(opt.Step().status == StepStatus::kOk);
         }
         bold.EndEpoch(problem.Value(w));
+        if (accepted < 0 && problem.Error(w) <= tol) {
+          accepted = bold.accepted();
+          rejected = bold.rejected();
+        }
       }
-      CHECK(bold.rejected() > 0);
-      CHECK(bold.accepted() > bold.rejected());
+      REQUIRE(accepted >= 0);  // converged within the 150 epochs
+      CHECK(rejected > 0);
+      CHECK(accepted > rejected);
     }
     CHECK(problem.Error(w) <= tol);
     CHECK(

@@ -185,6 +185,22 @@ TEST_CASE("malformed specs exit with status 2 and say what and where",
            R"("transforms": [{"type": "permutation", "gather": [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}]})",
        "transforms[0].gather",
        "not a permutation"},
+      // The next three overflowed (or wrapped to another index) before the
+      // sanitizer run (docs/testing.md).
+      {"huge_shape",
+       R"({"output": [1], "input": [4611686018427387904, 4], "constraint": "invariance", "transforms": [{"type": "flip", "axis": 1}]})",
+       "input",
+       "2^31 or more entries"},
+      {"huge_dihedral",
+       "{" + head +
+           R"("transforms": [{"type": "flip", "axis": 0}], "group": {"kind": "dihedral", "n": 4611686018427387904}})",
+       "group",
+       "outside [0, 2^31]"},
+      {"gather_past_int32",
+       "{" + head +
+           R"("transforms": [{"type": "permutation", "gather": [4294967297, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]}]})",
+       "transforms[0].gather[0]",
+       "index 4294967297 is out of range"},
   };
   for (const Bad& b : cases) {
     INFO(b.name);

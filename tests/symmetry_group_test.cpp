@@ -1,6 +1,7 @@
 // Transformations and finite groups: index maps, closure and kind checks, the
 // twirl Pi_G, and group-convolution filter spaces (C4, D4, P4) whose free
 // parameter counts are checked against Burnside's lemma.
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -90,6 +91,61 @@ TEST_CASE("named transforms follow their documented index maps",
     } catch (const InvalidArgument& e) {
       CHECK_THAT(e.what(), Catch::Contains("equal length"));
     }
+  }
+}
+
+// Found under UBSan with crafted input (docs/testing.md): each of these
+// overflowed a signed integer or shifted by 64 or more before it was checked.
+TEST_CASE("extreme shapes, shift amounts and group sizes never overflow",
+          "[symmetry][transform][group][errors]") {
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  SECTION("a shape's size is checked before it can overflow") {
+    for (const std::vector<std::int64_t>& dims :
+         std::vector<std::vector<std::int64_t>>{{std::int64_t{1} << 62, 4},
+                                                {kMax, 2},
+                                                {kMax, kMax},
+                                                {3, 1 << 30, 2}}) {
+      CHECK_THROWS_WITH(Shape(dims),
+                        Catch::Contains("has 2^31 or more entries"));
+    }
+    CHECK(Shape({1 << 15, 1 << 15, 1}).size() == std::int64_t{1} << 30);
+  }
+  SECTION("a shift by any amount is the shift by that amount mod the length") {
+    const Shape s({5, 2});
+    for (std::int64_t amount : {kMin, kMin + 1, kMax, kMax - 1}) {
+      INFO("amount " << amount);
+      const std::int64_t reduced = ((amount % 5) + 5) % 5;
+      CHECK(Transform::Shift(s, 0, amount, true).gather() ==
+            Transform::Shift(s, 0, reduced, true).gather());
+      // Without wrap everything shifts out.
+      CHECK(Transform::Shift(s, 0, amount, false).gather() ==
+            std::vector<std::int32_t>(10, -1));
+    }
+    CHECK(Transform::Shift(s, 0, -5, false).gather() ==
+          std::vector<std::int32_t>(10, -1));
+    CHECK(Transform::Shift(s, 0, -4, false).gather()[0] == 8);
+  }
+  SECTION("a declared order too large to compute is refused") {
+    const Shape img({4, 4});
+    const Shape out({1});
+    for (std::int64_t n : {std::int64_t{1} << 62, kMax, std::int64_t{-1}}) {
+      INFO("n = " << n);
+      CHECK_THROWS_WITH(
+          FiniteGroup::Generate(InvarianceAction(out, D4Group(img, 0, 1)),
+                                GroupKind::Dihedral(n)),
+          Catch::Contains("outside [0, 2^31]"));
+    }
+  }
+  SECTION("a flip group of more axes than a shape can flip is refused") {
+    std::vector<int> axes(64);
+    std::iota(axes.begin(), axes.end(), 0);
+    const Shape ones(std::vector<std::int64_t>(64, 1));
+    CHECK_THROWS_WITH(FlipGroup(ones, axes), Catch::Contains("64 axes"));
+    axes.resize(31);
+    CHECK_THROWS_WITH(FlipGroup(ones, axes), Catch::Contains("31 axes"));
+    axes.resize(3);
+    CHECK(FlipGroup(Shape({2, 2, 2}), axes).kind.n == 8);
   }
 }
 

@@ -617,8 +617,11 @@ class ReferenceTie {
 
 template <typename T>
 bool BitwiseEqual(const std::vector<T>& a, const std::vector<T>& b) {
+  // memcmp's pointers must not be null, even for 0 bytes: an empty vector's
+  // data() may be.
   return a.size() == b.size() &&
-         std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0;
+         (a.empty() ||
+          std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0);
 }
 
 // Values of three kinds: ordinary, subnormal (where a/2 + b/2 differs from

@@ -102,7 +102,8 @@ template <typename T>
 nn::Tensor<T> ApplySymmetry(const GridSymmetry& g, const nn::Tensor<T>& x);
 
 // dst = src rotated counter-clockwise by `angle` radians, bilinear, zero
-// outside. src and dst do not overlap.
+// outside. src and dst do not overlap. Requires (else InvalidArgument): the
+// angle (every angle, for RotateEach) is finite.
 template <typename T>
 void RotateBilinear(
     const T* src, T* dst, std::int64_t h, std::int64_t w, double angle);
