@@ -16,7 +16,9 @@
 
 #include "symmetry/spec.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int Run(int argc, char** argv) {
   CLI::App app{
       "symopt: exact weight sharing from invariances and equivariances"};
   app.require_subcommand(1);
@@ -57,4 +59,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Whatever escapes Run (std::bad_alloc, say) still exits 1 with a message.
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "symopt: " << e.what() << "\n";
+    return 1;
+  }
 }

@@ -179,8 +179,9 @@ void BM_FianTieProjection(benchmark::State& state) {
     ok = w[k] == w[j * s.cols + mi];
   }
   if (!ok) state.SkipWithError("projection result is not in E");
-  state.SetBytesProcessed(state.iterations() * n *
-                          (2 * sizeof(double) + sizeof(std::int32_t)));
+  state.SetBytesProcessed(
+      state.iterations() * n *
+      std::int64_t(2 * sizeof(double) + sizeof(std::int32_t)));
   state.counters["weights"] = static_cast<double>(n);
 }
 BENCHMARK(BM_FianTieProjection)->Unit(benchmark::kMillisecond)->MinTime(1.0);

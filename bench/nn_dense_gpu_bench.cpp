@@ -90,7 +90,8 @@ void BM_MlpStep(benchmark::State& state) {
   const std::int64_t batch = state.range(0);
   const nn::Tensor<float> x_host = RandomTensor({batch, 784}, 3);
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch));
-  for (std::int64_t i = 0; i < batch; ++i) labels[std::size_t(i)] = i % 10;
+  for (std::int64_t i = 0; i < batch; ++i)
+    labels[std::size_t(i)] = std::int32_t(i % 10);
   auto model = Mlp();
   model->To(kDevice);
   const nn::Tensor<float> x = x_host.To(kDevice);

@@ -56,7 +56,7 @@ struct Mlp {
           std::make_shared<Euclidean<float>>(1, widths[l + 1]));
     }
   }
-  void Add(std::string name, std::shared_ptr<const Manifold<float>> m) {
+  void Add(std::string name, const std::shared_ptr<const Manifold<float>>& m) {
     Block b{std::move(name),
             m,
             std::vector<float>(m->AmbientSize()),

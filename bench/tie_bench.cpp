@@ -40,7 +40,6 @@
 
 namespace {
 
-using symopt::TieLayout;
 using symopt::TiePattern;
 using symopt::TieSubspace;
 using View = symopt::TensorView<float>;

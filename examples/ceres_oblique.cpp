@@ -49,6 +49,7 @@ int main() {
   constexpr int kRows = 8, kCols = 10;
   std::mt19937_64 rng(20240601);
   std::vector<Eigen::MatrixXd> a;
+  a.reserve(kRows);
   for (int i = 0; i < kRows; ++i) a.push_back(RandomSymmetric(kCols, rng));
 
   // f(W) and its Euclidean gradient over the flattened row-major W.

@@ -35,6 +35,9 @@
 
 using namespace symopt;
 
+// Outside the try below are only CLI11's option set-up (throws on a
+// programming error) and string copies.
+// NOLINTNEXTLINE(bugprone-exception-escape): see above
 int main(int argc, char** argv) {
   CLI::App app{"Train an MLP or a small CNN on Fashion-MNIST with symopt"};
   std::string model_kind = "mlp", optimizer_kind = "sgd",
@@ -181,6 +184,9 @@ int main(int argc, char** argv) {
       std::printf("saved the model to %s\n", save_path.c_str());
     }
   } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {  // e.g. std::bad_alloc for a huge model
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

@@ -25,6 +25,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "manifolds/oblique.h"
@@ -137,7 +138,7 @@ RunResult RunOblique(const EigenProblem& p,
   // The user's own Eigen buffers are the parameter: no copy.
   std::vector<Parameter<double>> params = {
       symopt::MakeParameter("W", w, g, manifold)};
-  RiemannianSgd<double> opt(params, options);
+  RiemannianSgd<double> opt(params, std::move(options));
   std::unique_ptr<BoldDriver<double>> driver;
   if (bold_driver) driver = std::make_unique<BoldDriver<double>>(&opt);
   for (int e = 0; e < epochs; ++e) {
@@ -272,12 +273,14 @@ void PartTies(unsigned seed) {
   }
   const double err = (w - w_star).cwiseAbs().maxCoeff();
   bool ties_exact = true;
+  // NOLINTBEGIN(bugprone-suspicious-memory-comparison): ties are bitwise
   for (int r = 0; r < 3; ++r)
     for (int c = 0; c < 2; ++c)
       for (int j = 0; j < 6; ++j)
         ties_exact &=
             std::memcmp(
                 &w(r, c * 6 + j), &w(r, c * 6 + 5 - j), sizeof(double)) == 0;
+  // NOLINTEND(bugprone-suspicious-memory-comparison)
   std::printf("   max |W_sgd - W_closed_form| = %.3e after %lld steps\n",
               err,
               (long long)opt.step_count());

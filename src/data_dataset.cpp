@@ -30,7 +30,7 @@ const char* const kIdxBaseNames[4] = {"train-images-idx3-ubyte",
 
 // <dir>/<base>.gz if it exists, else <dir>/<base>, else "".
 std::string FindIdxFile(const std::string& dir, const std::string& base) {
-  const std::string stem = dir + "/" + base;
+  std::string stem = dir + "/" + base;  // not const: `return stem` moves
   if (IsRegularFile(stem + ".gz")) return stem + ".gz";
   if (IsRegularFile(stem)) return stem;
   return "";

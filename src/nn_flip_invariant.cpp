@@ -96,9 +96,9 @@ std::string FlipInvariantDense<T>::Name() const {
 }
 
 template <typename T>
-Shape FlipInvariantDense<T>::OutputShape(const Shape& x) const {
-  internal::CheckInputShape(Name(), x, {-1, c_, h_, w_});
-  return {x[0], f_};
+Shape FlipInvariantDense<T>::OutputShape(const Shape& input) const {
+  internal::CheckInputShape(Name(), input, {-1, c_, h_, w_});
+  return {input[0], f_};
 }
 
 template <typename T>

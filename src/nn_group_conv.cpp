@@ -194,19 +194,20 @@ std::string P4Conv<T>::Name() const {
 }
 
 template <typename T>
-Shape P4Conv<T>::OutputShape(const Shape& x) const {
+Shape P4Conv<T>::OutputShape(const Shape& input) const {
   if (input_ == P4Input::kZ2) {
-    CheckInputShape(Name(), x, {-1, in_, -1, -1});
+    CheckInputShape(Name(), input, {-1, in_, -1, -1});
   } else {
-    CheckInputShape(Name(), x, {-1, in_, kP4Order, -1, -1});
+    CheckInputShape(Name(), input, {-1, in_, kP4Order, -1, -1});
   }
-  const int nd = int(x.size());
-  const std::int64_t h = x[nd - 2], w = x[nd - 1];
+  const int nd = int(input.size());
+  const std::int64_t h = input[nd - 2], w = input[nd - 1];
   SYMOPT_CHECK(h + 2 * pad_ >= k_ && w + 2 * pad_ >= k_,
-               Name() << ": input shape " << ShapeString(x)
+               Name() << ": input shape " << ShapeString(input)
                       << " is smaller than the kernel (padded size "
                       << h + 2 * pad_ << "x" << w + 2 * pad_ << ")");
-  return {x[0], out_, kP4Order, h + 2 * pad_ - k_ + 1, w + 2 * pad_ - k_ + 1};
+  return {
+      input[0], out_, kP4Order, h + 2 * pad_ - k_ + 1, w + 2 * pad_ - k_ + 1};
 }
 
 template <typename T>
@@ -360,9 +361,9 @@ std::string RotationPool<T>::Name() const {
 }
 
 template <typename T>
-Shape RotationPool<T>::OutputShape(const Shape& x) const {
-  CheckInputShape(Name(), x, {-1, -1, kP4Order, -1, -1});
-  return {x[0], x[1], x[3], x[4]};
+Shape RotationPool<T>::OutputShape(const Shape& input) const {
+  CheckInputShape(Name(), input, {-1, -1, kP4Order, -1, -1});
+  return {input[0], input[1], input[3], input[4]};
 }
 
 template <typename T>
@@ -426,9 +427,9 @@ std::string P4BatchNorm<T>::Name() const {
 }
 
 template <typename T>
-Shape P4BatchNorm<T>::OutputShape(const Shape& x) const {
-  CheckInputShape(Name(), x, {-1, c_, kP4Order, -1, -1});
-  return x;
+Shape P4BatchNorm<T>::OutputShape(const Shape& input) const {
+  CheckInputShape(Name(), input, {-1, c_, kP4Order, -1, -1});
+  return input;
 }
 
 template <typename T>

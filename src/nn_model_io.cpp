@@ -382,6 +382,7 @@ void LoadModel(Sequential<T>& model, const std::string& path) {
   // 2. Apply. Should a copy to the device fail, every tensor is restored
   // from its backup, so nothing is half-loaded.
   std::vector<std::vector<T>> backups;
+  backups.reserve(pairs.size());
   for (const auto& pair : pairs) backups.push_back(pair.second->ToHost());
   auto copy_all = [&](const std::vector<std::vector<T>>& from) {
     for (std::size_t i = 0; i < pairs.size(); ++i) {

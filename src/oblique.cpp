@@ -97,8 +97,9 @@ SYMOPT_ALWAYS_INLINE void Prefetch(const T* p,
   // faults), so they are formed as integers, not as pointer arithmetic.
   const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(p);
   for (std::int64_t i = begin; i < end; i += kLine) {
-    __builtin_prefetch(
-        reinterpret_cast<const void*>(base + i * sizeof(T)), 0, 2);
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): deliberate, see above
+    const void* line = reinterpret_cast<const void*>(base + i * sizeof(T));
+    __builtin_prefetch(line, 0, 2);
   }
 #else
   (void)p, (void)begin, (void)end;

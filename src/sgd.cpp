@@ -48,7 +48,7 @@ bool SgdOptions::IsValid(std::string* error) const {
     os << "Nesterov momentum needs momentum > 0 (by default or in a group)";
   } else if (restabilize_every < 0) {
     os << "restabilize_every must be >= 0, got " << restabilize_every;
-  } else if (!(point_tolerance >= 0.0 || point_tolerance < 0.0)) {
+  } else if (std::isnan(point_tolerance)) {
     os << "point tolerance is NaN";
   } else {
     for (const auto& [id, g] : groups) {

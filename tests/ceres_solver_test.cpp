@@ -109,7 +109,7 @@ struct RowRayleigh {
     for (int r = 0; r < rows; ++r) {
       std::vector<int> ids;
       for (int j = 0; j < cols; ++j) {
-        const int k = p.class_of[std::size_t(r * cols + j)];
+        const int k = p.class_of[std::size_t(r) * cols + j];
         if (k != symopt::TiePattern::kZero &&
             std::find(ids.begin(), ids.end(), k) == ids.end()) {
           ids.push_back(k);
@@ -118,7 +118,7 @@ struct RowRayleigh {
       bases[r] = Eigen::MatrixXd::Zero(cols, Eigen::Index(ids.size()));
       for (std::size_t c = 0; c < ids.size(); ++c) {
         for (int j = 0; j < cols; ++j) {
-          if (p.class_of[std::size_t(r * cols + j)] == ids[c]) {
+          if (p.class_of[std::size_t(r) * cols + j] == ids[c]) {
             bases[r](j, Eigen::Index(c)) = 1.0;
           }
         }

@@ -92,7 +92,7 @@ int Category(std::int64_t size) {
 
 // Checks the kernel layout of p against the pattern; returns the plan.
 backend::TieHostPlan CheckPlan(const TiePattern& p) {
-  const backend::TieHostPlan plan = backend::BuildTieHostPlan(p);
+  backend::TieHostPlan plan = backend::BuildTieHostPlan(p);  // returned: moves
   const std::int64_t k = p.num_classes, n = p.rows * p.cols;
   REQUIRE(std::int64_t(plan.class_id.size()) == k);
   REQUIRE(plan.num_small + plan.num_medium + plan.num_large == k);
@@ -778,6 +778,7 @@ TEST_CASE("MultiStep refuses bad tensors by position", "[backend]") {
                     InvalidArgument);
   // Overlapping points.
   try {
+    // NOLINTNEXTLINE(bugprone-unused-raii): constructed only to throw
     MultiStep<float>({{&a, view(y), cview(g), view(m)},
                       {&a, view(y, 20), cview(g), view(m)}},
                      false);
@@ -810,6 +811,7 @@ TEST_CASE("MultiStep on GPU views needs CUDA, a device and one supported kind",
   REQUIRE_THROWS_AS(MultiStep<double>({{&t, xv, gv, {}}}, false),
                     NotCompiledError);
   try {
+    // NOLINTNEXTLINE(bugprone-unused-raii): constructed only to throw
     MultiStep<double>({{&a, xv, gv, {}}}, false);
     FAIL("accepted");
   } catch (const NotCompiledError& e) {

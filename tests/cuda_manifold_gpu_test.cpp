@@ -285,6 +285,7 @@ bool TiedEntriesEqual(const TiePattern& p, const std::vector<T>& v) {
     if (!seen[c]) {
       seen[c] = true;
       value[c] = v[i];
+      // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): by design
     } else if (std::memcmp(&value[c], &v[i], sizeof(T)) != 0) {
       return false;
     }

@@ -304,9 +304,11 @@ TEST_CASE("IDX dataset pairs: count and dimension mismatches",
                    Contains(images) && Contains("dimension mismatch") &&
                        Contains("5 x 5") && Contains("expected 28 x 28"));
   // Swapped files: the magic number tells images from labels.
+  // NOLINTBEGIN(readability-suspicious-call-argument): swapped on purpose
   CHECK_FILE_ERROR(
       LoadIdxDataset(labels, images),
       Contains(labels) && Contains("wrong magic number 0x00000801"));
+  // NOLINTEND(readability-suspicious-call-argument)
 
   WriteIdx(labels, MakeIdxUint8({6}, {0, 1, 2, 3, 12, 5}));
   CHECK_FILE_ERROR(LoadIdxDataset(images, labels),
@@ -424,9 +426,10 @@ TEST_CASE("Damaged IDX files give FileError, never a crash",
   for (const std::vector<std::uint8_t>* original : {&plain, &zipped}) {
     // Every proper prefix is rejected.
     for (size_t cut = 0; cut < original->size(); ++cut) {
-      WriteBytes(path,
-                 std::vector<std::uint8_t>(original->begin(),
-                                           original->begin() + cut));
+      WriteBytes(
+          path,
+          std::vector<std::uint8_t>(original->begin(),
+                                    original->begin() + std::ptrdiff_t(cut)));
       REQUIRE_THROWS_AS(ReadIdx(path), FileError);
     }
     // Single corrupted bytes: rejected, or read back as the file says: a

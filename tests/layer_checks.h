@@ -90,6 +90,8 @@ inline std::vector<std::int64_t> CheckedEntries(std::int64_t n,
   std::vector<std::int64_t> idx;
   if (max_entries <= 0 || n <= max_entries) {
     for (std::int64_t i = 0; i < n; ++i) idx.push_back(i);
+  } else if (max_entries == 1) {
+    idx.push_back(0);  // one entry: the first (no spacing to divide by)
   } else {
     for (std::int64_t k = 0; k < max_entries; ++k) {
       idx.push_back(k * (n - 1) / (max_entries - 1));

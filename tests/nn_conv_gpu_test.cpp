@@ -150,7 +150,7 @@ std::vector<T> CheckLayerParity(Layer<T>& cpu,
   gpu.Forward(xd, yd, Mode::kTrain);
   REQUIRE(yd.is_cuda());
   REQUIRE(yd.shape() == y.shape());
-  const std::vector<T> y_gpu = HostCopy(yd);
+  std::vector<T> y_gpu = HostCopy(yd);  // returned: moves
   CheckClose(y_gpu, std::vector<T>(y.data(), y.data() + y.size()), tol.y, "y");
 
   const Tensor<T> dy = RandomTensor<T>(y.shape(), seed + 1);

@@ -315,7 +315,7 @@ TEMPLATE_TEST_CASE(
                              Shape{5, 7, 9, 11},
                              Shape{24, 4, 20, 20}}) {
     const std::int64_t c = shape[1];
-    const double m = double(NumElements(shape) / c);
+    const double m = double(NumElements(shape)) / double(c);  // exact
     BatchNorm<T> cpu(c, 0.2), gpu(c, 0.2);
     RandomizeState<T>(cpu, gpu, 31);
     // Non-trivial running statistics, equal on both.

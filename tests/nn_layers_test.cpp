@@ -42,6 +42,17 @@ class ReseededDropout final : public Layer<double> {
 
 }  // namespace
 
+TEST_CASE("CheckedEntries spreads max_entries indices over [0, n)",
+          "[nn][gradient]") {
+  using symopt::testing::internal::CheckedEntries;
+  using V = std::vector<std::int64_t>;
+  CHECK(CheckedEntries(4, 0) == V{0, 1, 2, 3});
+  CHECK(CheckedEntries(3, 5) == V{0, 1, 2});
+  CHECK(CheckedEntries(10, 3) == V{0, 4, 9});
+  CHECK(CheckedEntries(10, 2) == V{0, 9});
+  CHECK(CheckedEntries(10, 1) == V{0});  // divided by zero before
+}
+
 TEST_CASE("Linear computes x W^T + b", "[nn][linear]") {
   Linear<double> layer(3, 2, 7);
   const Tensor<double> x = RandomTensor<double>({4, 3}, 1);

@@ -16,7 +16,6 @@ using namespace symopt::nn;
 using symopt::testing::CheckLayerGradients;
 using symopt::testing::CheckThrowsNaming;
 using symopt::testing::LayerCheckOptions;
-using symopt::testing::RandomTensor;
 
 namespace {
 

@@ -359,6 +359,12 @@ TEST_CASE("The constructor rejects bad parameters, naming them",
     o.groups[1].weight_decay = -1;
     REQUIRE_THROWS_WITH(RiemannianSgd<double>(model.Params(), o),
                         Contains("group 1"));
+    o = SgdOptions();
+    o.point_tolerance = std::nan("");
+    REQUIRE_THROWS_WITH(RiemannianSgd<double>(model.Params(), o),
+                        Contains("point tolerance is NaN"));
+    o.point_tolerance = -std::numeric_limits<double>::infinity();
+    CHECK_NOTHROW(RiemannianSgd<double>(model.Params(), o));
     REQUIRE_THROWS_AS(RiemannianSgd<double>({}), InvalidArgument);
   }
 }

@@ -151,6 +151,7 @@ bool TiedBitwiseEqual(const TiePattern& p, const std::vector<T>& x) {
     } else if (!seen[std::size_t(k)]) {
       seen[std::size_t(k)] = 1;
       first[std::size_t(k)] = x[i];
+      // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): by design
     } else if (std::memcmp(&first[std::size_t(k)], &x[i], sizeof(T)) != 0) {
       return false;
     }

@@ -211,6 +211,8 @@ TEST_CASE("TiedOblique collapse and repair are defined events",
   const std::vector<double> bad_copy = bad;
   REQUIRE_THROWS_WITH(m.ProjectPoint(ViewOf(m, bad)),
                       Catch::Contains("entry (1, 1) is not finite"));
+  // Bitwise (NaN != NaN): the entries are untouched.
+  // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): see above
   CHECK(std::memcmp(bad.data(), bad_copy.data(), sizeof(double) * 18) == 0);
   CHECK(m.collapse_tolerance() == Approx(std::sqrt(2.220446049250313e-16)));
   // ProjectPoint of a row whose projection onto E is 0: mirror pairs (1, -1).

@@ -116,7 +116,10 @@ class Tensor {
       host_.assign(host_.size(), value);
       return;
     }
+    // Bitwise on purpose: only +0 may become a zero-byte fill (-0 == 0 but
+    // its bytes are not zero).
     const T zero(0);
+    // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): see above
     if (std::memcmp(&value, &zero, sizeof(T)) == 0) {
       dev_.FillBytes(0);
     } else {

@@ -40,6 +40,7 @@ struct NonDeduced {
 // Requires: value, grad non-null; manifold non-null with shape rows x cols.
 template <typename T>
 Parameter<T> MakeParameter(
+    // NOLINTNEXTLINE(performance-unnecessary-value-param): moved into p.name
     std::string name,
     T* value,
     T* grad,

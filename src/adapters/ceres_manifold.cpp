@@ -187,8 +187,8 @@ bool ManifoldAdapter::RightMultiplyByPlusJacobian(
     // <r, b_j>_x = <a, b_j> for every basis vector, and as B is orthonormal
     // in <.,.>_x, its coefficients B^+ r are exactly those <a, b_j>. Results
     // go to scratch and are copied out once all rows succeeded.
-    const std::size_t size = std::size_t(num_rows) * tangent_size_;
-    double* out = Scratch(0, size);
+    const std::int64_t size = std::int64_t(num_rows) * tangent_size_;
+    double* out = Scratch(0, std::size_t(size));
     double* rgrad = Scratch(1, ambient_size_);
     const View rv(rgrad, m.rows(), m.cols());
     for (int r = 0; r < num_rows; ++r) {

@@ -41,12 +41,12 @@ void Transport(const Manifold<T>& manifold,
                TensorView<const T> x_new,
                TensorView<T> v);
 
-// m may be empty when options.momentum == 0.
+// mom may be empty when options.momentum == 0.
 template <typename T>
 RetractReport Step(const Manifold<T>& manifold,
                    TensorView<T> x,
                    TensorView<const T> g,
-                   TensorView<T> m,
+                   TensorView<T> mom,
                    const StepOptions& options);
 
 // Throws NotCompiledError: "<manifold>: <operation> has no GPU
