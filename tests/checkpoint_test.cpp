@@ -286,7 +286,7 @@ TEMPLATE_TEST_CASE(
 }
 
 TEST_CASE(
-    "Corrupt and truncated checkpoints are rejected; the optimizer is "
+    "Corrupt and truncated checkpoints are rejected, and the optimizer is "
     "untouched",
     "[optim][checkpoint][errors]") {
   TempDir dir;

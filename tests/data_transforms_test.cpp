@@ -94,8 +94,9 @@ TEST_CASE("Exact rotations and flips match their index definitions",
   CHECK(turned[0 * 5 + 2] == 1);
 }
 
-TEST_CASE("Four quarter turns are the identity; the action is a homomorphism",
-          "[data][transforms]") {
+TEST_CASE(
+    "Four quarter turns are the identity, and the action is a homomorphism",
+    "[data][transforms]") {
   for (std::int64_t n : {5, 6}) {
     const nn::Tensor<double> x = RandomImages<double>({3, 2, n, n}, 7 + n);
     nn::Tensor<double> y = x;
@@ -113,7 +114,7 @@ TEST_CASE("Four quarter turns are the identity; the action is a homomorphism",
   }
 }
 
-TEST_CASE("Flips work on rectangles; axis swaps need squares",
+TEST_CASE("Flips work on rectangles, and axis swaps need squares",
           "[data][transforms][errors]") {
   const nn::Tensor<float> x = RandomImages<float>({2, 1, 3, 5}, 3);
   const nn::Tensor<float> f = ApplySymmetry(GridSymmetry::FlipHorizontal(), x);

@@ -42,7 +42,7 @@ class ReseededDropout final : public Layer<double> {
 
 }  // namespace
 
-TEST_CASE("CheckedEntries spreads max_entries indices over [0, n)",
+TEST_CASE("CheckedEntries spreads max_entries indices over 0 .. n-1",
           "[nn][gradient]") {
   using symopt::testing::internal::CheckedEntries;
   using V = std::vector<std::int64_t>;
