@@ -233,8 +233,9 @@ nn::Tensor<T> RotateEach(const nn::Tensor<T>& x,
         std::isfinite(angles[k]),
         "RotateEach: angle " << k << " must be finite, got " << angles[k]);
   }
-  const std::int64_t per_image = x.dim(0) == 0 ? 0 : planes / x.dim(0);
   nn::Tensor<T> y(x.shape());
+  if (planes == 0) return y;
+  const std::int64_t per_image = planes / x.dim(0);  // planes > 0: dim(0) > 0
 #pragma omp parallel for schedule(static) if (x.size() >= kParallelPixels)
   for (std::int64_t p = 0; p < planes; ++p) {
     RotateBilinear(x.data() + p * h * w,

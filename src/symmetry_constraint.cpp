@@ -509,6 +509,7 @@ Solution SolveFactored(const ConstraintProblem& problem,
   sol.num_zero = in_sol.num_zero * rows;
   sol.basis = Eigen::MatrixXd::Zero(rows * cols, rows * d_in);
   for (std::int64_t j = 0; j < rows; ++j) {
+    // NOLINTNEXTLINE(readability-suspicious-call-argument): a cols x d_in block
     sol.basis.block(j * cols, j * d_in, cols, d_in) = in_sol.basis;
   }
   return sol;

@@ -169,7 +169,8 @@ class Parser {
       return At(path, [&] { return Transform::Flip(shape, axis); });
     }
     if (type == "rotate90" || type == "transpose") {
-      const auto [a, b] = AxisPair(t, path, shape);
+      const std::pair<int, int> axes = AxisPair(t, path, shape);
+      const int a = axes.first, b = axes.second;
       if (shape.dim(a) != shape.dim(b)) {
         Fail(path + ".axes",
              type + " needs two axes of equal length, got axis " +
@@ -187,7 +188,8 @@ class Parser {
     }
     if (type == "p4_filter") {
       const int r = Axis(t, path, "rotation_axis", shape);
-      const auto [a, b] = AxisPair(t, path, shape);
+      const std::pair<int, int> axes = AxisPair(t, path, shape);
+      const int a = axes.first, b = axes.second;
       return At(path, [&] { return Transform::P4Filter(shape, r, a, b); });
     }
     if (type == "permutation" || type == "partial_permutation") {
@@ -305,14 +307,16 @@ class Parser {
       return At(path, [&] { return FlipGroup(shape, a); });
     }
     if (name == "C4" || name == "D4") {
-      const auto [a, b] = AxisPair(g, path, shape);
+      const std::pair<int, int> axes = AxisPair(g, path, shape);
+      const int a = axes.first, b = axes.second;
       return At(path + ".axes", [&] {
         return name == "C4" ? C4Group(shape, a, b) : D4Group(shape, a, b);
       });
     }
     if (name == "p4_filter") {
       const int r = Axis(g, path, "rotation_axis", shape);
-      const auto [a, b] = AxisPair(g, path, shape);
+      const std::pair<int, int> axes = AxisPair(g, path, shape);
+      const int a = axes.first, b = axes.second;
       return At(path, [&] { return P4FilterGroup(shape, r, a, b); });
     }
     Fail(path + ".name",
@@ -419,7 +423,8 @@ class Parser {
     if (type == "filter_stencil") {
       // A named 3x3 stencil on two k x k input axes (k odd), centred; other
       // input axes are free.
-      const auto [a, b] = AxisPair(s, path, in);
+      const std::pair<int, int> axes = AxisPair(s, path, in);
+      const int a = axes.first, b = axes.second;
       if (in.dim(a) != in.dim(b) || in.dim(a) % 2 == 0) {
         Fail(path + ".axes",
              "a filter stencil needs two equal odd axes, got " +

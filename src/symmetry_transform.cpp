@@ -112,10 +112,12 @@ void CheckSquarePlane(const Shape& shape, int a, int b, const char* what) {
 
 }  // namespace
 
-Transform::Transform(Shape shape, SparseMatrixD matrix, std::string name)
-    : shape_(std::move(shape)),
-      matrix_(std::move(matrix)),
-      name_(std::move(name)) {
+Transform::Transform(Shape shape, const SparseMatrixD& matrix, std::string name)
+    : Transform(std::move(shape), SparseMatrixD(matrix), std::move(name)) {}
+
+Transform::Transform(Shape shape, SparseMatrixD&& matrix, std::string name)
+    : shape_(std::move(shape)), name_(std::move(name)) {
+  matrix_.swap(matrix);
   const std::int64_t n = shape_.size();
   SYMOPT_CHECK(matrix_.rows() == n && matrix_.cols() == n,
                "transform '" << name_ << "': matrix is " << matrix_.rows()
@@ -140,7 +142,7 @@ Transform::Transform(Shape shape, SparseMatrixD matrix, std::string name)
         has_gather_ = false;
         has_scatter_ = false;
       }
-      gather_[k] = it.col();
+      gather_[k] = static_cast<std::int32_t>(it.col());
       if (scatter_[it.col()] != -1) has_scatter_ = false;
       scatter_[it.col()] = k;
     }

@@ -50,12 +50,13 @@ inline Eigen::MatrixXd StackedConstraintMatrix(const ConstraintProblem& p) {
   for (std::int64_t k = 0; k < n; ++k) {
     if (!p.support().Admissible(k)) masked.push_back(k);
   }
-  Eigen::MatrixXd m =
-      Eigen::MatrixXd::Zero(blocks.size() * n + masked.size(), n);
-  for (std::size_t b = 0; b < blocks.size(); ++b)
-    m.middleRows(b * n, n) = blocks[b];
-  for (std::size_t t = 0; t < masked.size(); ++t)
-    m(blocks.size() * n + t, masked[t]) = 1.0;
+  const auto nb = static_cast<Eigen::Index>(blocks.size());
+  const auto nm = static_cast<Eigen::Index>(masked.size());
+  Eigen::MatrixXd m = Eigen::MatrixXd::Zero(nb * n + nm, n);
+  for (Eigen::Index b = 0; b < nb; ++b)
+    m.middleRows(b * n, n) = blocks[std::size_t(b)];
+  for (Eigen::Index t = 0; t < nm; ++t)
+    m(nb * n + t, masked[std::size_t(t)]) = 1.0;
   return m;
 }
 

@@ -69,7 +69,7 @@ class TempDir {
     fs::remove_all(path_, ec);
   }
   fs::path Write(const std::string& name, const std::string& text) const {
-    const fs::path p = path_ / name;
+    fs::path p = path_ / name;
     std::ofstream(p) << text;
     return p;
   }

@@ -368,8 +368,9 @@ Transform RandomTransform(const Shape& shape,
     case 6: {  // a sparse matrix with small integer entries
       Eigen::MatrixXd m = Eigen::MatrixXd::Zero(n, n);
       for (std::int64_t k = 0; k < 2 * n; ++k) {
-        m(rng() % n, rng() % n) =
-            static_cast<double>(static_cast<int>(rng() % 5) - 2);
+        const auto r = static_cast<Eigen::Index>(rng() % n);
+        const auto c = static_cast<Eigen::Index>(rng() % n);
+        m(r, c) = static_cast<double>(static_cast<int>(rng() % 5) - 2);
       }
       return Transform::FromDense(shape, m, "random sparse");
     }

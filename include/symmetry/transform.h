@@ -87,7 +87,10 @@ class Transform {
  public:
   // The matrix of a linear map of R^{shape.size()}.
   // Requires: matrix is shape.size() x shape.size(), all entries finite.
-  Transform(Shape shape, SparseMatrixD matrix, std::string name);
+  // The rvalue overload takes the matrix over without copying it (Eigen 3.4's
+  // SparseMatrix has no move constructor, so std::move alone would copy).
+  Transform(Shape shape, const SparseMatrixD& matrix, std::string name);
+  Transform(Shape shape, SparseMatrixD&& matrix, std::string name);
 
   // (T x)_k = x_{src[k]}, or 0 where src[k] == -1.
   // Requires: src.size() == shape.size(), every entry in [-1, size).
