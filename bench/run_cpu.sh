@@ -25,6 +25,7 @@ OMP_NUM_THREADS=1 $b/group_nn_bench --benchmark_filter='Flip|Dense' --benchmark_
   --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/group_nn_1thread.txt"
 $b/nn_model_io_bench | strip > "$out/model_io.txt"
 $b/nn_bench --threads=1 --benchmark_filter='Linear|Conv2d' | strip > "$out/nn_layers.txt"
+$b/nn_bench --threads=2 --benchmark_filter='CnnEpoch' | strip > "$out/cnn_epoch.txt"
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   for t in 1 2; do
     /usr/bin/python3 bench/pytorch_mlp_epoch.py --threads $t --bench $b/nn_bench > "$out/mlp_epoch_vs_pytorch_${t}thread.txt"
