@@ -2,7 +2,7 @@
 # Static analysis for developers (not run by CI): clang-tidy with the
 # checked-in .clang-tidy over symopt's C++ translation units.
 #
-#   scripts/tidy.sh [-j N] [REGEX]
+#   scripts/tidy.sh [-j N | -jN] [REGEX]
 #
 # Configures a compile database in ./build-tidy (no build), runs clang-tidy on
 # every .cpp under src/, tests/, examples/, apps/ and bench/ whose path matches
@@ -17,6 +17,9 @@ jobs=2
 if [[ "${1:-}" == "-j" ]]; then
   jobs="$2"
   shift 2
+elif [[ "${1:-}" =~ ^-j([0-9]+)$ ]]; then
+  jobs="${BASH_REMATCH[1]}"
+  shift
 fi
 filter="${1:-.}"
 
