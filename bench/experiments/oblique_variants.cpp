@@ -1,0 +1,381 @@
+// An experiment, not a benchmark of the library: variants of the fused
+// oblique step's CPU kernel (src/oblique.cpp) timed next to that kernel and
+// the bandwidth floor, for the record in docs/oblique.md ("How close the
+// fused step gets to the bandwidth floor"). Not built by default:
+//
+//   cmake --build build --target oblique_variants
+//   taskset -c 1 ./build/bench/oblique_variants ROWS COLS [ROUNDS] [KINDS]
+//
+// with the environment variable HOT=1 to keep one copy of the data (in cache
+// when it fits), REPS=K for K passes over the copies per timing (default:
+// about 800 MB of traffic). KINDS is a string of letters, each a loop:
+//   F  the floor (m = beta m + g; x -= lr m), on its own copies of the data
+//   C  the library's kernel (StepRowsAvx2: blocks of 256 entries, the update
+//      of row r then the Gram sums of row r + 1, software prefetch)
+//   S  one loop per 16 entries: update row r and add row r + 1's Gram sums in
+//      the same iteration (needs 32 vector registers: AVX-512VL encoding of
+//      256-bit vectors), sums over the whole row in one stream
+//   R  S with row r + 1's sums taken in rotated order where the row length is
+//      within 64 floats of a multiple of 1024 (4 KiB), so a load never shares
+//      its low 12 address bits with a store still in flight
+//   G  the library's Gram pass alone (Pass<..., kApply = false>)
+//   g  S's Gram pass alone
+//   A  the library's update pass alone, with fixed tiny increments
+// Every round runs each kind once, in random order, over its copies and
+// times it by the thread's CPU time; the table gives the best and median
+// time per step and the median and least of the per-round ratios to F.
+// Requires an x86-64 CPU with AVX-512F/VL (S, R, g) and AVX2+FMA.
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "oblique.cpp"  // NOLINT(bugprone-suspicious-include): the kernel's internals
+
+namespace symopt {
+namespace {
+
+#define SYMOPT_EXP_TARGET __attribute__((target("avx2,fma,avx512f,avx512vl")))
+
+// Entries [t0, t1) (a multiple of 16 long) of row 0 are updated by k, and the
+// Gram sums of entries [t0 + delta, t1 + delta) of row 1 are added to d[6]
+// in float sub-blocks of kSub entries (GramBlockAvx2's error bound).
+template <bool kApply, bool kGram>
+SYMOPT_EXP_TARGET SYMOPT_ALWAYS_INLINE void Segment(
+    float* __restrict x0,
+    const float* __restrict g0,
+    float* __restrict m0,
+    const ObliqueIncrement<float>& k,
+    const float* __restrict x1,
+    const float* __restrict g1,
+    const float* __restrict m1,
+    std::int64_t t0,
+    std::int64_t t1,
+    std::int64_t delta,
+    __m256d* d) {
+  const __m256 ax = _mm256_set1_ps(k.ax1), ag = _mm256_set1_ps(k.ag),
+               am = _mm256_set1_ps(k.am), bx = _mm256_set1_ps(k.bx),
+               bg = _mm256_set1_ps(k.bg), bm = _mm256_set1_ps(k.bm1);
+  std::int64_t t = t0;
+  while (t < t1) {
+    const std::int64_t stop = std::min(t1, t + kSub);
+    __m256 acc[2][6];
+    for (auto& set : acc) {
+      for (auto& a : set) a = _mm256_setzero_ps();
+    }
+    for (; t < stop; t += 16) {
+      if (kGram) {
+        // One line of each array kAhead entries on (into the next row).
+        Prefetch(x1, t + kAhead, t + kAhead + 1);
+        Prefetch(g1, t + kAhead, t + kAhead + 1);
+        Prefetch(m1, t + kAhead, t + kAhead + 1);
+      }
+      if (kApply) {
+        for (int h = 0; h < 16; h += 8) {
+          const __m256 xv = _mm256_loadu_ps(x0 + t + h),
+                       gv = _mm256_loadu_ps(g0 + t + h),
+                       mv = _mm256_loadu_ps(m0 + t + h);
+          // ApplyElement's order of operations (no contraction).
+          const __m256 dx = _mm256_add_ps(
+              _mm256_add_ps(_mm256_mul_ps(ax, xv), _mm256_mul_ps(ag, gv)),
+              _mm256_mul_ps(am, mv));
+          const __m256 dm = _mm256_add_ps(
+              _mm256_add_ps(_mm256_mul_ps(bx, xv), _mm256_mul_ps(bg, gv)),
+              _mm256_mul_ps(bm, mv));
+          _mm256_storeu_ps(x0 + t + h, _mm256_add_ps(xv, dx));
+          _mm256_storeu_ps(m0 + t + h, _mm256_add_ps(mv, dm));
+        }
+      }
+      if (kGram) {
+        for (int h = 0; h < 2; ++h) {
+          const std::int64_t j = t + delta + 8 * h;
+          const __m256 xv = _mm256_loadu_ps(x1 + j),
+                       gv = _mm256_loadu_ps(g1 + j),
+                       mv = _mm256_loadu_ps(m1 + j);
+          __m256* a = acc[h];
+          a[0] = _mm256_fmadd_ps(xv, xv, a[0]);
+          a[1] = _mm256_fmadd_ps(xv, gv, a[1]);
+          a[2] = _mm256_fmadd_ps(gv, gv, a[2]);
+          a[3] = _mm256_fmadd_ps(xv, mv, a[3]);
+          a[4] = _mm256_fmadd_ps(gv, mv, a[4]);
+          a[5] = _mm256_fmadd_ps(mv, mv, a[5]);
+        }
+      }
+    }
+    if (kGram) {
+      for (int s = 0; s < 6; ++s) {
+        d[s] =
+            _mm256_add_pd(d[s], WidenSum(_mm256_add_ps(acc[0][s], acc[1][s])));
+      }
+    }
+  }
+}
+
+bool g_rotate = false;
+
+// The rotation R uses: none unless n16 is within 64 of a multiple of 1024.
+std::int64_t Rotation(std::int64_t n16) {
+  if (!g_rotate || n16 < 1024) return 0;
+  const std::int64_t r = n16 % 1024;
+  if (r >= 64 && r <= 960) return 0;
+  return (384 - r + 1024) % 1024 & ~std::int64_t(15);
+}
+
+template <bool kApply, bool kGram>
+SYMOPT_EXP_TARGET SYMOPT_ALWAYS_INLINE ObliqueGram
+OnePass(float* __restrict x0,
+        const float* __restrict g0,
+        float* __restrict m0,
+        const ObliqueIncrement<float>& k,
+        const float* __restrict x1,
+        const float* __restrict g1,
+        const float* __restrict m1,
+        std::int64_t n) {
+  const std::int64_t n16 = n & ~std::int64_t(15);
+  const std::int64_t s = kApply && kGram ? Rotation(n16) : 0;
+  __m256d d[6];
+  for (auto& v : d) v = _mm256_setzero_pd();
+  Segment<kApply, kGram>(x0, g0, m0, k, x1, g1, m1, 0, n16 - s, s, d);
+  if (s > 0) {
+    Segment<kApply, kGram>(x0, g0, m0, k, x1, g1, m1, n16 - s, n16, s - n16, d);
+  }
+  ObliqueGram r;
+  if (kGram) {
+    r.xx = SumLanes(d[0]);
+    r.xg = SumLanes(d[1]);
+    r.gg = SumLanes(d[2]);
+    r.xm = SumLanes(d[3]);
+    r.gm = SumLanes(d[4]);
+    r.mm = SumLanes(d[5]);
+  }
+  for (std::int64_t i = n16; i < n; ++i) {
+    if (kApply) ObliqueOps::ApplyElement(x0, g0, m0, k, i);
+  }
+  if (kGram)
+    r.Add(GramBlock<float, true, GramLoop::kSplit>(x1, g1, m1, n16, n));
+  return r;
+}
+
+// StepRows (with momentum) over OnePass.
+SYMOPT_EXP_TARGET void StepRowsOneLoop(float* x,
+                                       const float* g,
+                                       float* m,
+                                       RowRange& rr) {
+  const std::int64_t n = rr.n;
+  const ObliqueIncrement<float> none{};
+  ObliqueGram s = OnePass<false, true>(nullptr,
+                                       nullptr,
+                                       nullptr,
+                                       none,
+                                       x + rr.r0 * n,
+                                       g + rr.r0 * n,
+                                       m + rr.r0 * n,
+                                       n);
+  for (std::int64_t r = rr.r0; r < rr.r1; ++r) {
+    float* xr = x + r * n;
+    const float* gr = g + r * n;
+    float* mr = m + r * n;
+    bool done = false;
+    const ObliqueRowUpdate u = SolveRow<float, true, GramLoop::kAvx2>(
+        xr, gr, mr, n, s, rr.p, rr.tol, &done);
+    const bool last = r + 1 == rr.r1;
+    if (u.collapsed || done) {
+      if (!last) {
+        s = OnePass<false, true>(
+            nullptr, nullptr, nullptr, none, xr + n, gr + n, mr + n, n);
+      }
+      continue;
+    }
+    const ObliqueIncrement<float> k = ObliqueOps::Increment<float>(u);
+    if (last) {
+      OnePass<true, false>(xr, gr, mr, k, nullptr, nullptr, nullptr, n);
+    } else {
+      s = OnePass<true, true>(xr, gr, mr, k, xr + n, gr + n, mr + n, n);
+    }
+  }
+}
+
+// The Gram sums of every row, by OnePass (kOneLoop) or by the library's
+// blocked Pass.
+template <bool kOneLoop>
+SYMOPT_EXP_TARGET double GramOnly(const float* x,
+                                  const float* g,
+                                  const float* m,
+                                  std::int64_t rows,
+                                  std::int64_t n) {
+  const ObliqueIncrement<float> none{};
+  double sum = 0;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float *xr = x + r * n, *gr = g + r * n, *mr = m + r * n;
+    const ObliqueGram s =
+        kOneLoop ? OnePass<false, true>(
+                       nullptr, nullptr, nullptr, none, xr, gr, mr, n)
+                 : Pass<float, true, false, true, GramLoop::kAvx2>(
+                       nullptr, nullptr, nullptr, none, xr, gr, mr, n);
+    sum += s.xx + s.gm;
+  }
+  return sum;
+}
+
+__attribute__((target("avx2,fma"))) void ApplyOnlyLibrary(
+    float* x, const float* g, float* m, std::int64_t rows, std::int64_t n) {
+  const ObliqueIncrement<float> k{1e-7f, -1e-7f, 1e-7f, -1e-7f, 1e-7f, -1e-7f};
+  for (std::int64_t r = 0; r < rows; ++r) {
+    Pass<float, true, true, false, GramLoop::kAvx2>(
+        x + r * n, g + r * n, m + r * n, k, nullptr, nullptr, nullptr, n);
+  }
+}
+
+__attribute__((target("avx2,fma"))) void Floor(float* __restrict x,
+                                               const float* __restrict g,
+                                               float* __restrict m,
+                                               std::int64_t n) {
+  const float lr = 0.01f, beta = 0.9f;
+#pragma omp simd
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float mi = beta * m[i] + g[i];
+    m[i] = mi;
+    x[i] -= lr * mi;
+  }
+}
+
+double ThreadSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+struct Data {
+  std::vector<float> x, g, m;
+};
+
+}  // namespace
+}  // namespace symopt
+
+int main(int argc, char** argv) {
+  using namespace symopt;  // NOLINT(google-build-using-namespace)
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s ROWS COLS [ROUNDS] [KINDS]\n", argv[0]);
+    return 2;
+  }
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("fma")) {
+    std::fprintf(stderr, "needs AVX-512VL and FMA\n");
+    return 2;
+  }
+  const std::int64_t rows = std::atoll(argv[1]), cols = std::atoll(argv[2]);
+  const int rounds = argc > 3 ? std::max(1, std::atoi(argv[3])) : 15;
+  const std::string kinds = argc > 4 ? argv[4] : "FCSR";
+  if (kinds.find('F') == std::string::npos) {
+    std::fprintf(stderr, "KINDS must include F (the floor)\n");
+    return 2;
+  }
+  const std::int64_t n = rows * cols;
+  const std::int64_t copies =
+      std::getenv("HOT") != nullptr
+          ? 1
+          : std::max<std::int64_t>(2, (std::int64_t(128) << 20) / (12 * n) + 1);
+  const std::int64_t passes =
+      std::getenv("REPS") != nullptr ? std::atoll(std::getenv("REPS")) : 0;
+  const std::int64_t reps =
+      passes > 0 ? passes * copies
+                 : std::max<std::int64_t>(8 * copies,
+                                          (std::int64_t(800) << 20) / (20 * n));
+  Oblique<float> man(rows, cols);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0, 1);
+  std::vector<Data> data(copies), floor_data(copies);
+  for (std::int64_t c = 0; c < copies; ++c) {
+    Data& d = data[c];
+    d.x.resize(n);
+    d.g.resize(n);
+    d.m.resize(n);
+    man.RandomPoint(TensorView<float>(d.x.data(), rows, cols), 7 + c);
+    for (float& v : d.g) v = 0.1f * normal(rng);
+    for (float& v : d.m) v = 0.1f * normal(rng);
+    man.Project(TensorView<const float>(d.x.data(), rows, cols),
+                TensorView<float>(d.m.data(), rows, cols));
+    floor_data[c] = d;
+  }
+  StepOptions p;
+  p.lr = 0.01;
+  p.momentum = 0.9;
+  const std::size_t nk = kinds.size();
+  std::vector<std::vector<double>> seconds(nk);
+  std::vector<std::size_t> order(nk);
+  for (std::size_t v = 0; v < nk; ++v) order[v] = v;
+  double sink = 0;
+  for (int round = 0; round <= rounds; ++round) {  // round 0 warms up
+    std::shuffle(order.begin(), order.end(), rng);
+    for (std::size_t v : order) {
+      g_rotate = kinds[v] == 'R';
+      const double t0 = ThreadSeconds();
+      for (std::int64_t it = 0; it < reps; ++it) {
+        Data& d = data[it % copies];
+        RowRange rr;
+        rr.r1 = rows;
+        rr.n = cols;
+        rr.p = p;
+        rr.tol = Oblique<float>::DefaultCollapseTol();
+        switch (kinds[v]) {
+          case 'F': {
+            Data& f = floor_data[it % copies];
+            Floor(f.x.data(), f.g.data(), f.m.data(), n);
+            break;
+          }
+          case 'C':
+            StepRowsAvx2(d.x.data(), d.g.data(), d.m.data(), rr);
+            break;
+          case 'S':
+          case 'R':
+            StepRowsOneLoop(d.x.data(), d.g.data(), d.m.data(), rr);
+            break;
+          case 'G':
+            sink +=
+                GramOnly<false>(d.x.data(), d.g.data(), d.m.data(), rows, cols);
+            break;
+          case 'g':
+            sink +=
+                GramOnly<true>(d.x.data(), d.g.data(), d.m.data(), rows, cols);
+            break;
+          case 'A':
+            ApplyOnlyLibrary(d.x.data(), d.g.data(), d.m.data(), rows, cols);
+            break;
+          default:
+            std::fprintf(stderr, "unknown kind '%c'\n", kinds[v]);
+            return 2;
+        }
+      }
+      if (round > 0)
+        seconds[v].push_back((ThreadSeconds() - t0) / double(reps));
+    }
+  }
+  std::printf(
+      "%lld x %lld: %lld copies, %lld steps per timing, %d rounds (sink %g)\n",
+      static_cast<long long>(rows),
+      static_cast<long long>(cols),
+      static_cast<long long>(copies),
+      static_cast<long long>(reps),
+      rounds,
+      sink);
+  const std::size_t f = kinds.find('F');
+  for (std::size_t v = 0; v < nk; ++v) {
+    std::vector<double> ratio(rounds), t = seconds[v];
+    for (int r = 0; r < rounds; ++r) ratio[r] = seconds[v][r] / seconds[f][r];
+    std::sort(ratio.begin(), ratio.end());
+    std::sort(t.begin(), t.end());
+    std::printf(
+        "  %c  best %8.3f ms  median %8.3f ms  ratio to F: median %.3f  least "
+        "%.3f\n",
+        kinds[v],
+        t[0] * 1e3,
+        t[rounds / 2] * 1e3,
+        ratio[rounds / 2],
+        ratio[0]);
+  }
+  return 0;
+}
