@@ -324,6 +324,22 @@ TEST_CASE("torch adapter re-binds re-allocated gradients and keeps momentum",
   RequireSameValues(b, Values(a));
 }
 
+TEST_CASE("torch adapter: autograd sees the in-place update",
+          "[torch][optim]") {
+  auto ps = MakeTorchParams<float>(0);
+  TorchRiemannianSgd<float> opt(ps);
+  const torch::Tensor& w = ps[2].tensor;
+  (w * w).sum().backward();
+  // A graph that saved w before the step must not backpropagate through the
+  // changed value: the step bumps w's version counter, as torch's in-place
+  // optimizers do.
+  const torch::Tensor stale = (w * w).sum();
+  const auto version = w._version();
+  opt.step();
+  REQUIRE(w._version() > version);
+  REQUIRE_THROWS_AS(stale.backward(), c10::Error);
+}
+
 TEST_CASE("torch adapter skips parameters without a gradient",
           "[torch][optim]") {
   SgdOptions o;
