@@ -380,32 +380,48 @@ TEST_CASE("torch adapter skips parameters without a gradient",
   REQUIRE(opt.step_count() == 4);  // step 3 moved nothing
 }
 
+// Three parameters after one momentum step, with a record of their values
+// and the optimizer's state to check that a failed step changed nothing.
+struct SteppedParams {
+  std::vector<TorchParameter<float>> ps = MakeTorchParams<float>(0);
+  RawParams<float> raw{ps};
+  TorchRiemannianSgd<float> opt{ps, Options()};
+  std::vector<torch::Tensor> before;
+  SgdState<float> state;
+
+  static SgdOptions Options() {
+    SgdOptions o;
+    o.lr = 0.1;
+    o.momentum = 0.9;
+    return o;
+  }
+  SteppedParams() {
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      SetGradient(ps[i], &raw.grads[i], 0, i + 1);
+    }
+    opt.step();
+    for (const auto& p : ps) before.push_back(p.tensor.detach().clone());
+    state = opt.State();
+  }
+  void RequireUntouched() const {
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      REQUIRE(BitwiseEqual(ps[i].tensor, before[i]));
+    }
+    RequireSameState(opt.State(), state);
+  }
+};
+
 TEST_CASE("torch adapter: a NaN gradient throws and changes nothing",
           "[torch][optim]") {
-  SgdOptions o;
-  o.lr = 0.1;
-  o.momentum = 0.9;
-  auto ps = MakeTorchParams<float>(0);
-  RawParams<float> raw(ps);
-  TorchRiemannianSgd<float> opt(ps, o);
-  for (std::size_t i = 0; i < ps.size(); ++i) {
-    SetGradient(ps[i], &raw.grads[i], 0, i + 1);
-  }
-  opt.step();
-  std::vector<torch::Tensor> before;
-  for (const auto& p : ps) before.push_back(p.tensor.detach().clone());
-  const SgdState<float> state = opt.State();
-  ps[2].tensor.mutable_grad().view(-1)[7].fill_(std::nan(""));
-  REQUIRE_THROWS_AS(opt.step(), NumericalError);
-  REQUIRE_THROWS_WITH(opt.step(), Contains("fc.weight") && Contains("nan"));
-  REQUIRE(opt.last_summary().status == StepStatus::kNonFiniteGradient);
-  for (std::size_t i = 0; i < ps.size(); ++i) {
-    REQUIRE(BitwiseEqual(ps[i].tensor, before[i]));
-  }
-  RequireSameState(opt.State(), state);
-  ps[2].tensor.mutable_grad().view(-1)[7].fill_(0.0);
-  opt.step();
-  REQUIRE(opt.step_count() == 2);
+  SteppedParams s;
+  s.ps[2].tensor.mutable_grad().view(-1)[7].fill_(std::nan(""));
+  REQUIRE_THROWS_AS(s.opt.step(), NumericalError);
+  REQUIRE_THROWS_WITH(s.opt.step(), Contains("fc.weight") && Contains("nan"));
+  REQUIRE(s.opt.last_summary().status == StepStatus::kNonFiniteGradient);
+  s.RequireUntouched();
+  s.ps[2].tensor.mutable_grad().view(-1)[7].fill_(0.0);
+  s.opt.step();
+  REQUIRE(s.opt.step_count() == 2);
 }
 
 // ---- bad input
@@ -486,26 +502,11 @@ TEST_CASE("torch adapter rejects bad parameters at construction",
 
 TEST_CASE("torch adapter rejects bad gradients and changes at step time",
           "[torch][optim]") {
-  SgdOptions o;
-  o.lr = 0.1;
-  o.momentum = 0.9;
-  auto ps = MakeTorchParams<float>(0);
-  RawParams<float> raw(ps);
-  TorchRiemannianSgd<float> opt(ps, o);
-  for (std::size_t i = 0; i < ps.size(); ++i) {
-    SetGradient(ps[i], &raw.grads[i], 0, i + 1);
-  }
-  opt.step();
-  std::vector<torch::Tensor> before;
-  for (const auto& p : ps) before.push_back(p.tensor.detach().clone());
-  const SgdState<float> state = opt.State();
+  SteppedParams s;
+  auto& ps = s.ps;
+  auto& opt = s.opt;
   const torch::Tensor good_grad = ps[1].tensor.grad();
-  auto require_untouched = [&] {
-    for (std::size_t i = 0; i < ps.size(); ++i) {
-      REQUIRE(BitwiseEqual(ps[i].tensor, before[i]));
-    }
-    RequireSameState(opt.State(), state);
-  };
+  auto require_untouched = [&] { s.RequireUntouched(); };
   auto step = [&] { opt.step(); };
   const std::string who = "parameter 'fc.bias' (index 1)";
 
