@@ -19,6 +19,20 @@ if(NOT SYMOPT_WITH_CERES STREQUAL "OFF")
 endif()
 message(STATUS "symopt: Ceres adapter ${SYMOPT_HAS_CERES}")
 
+# LibTorch (Debian's libtorch-dev: CPU only). Its config pulls in Caffe2's
+# (gflags, glog, protobuf); not installed in CI (scripts/install_deps.sh
+# installs it with SYMOPT_WITH_TORCH=1).
+set(SYMOPT_HAS_TORCH OFF)
+if(NOT SYMOPT_WITH_TORCH STREQUAL "OFF")
+  find_package(Torch CONFIG QUIET)
+  if(Torch_FOUND OR TORCH_FOUND)
+    set(SYMOPT_HAS_TORCH ON)
+  elseif(SYMOPT_WITH_TORCH STREQUAL "ON")
+    message(FATAL_ERROR "SYMOPT_WITH_TORCH=ON but LibTorch was not found")
+  endif()
+endif()
+message(STATUS "symopt: LibTorch adapter ${SYMOPT_HAS_TORCH}")
+
 # CUDA (nvcc). CI has nvcc but no GPU; the GPU tests skip at run time.
 set(SYMOPT_HAS_CUDA OFF)
 if(NOT SYMOPT_WITH_CUDA STREQUAL "OFF")

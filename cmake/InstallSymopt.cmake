@@ -8,6 +8,9 @@ endif()
 if(SYMOPT_HAS_CERES)
   list(APPEND _symopt_targets symopt_ceres)
 endif()
+if(SYMOPT_HAS_TORCH)
+  list(APPEND _symopt_targets symopt_torch)
+endif()
 install(TARGETS ${_symopt_targets} EXPORT symoptTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -27,6 +30,9 @@ if(SYMOPT_HAS_CUDA)
 endif()
 if(SYMOPT_HAS_CERES)
   list(APPEND SYMOPT_COMPILED_COMPONENTS Ceres)
+endif()
+if(SYMOPT_HAS_TORCH)
+  list(APPEND SYMOPT_COMPILED_COMPONENTS Torch)
 endif()
 configure_package_config_file(cmake/symoptConfig.cmake.in
   ${PROJECT_BINARY_DIR}/symoptConfig.cmake
