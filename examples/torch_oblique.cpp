@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -63,9 +64,7 @@ double WorstFilterNormError(const torch::Tensor& w) {
   return (rows.norm(2, 1) - 1.0).abs().max().item<double>();
 }
 
-}  // namespace
-
-int main() {
+int Run() {
   using namespace symopt;
   torch::manual_seed(1);
   torch::nn::Sequential net(
@@ -153,4 +152,16 @@ int main() {
       static_cast<long long>(optimizer.step_count()),
       worst);
   return loss < 0.5 * initial && worst < 1e-6 ? 0 : 1;
+}
+
+}  // namespace
+
+int main() {
+  try {
+    return Run();
+  } catch (
+      const std::exception& e) {  // symopt and torch errors name the problem
+    std::fprintf(stderr, "torch_oblique: %s\n", e.what());
+    return 1;
+  }
 }

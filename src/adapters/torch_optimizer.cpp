@@ -67,6 +67,7 @@ template <typename T>
 void CheckDisjoint(const std::vector<TorchParameter<T>>& params,
                    const std::vector<std::size_t>& which) {
   std::vector<std::pair<const T*, std::size_t>> ranges;
+  ranges.reserve(which.size());
   for (std::size_t i : which) {
     ranges.emplace_back(params[i].tensor.template data_ptr<T>(), i);
   }
