@@ -41,6 +41,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bench_common.h"
 #include "manifolds/oblique.h"
 #include "manifolds/parallel.h"
 
@@ -49,29 +50,14 @@ namespace {
 using symopt::Oblique;
 using symopt::StepOptions;
 using symopt::TensorView;
+using symopt_bench::FloorStep;
+using symopt_bench::HasAvx2;
+using symopt_bench::LastLevelCacheBytes;
 
 constexpr double kLlcMultiple = 4;
-constexpr float kLr = 0.01f;
-constexpr float kBeta = 0.9f;
-
-// Last-level cache size in bytes, as lscpu reports it.
-std::int64_t LastLevelCacheBytes() {
-  if (const char* env = std::getenv("SYMOPT_BENCH_LLC_BYTES")) {
-    return std::atoll(env);
-  }
-  std::int64_t best = 0;
-  for (int index = 0; index < 8; ++index) {
-    std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index" +
-                     std::to_string(index) + "/size");
-    std::string text;
-    if (!(in >> text)) continue;
-    std::int64_t value = std::atoll(text.c_str());
-    if (text.back() == 'K') value <<= 10;
-    if (text.back() == 'M') value <<= 20;
-    best = std::max(best, value);
-  }
-  return best > 0 ? best : std::int64_t(32) << 20;
-}
+constexpr float kLr =
+    symopt_bench::kFloorLr;  // the floor's, so both do one step alike
+constexpr float kBeta = symopt_bench::kFloorBeta;
 
 struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
@@ -135,64 +121,6 @@ StepOptions Options() {
   o.lr = kLr;
   o.momentum = kBeta;
   return o;
-}
-
-// The floor: the same traffic as the fused step (read x, g, m; write x, m)
-// with the least arithmetic, vectorised, each thread on a contiguous part of
-// the array (OpenMP static, as the fused step splits its rows). The library
-// is built for baseline x86-64 and the fused step runs an AVX2+FMA kernel
-// where the CPU has it; so does the floor (FloorAvx2, the same loop compiled
-// for AVX2: 3-8% faster than the baseline build on the development machine),
-// and BM_FloorBaseline keeps the baseline build for comparison.
-inline void FloorChunk(float* __restrict x,
-                       const float* __restrict g,
-                       float* __restrict m,
-                       std::int64_t begin,
-                       std::int64_t end) {
-  const float lr = kLr, beta = kBeta;
-  for (std::int64_t i = begin; i < end; ++i) {
-    const float mi = beta * m[i] + g[i];
-    m[i] = mi;
-    x[i] -= lr * mi;
-  }
-}
-
-void FloorChunkBaseline(
-    float* x, const float* g, float* m, std::int64_t begin, std::int64_t end) {
-  FloorChunk(x, g, m, begin, end);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) void FloorChunkAvx2(
-    float* x, const float* g, float* m, std::int64_t begin, std::int64_t end) {
-  FloorChunk(x, g, m, begin, end);
-}
-
-bool HasAvx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-#else
-void FloorChunkAvx2(
-    float* x, const float* g, float* m, std::int64_t begin, std::int64_t end) {
-  FloorChunk(x, g, m, begin, end);
-}
-
-bool HasAvx2() { return false; }
-#endif
-
-void FloorStep(bool avx2, float* x, const float* g, float* m, std::int64_t n) {
-#pragma omp parallel if (n >= (1 << 18))
-  {
-    const std::int64_t threads = omp_get_num_threads();
-    const std::int64_t t = omp_get_thread_num();
-    const std::int64_t begin = n * t / threads, end = n * (t + 1) / threads;
-    if (avx2) {
-      FloorChunkAvx2(x, g, m, begin, end);
-    } else {
-      FloorChunkBaseline(x, g, m, begin, end);
-    }
-  }
 }
 
 // Largest |row norm - 1| over every copy (in double), or a negative value
@@ -330,38 +258,10 @@ void Register() {
   }
 }
 
-// Console output plus the ratio table at the end.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
-      const std::string name = run.benchmark_name();
-      const std::string kind = name.substr(0, name.find('/'));
-      const std::string key = name.substr(name.find('/'));
-      Keep(best_real_[key][kind], run.GetAdjustedRealTime());
-      Keep(best_cpu_[key][kind], run.GetAdjustedCPUTime());
-    }
-  }
-
-  void Finalize() override {
-    ConsoleReporter::Finalize();
-    PrintTable("best real time, us", best_real_);
-    // The main thread's CPU time: on a shared machine it leaves out the time
-    // the benchmark was not running; it measures the whole step only at one
-    // thread.
-    PrintTable("best CPU time, us", best_cpu_);
-  }
-
+// The ratio table at the end.
+class RatioReporter : public symopt_bench::BestTimeReporter {
  private:
-  using Table = std::map<std::string, std::map<std::string, double>>;
-
-  static void Keep(double& best, double t) {
-    best = best == 0 ? t : std::min(best, t);
-  }
-
-  static void PrintTable(const char* what, Table& table) {
+  void PrintTable(const char* what, Table& table) override {
     std::printf("\n%-48s %10s %10s %10s %10s %11s %11s %14s\n",
                 ("shape/threads (" + std::string(what) + ")").c_str(),
                 "floor",
@@ -371,7 +271,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
                 "fused/floor",
                 "fused/base",
                 "composed/fused");
-    auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
     for (auto& [key, kinds] : table) {
       const double floor = kinds["BM_Floor"],
                    floor_base = kinds["BM_FloorBaseline"],
@@ -382,13 +281,11 @@ class RatioReporter : public benchmark::ConsoleReporter {
                   floor_base,
                   fused,
                   composed,
-                  ratio(fused, floor),
-                  ratio(fused, floor_base),
-                  ratio(composed, fused));
+                  Ratio(fused, floor),
+                  Ratio(fused, floor_base),
+                  Ratio(composed, fused));
     }
   }
-
-  Table best_real_, best_cpu_;
 };
 
 }  // namespace

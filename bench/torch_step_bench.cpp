@@ -66,6 +66,7 @@
 #include <vector>
 
 #include "adapters/torch.h"
+#include "bench_common.h"
 #include "manifolds/oblique.h"
 #include "manifolds/parallel.h"
 
@@ -73,34 +74,19 @@ namespace {
 
 using symopt::Oblique;
 using symopt::TensorView;
+using symopt_bench::FloorStep;
+using symopt_bench::HasAvx2;
+using symopt_bench::LastLevelCacheBytes;
 
 constexpr double kLlcMultiple = 4;
-constexpr float kLr = 0.01f;
-constexpr float kBeta = 0.9f;
+constexpr float kLr =
+    symopt_bench::kFloorLr;  // the floor's, so all do one step alike
+constexpr float kBeta = symopt_bench::kFloorBeta;
 constexpr int kAgreeSteps = 3;
 // Largest difference accepted between the three Riemannian steps after
 // kAgreeSteps steps (entries of x are <= 1, of m about 1).
 constexpr double kAgreeTolerance = 1e-5;
 constexpr double kNormTolerance = 1e-5;
-
-// Last-level cache size in bytes, as lscpu reports it.
-std::int64_t LastLevelCacheBytes() {
-  if (const char* env = std::getenv("SYMOPT_BENCH_LLC_BYTES")) {
-    return std::atoll(env);
-  }
-  std::int64_t best = 0;
-  for (int index = 0; index < 8; ++index) {
-    std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index" +
-                     std::to_string(index) + "/size");
-    std::string text;
-    if (!(in >> text)) continue;
-    std::int64_t value = std::atoll(text.c_str());
-    if (text.back() == 'K') value <<= 10;
-    if (text.back() == 'M') value <<= 20;
-    best = std::max(best, value);
-  }
-  return best > 0 ? best : std::int64_t(32) << 20;
-}
 
 void SetThreads(int n) {
   at::set_num_threads(n);
@@ -289,56 +275,6 @@ DataSet& Data(std::int64_t rows, std::int64_t cols, bool in_cache) {
     data.copies.push_back(Copy{x, x.grad(), first.m.clone()});
   }
   return data;
-}
-
-// The floor: the same traffic as the fused step (read x, g, m; write x, m)
-// with the least arithmetic, vectorised, each thread on a contiguous part
-// (as bench/oblique_bench.cpp's BM_Floor: the AVX2+FMA build where the CPU
-// has it, like the fused step's kernel).
-inline void FloorChunk(float* __restrict x,
-                       const float* __restrict g,
-                       float* __restrict m,
-                       std::int64_t begin,
-                       std::int64_t end) {
-  const float lr = kLr, beta = kBeta;
-  for (std::int64_t i = begin; i < end; ++i) {
-    const float mi = beta * m[i] + g[i];
-    m[i] = mi;
-    x[i] -= lr * mi;
-  }
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) void FloorChunkAvx2(
-    float* x, const float* g, float* m, std::int64_t begin, std::int64_t end) {
-  FloorChunk(x, g, m, begin, end);
-}
-
-bool HasAvx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-#else
-void FloorChunkAvx2(
-    float* x, const float* g, float* m, std::int64_t begin, std::int64_t end) {
-  FloorChunk(x, g, m, begin, end);
-}
-
-bool HasAvx2() { return false; }
-#endif
-
-void FloorStep(bool avx2, float* x, const float* g, float* m, std::int64_t n) {
-#pragma omp parallel if (n >= (1 << 18))
-  {
-    const std::int64_t threads = omp_get_num_threads();
-    const std::int64_t t = omp_get_thread_num();
-    const std::int64_t begin = n * t / threads, end = n * (t + 1) / threads;
-    if (avx2) {
-      FloorChunkAvx2(x, g, m, begin, end);
-    } else {
-      FloorChunk(x, g, m, begin, end);
-    }
-  }
 }
 
 // Largest |row norm - 1| over every copy (in double), or a negative value
@@ -530,38 +466,10 @@ void Register() {
   }
 }
 
-// Console output plus the ratio tables at the end.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
-      const std::string name = run.benchmark_name();
-      const std::string kind = name.substr(0, name.find('/'));
-      const std::string key = name.substr(name.find('/'));
-      Keep(best_real_[key][kind], run.GetAdjustedRealTime());
-      Keep(best_cpu_[key][kind], run.GetAdjustedCPUTime());
-    }
-  }
-
-  void Finalize() override {
-    ConsoleReporter::Finalize();
-    PrintTable("best real time, us", best_real_);
-    // The main thread's CPU time leaves out time the benchmark was not
-    // running on a shared machine; it measures the whole step only at one
-    // thread.
-    PrintTable("best CPU time, us", best_cpu_);
-  }
-
+// The ratio tables at the end.
+class RatioReporter : public symopt_bench::BestTimeReporter {
  private:
-  using Table = std::map<std::string, std::map<std::string, double>>;
-
-  static void Keep(double& best, double t) {
-    best = best == 0 ? t : std::min(best, t);
-  }
-
-  static void PrintTable(const char* what, Table& table) {
+  void PrintTable(const char* what, Table& table) override {
     std::printf("\n%-58s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n",
                 ("shape/threads (" + std::string(what) + ")").c_str(),
                 "floor",
@@ -573,7 +481,6 @@ class RatioReporter : public benchmark::ConsoleReporter {
                 "adap/fus",
                 "sgd/fus",
                 "fus/floor");
-    auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
     for (auto& [key, kinds] : table) {
       const double floor = kinds["BM_Floor"], fused = kinds["BM_SymoptFused"],
                    adapter = kinds["BM_SymoptTorchAdapter"],
@@ -587,14 +494,12 @@ class RatioReporter : public benchmark::ConsoleReporter {
           adapter,
           composed,
           sgd,
-          ratio(composed, fused),
-          ratio(adapter, fused),
-          ratio(sgd, fused),
-          ratio(fused, floor));
+          Ratio(composed, fused),
+          Ratio(adapter, fused),
+          Ratio(sgd, fused),
+          Ratio(fused, floor));
     }
   }
-
-  Table best_real_, best_cpu_;
 };
 
 }  // namespace
