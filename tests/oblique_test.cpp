@@ -279,8 +279,14 @@ TEMPLATE_TEST_CASE("Oblique fused step equals the composition",
                    float,
                    double) {
   using T = TestType;
-  // 300 x 900 runs the OpenMP path; 3 x 9 the serial one.
-  for (auto shape : {std::pair<std::int64_t, std::int64_t>{300, 900}, {3, 9}}) {
+  // 300 x 900 runs the OpenMP path; 3 x 9 the serial one. Rows of at most
+  // 160 entries are stepped in batches of 8 rows (src/oblique.cpp,
+  // StepShortRows): 21 x 75 is two batches and a ragged one, 3000 x 100 the
+  // same on each OpenMP thread.
+  for (auto shape : {std::pair<std::int64_t, std::int64_t>{300, 900},
+                     {3, 9},
+                     {21, 75},
+                     {3000, 100}}) {
     Oblique<T> man(shape.first, shape.second);
     const std::int64_t n = man.AmbientSize();
     const StepStart<T> start = RandomStart(man, 31, 0.3);
@@ -344,10 +350,13 @@ TEMPLATE_TEST_CASE("Oblique kernels for each instruction set agree",
                    double) {
   using T = TestType;
   // Rows of several kernel blocks plus a ragged tail, short and long (past
-  // 4096 entries, the longest rows of the benchmarks' second shape).
-  for (const std::int64_t cols : {1000, 4200}) {
+  // 4096 entries, the longest rows of the benchmarks' second shape), and
+  // rows short enough to be stepped in batches of 8 (at most 160 entries)
+  // or just too long for that (161): 19 rows are two batches and a ragged
+  // one.
+  for (const std::int64_t cols : {75, 160, 161, 1000, 4200}) {
     INFO("cols " << cols);
-    Oblique<T> man(7, cols);
+    Oblique<T> man(19, cols);
     const std::int64_t n = man.AmbientSize();
     const StepStart<T> start = RandomStart(man, 81, 0.3);
     const std::vector<T>& x0 = start.x;
