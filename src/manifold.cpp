@@ -10,6 +10,13 @@
 namespace symopt {
 
 bool StepOptions::IsValid(std::string* error) const {
+  const bool valid = lr >= 0.0 && std::isfinite(lr) && momentum >= 0.0 &&
+                     momentum < 1.0 && !(nesterov && momentum == 0.0) &&
+                     weight_decay >= 0.0 && std::isfinite(weight_decay);
+  if (valid) {  // the common case builds no message (Step calls this)
+    if (error) error->clear();
+    return true;
+  }
   std::ostringstream os;
   if (!(lr >= 0.0) || !std::isfinite(lr)) {
     os << "learning rate must be finite and >= 0, got " << lr;
@@ -21,7 +28,7 @@ bool StepOptions::IsValid(std::string* error) const {
     os << "weight decay must be finite and >= 0, got " << weight_decay;
   }
   if (error) *error = os.str();
-  return os.str().empty();
+  return false;
 }
 
 void RetractReport::Merge(const RetractReport& other, std::int64_t row_offset) {

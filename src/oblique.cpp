@@ -14,6 +14,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "omp_loops.h"
+
 // x86-64 with GCC or Clang: the fused step's kernel is also compiled for
 // AVX2+FMA and chosen at run time (define SYMOPT_OBLIQUE_NO_DISPATCH to build
 // the baseline kernel only).
@@ -622,11 +624,10 @@ void Oblique<T>::ProjectPointImpl(View x) const {
 template <typename T>
 void Oblique<T>::ProjectImpl(ConstView x, View u) const {
   const std::int64_t n = x.cols;
-#pragma omp parallel for schedule(static) if (x.size() >= kParallelMinSize)
-  for (std::int64_t r = 0; r < x.rows; ++r) {
+  internal::ForLoop(x.rows, x.size() >= kParallelMinSize, [&](std::int64_t r) {
     const double d = RowDot(x.row(r), u.row(r), n);
     ObliqueOps::ApplyProject(x.row(r), u.row(r), d, 0, n, 1);
-  }
+  });
 }
 
 template <typename T>
@@ -718,9 +719,14 @@ RetractReport Oblique<T>::StepImpl(View x,
   all.tol = collapse_tol_;
   T* m_data = o.momentum > 0 ? m.data : nullptr;
   const std::int64_t rows = x.rows;
+  if (!internal::UseParallelRegion(x.size() >= kParallelMinSize)) {
+    RowRange rr = all;
+    rr.r1 = rows;
+    StepRowsCpu(x.data, g.data, m_data, rr);
+    return MakeReport(rr.collapsed, rr.first);
+  }
   std::int64_t collapsed = 0, first = kNoRow;
-#pragma omp parallel reduction(+ : collapsed) reduction(min : first) if ( \
-        x.size() >= kParallelMinSize)
+#pragma omp parallel reduction(+ : collapsed) reduction(min : first)
   {
     const std::int64_t threads = omp_get_num_threads();
     const std::int64_t t = omp_get_thread_num();

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "backend/step_ops.h"
+#include "omp_loops.h"
 #include "tie_members.h"
 
 namespace symopt {
@@ -448,24 +449,24 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
     case TieLayout::kContiguous: {
       const std::int64_t num_blocks = std::int64_t(blocks_.size());
       const RunBlock* blocks = blocks_.data();
-#pragma omp parallel for reduction(+ : total) schedule(static) if (parallel)
-      for (std::int64_t b = 0; b < num_blocks; ++b) {
-        const RunBlock blk = blocks[b];
-        if (blk.first_id == TiePattern::kZero) {
-          call(total, per_zero, MakeRun<0>(blk.start, blk.length));
-          continue;
-        }
-        DispatchSize(blk.length, [&](auto tag) {
-          constexpr int kSize = decltype(tag)::value;
-          const auto f = per_class;
-          for (std::int64_t c = 0; c < blk.count; ++c) {
-            call(total,
-                 f,
-                 std::int64_t(blk.first_id) + c,
-                 MakeRun<kSize>(blk.start + c * blk.length, blk.length));
-          }
-        });
-      }
+      total += internal::SumLoop(
+          num_blocks, parallel, [&](std::int64_t b, double& acc) {
+            const RunBlock blk = blocks[b];
+            if (blk.first_id == TiePattern::kZero) {
+              call(acc, per_zero, MakeRun<0>(blk.start, blk.length));
+              return;
+            }
+            DispatchSize(blk.length, [&](auto tag) {
+              constexpr int kSize = decltype(tag)::value;
+              const auto f = per_class;
+              for (std::int64_t c = 0; c < blk.count; ++c) {
+                call(acc,
+                     f,
+                     std::int64_t(blk.first_id) + c,
+                     MakeRun<kSize>(blk.start + c * blk.length, blk.length));
+              }
+            });
+          });
       break;
     }
     case TieLayout::kRowPeriodic: {
@@ -474,48 +475,48 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
       const std::int32_t* ids = class_ids_.data();
       const std::int32_t* map = id_map_.data();
       const bool mapped = !id_map_.empty();
-#pragma omp parallel for reduction(+ : total) schedule(static) if (parallel)
-      for (std::int64_t r = 0; r < rows; ++r) {
-        const std::int64_t base = r * cols;
-        for (const Group& g : groups_) {
-          if (g.size == 2 && pair_runs) {
-            for (const PairRun& run : pair_runs_) {
-              visit_pair_run(total, run, base, [&](std::int64_t pos) {
-                return mapped ? std::int64_t(map[r * k_row + pos])
-                              : ids[pos] + r * k_row;
+      total +=
+          internal::SumLoop(rows, parallel, [&](std::int64_t r, double& acc) {
+            const std::int64_t base = r * cols;
+            for (const Group& g : groups_) {
+              if (g.size == 2 && pair_runs) {
+                for (const PairRun& run : pair_runs_) {
+                  visit_pair_run(acc, run, base, [&](std::int64_t pos) {
+                    return mapped ? std::int64_t(map[r * k_row + pos])
+                                  : ids[pos] + r * k_row;
+                  });
+                }
+                continue;
+              }
+              if (g.size == 2 && pair_block_k_ > 0) {
+                visit_pair_blocks(acc, g, base, [&](std::int64_t pos) {
+                  return mapped ? std::int64_t(map[r * k_row + pos])
+                                : ids[pos] + r * k_row;
+                });
+                continue;
+              }
+              DispatchSize(g.size, [&](auto tag) {
+                constexpr int kSize = decltype(tag)::value;
+                const std::int32_t* mem = members_.data() + g.first_member;
+                const auto f = per_class;
+                for (std::int64_t c = 0; c < g.num_classes; ++c) {
+                  const std::int64_t pos = g.first_class + c;
+                  call(acc,
+                       f,
+                       mapped ? std::int64_t(map[r * k_row + pos])
+                              : ids[pos] + r * k_row,
+                       MakeMembers<kSize>(mem + c * g.size, base, g.size));
+                }
               });
             }
-            continue;
-          }
-          if (g.size == 2 && pair_block_k_ > 0) {
-            visit_pair_blocks(total, g, base, [&](std::int64_t pos) {
-              return mapped ? std::int64_t(map[r * k_row + pos])
-                            : ids[pos] + r * k_row;
-            });
-            continue;
-          }
-          DispatchSize(g.size, [&](auto tag) {
-            constexpr int kSize = decltype(tag)::value;
-            const std::int32_t* mem = members_.data() + g.first_member;
-            const auto f = per_class;
-            for (std::int64_t c = 0; c < g.num_classes; ++c) {
-              const std::int64_t pos = g.first_class + c;
-              call(total,
-                   f,
-                   mapped ? std::int64_t(map[r * k_row + pos])
-                          : ids[pos] + r * k_row,
-                   MakeMembers<kSize>(mem + c * g.size, base, g.size));
+            if (!zero_members_.empty()) {
+              call(acc,
+                   per_zero,
+                   MakeMembers<0>(zero_members_.data(),
+                                  base,
+                                  std::int64_t(zero_members_.size())));
             }
           });
-        }
-        if (!zero_members_.empty()) {
-          call(total,
-               per_zero,
-               MakeMembers<0>(zero_members_.data(),
-                              base,
-                              std::int64_t(zero_members_.size())));
-        }
-      }
       break;
     }
     case TieLayout::kGeneral: {
@@ -524,14 +525,12 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
         if (g.size == 2 && pair_runs) {
           const std::int64_t num_runs = std::int64_t(pair_runs_.size());
           const PairRun* runs = pair_runs_.data();
-          double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static) if (parallel)
-          for (std::int64_t k = 0; k < num_runs; ++k) {
-            visit_pair_run(sum, runs[k], 0, [ids](std::int64_t pos) {
-              return std::int64_t(ids[pos]);
-            });
-          }
-          total += sum;
+          total += internal::SumLoop(
+              num_runs, parallel, [&](std::int64_t k, double& acc) {
+                visit_pair_run(acc, runs[k], 0, [ids](std::int64_t pos) {
+                  return std::int64_t(ids[pos]);
+                });
+              });
           continue;
         }
         DispatchSize(g.size, [&](auto tag) {
@@ -539,39 +538,37 @@ double TieSubspace<T>::Visit(PerClass&& per_class,
           const std::int32_t* mem = members_.data() + g.first_member;
           const std::int64_t first = g.first_class, size = g.size;
           const std::int64_t count = g.num_classes;
-          double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static) if (parallel)
-          for (std::int64_t c = 0; c < count; ++c) {
-            // Random members cost a cache miss each: ask for them early.
-            if (c + kPrefetchAhead < count) {
-              const std::int32_t* ahead = mem + (c + kPrefetchAhead) * size;
-              for (const T* a : prefetch) {
-                if (a == nullptr) continue;
-                for (std::int64_t j = 0; j < size; ++j) {
-                  __builtin_prefetch(a + ahead[j], 1);
+          total += internal::SumLoop(
+              count, parallel, [&](std::int64_t c, double& acc) {
+                // Random members cost a cache miss each: ask for them early.
+                if (c + kPrefetchAhead < count) {
+                  const std::int32_t* ahead = mem + (c + kPrefetchAhead) * size;
+                  for (const T* a : prefetch) {
+                    if (a == nullptr) continue;
+                    for (std::int64_t j = 0; j < size; ++j) {
+                      __builtin_prefetch(a + ahead[j], 1);
+                    }
+                  }
                 }
-              }
-            }
-            const auto f = per_class;
-            call(sum,
-                 f,
-                 std::int64_t(ids[first + c]),
-                 MakeMembers<kSize>(mem + c * size, 0, size));
-          }
-          total += sum;
+                const auto f = per_class;
+                call(acc,
+                     f,
+                     std::int64_t(ids[first + c]),
+                     MakeMembers<kSize>(mem + c * size, 0, size));
+              });
         });
       }
       const std::int64_t zeros = std::int64_t(zero_members_.size());
       const std::int64_t chunks = (zeros + kZeroChunk - 1) / kZeroChunk;
       const std::int32_t* zmem = zero_members_.data();
-#pragma omp parallel for reduction(+ : total) schedule(static) if (parallel)
-      for (std::int64_t c = 0; c < chunks; ++c) {
-        const std::int64_t begin = c * kZeroChunk;
-        call(total,
-             per_zero,
-             MakeMembers<0>(
-                 zmem + begin, 0, std::min(kZeroChunk, zeros - begin)));
-      }
+      total +=
+          internal::SumLoop(chunks, parallel, [&](std::int64_t c, double& acc) {
+            const std::int64_t begin = c * kZeroChunk;
+            call(acc,
+                 per_zero,
+                 MakeMembers<0>(
+                     zmem + begin, 0, std::min(kZeroChunk, zeros - begin)));
+          });
       break;
     }
   }

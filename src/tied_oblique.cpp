@@ -1,11 +1,14 @@
 #include "manifolds/tied_oblique.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
 
 #include "backend/tied_oblique_ops.h"
+#include "omp_loops.h"
 
 namespace symopt {
 
@@ -149,19 +152,30 @@ template <typename T>
 template <typename F>
 RetractReport TiedOblique<T>::ForEachRow(F&& f) const {
   const std::int64_t rows = this->rows();
-  const bool parallel = this->AmbientSize() >= kParallelMin;
   std::int64_t collapsed = 0;
   std::int64_t first = std::numeric_limits<std::int64_t>::max();
-#pragma omp parallel if (parallel) reduction(+ : collapsed) reduction(min : first)
-  {
+  // Rows [r0, r1), counting the rows f reports collapsed into *count and the
+  // first of them into *least.
+  auto run = [&](std::int64_t r0,
+                 std::int64_t r1,
+                 std::int64_t* count,
+                 std::int64_t* least) {
     std::vector<double> scratch(
         static_cast<std::size_t>(5 * max_row_classes_ + 1));
-#pragma omp for schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t r = r0; r < r1; ++r) {
       if (f(r, row_start_[r], row_start_[r + 1], scratch.data())) {
-        ++collapsed;
-        first = std::min(first, r);
+        ++*count;
+        *least = std::min(*least, r);
       }
+    }
+  };
+  if (!internal::UseParallelRegion(this->AmbientSize() >= kParallelMin)) {
+    run(0, rows, &collapsed, &first);
+  } else {
+#pragma omp parallel reduction(+ : collapsed) reduction(min : first)
+    {
+      const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      run(rows * t / nt, rows * (t + 1) / nt, &collapsed, &first);
     }
   }
   RetractReport report;
@@ -254,23 +268,23 @@ template <typename T>
 double TiedOblique<T>::DistanceToManifoldImpl(ConstView x) const {
   const T* xs = x.data;
   const std::int64_t rows = this->rows();
-  double total = 0.0;
-#pragma omp parallel for reduction(+ : total) schedule(static) \
-    if (this->AmbientSize() >= kParallelMin)
-  for (std::int64_t r = 0; r < rows; ++r) {
-    double norm2 = 0.0;
-    for (std::int64_t pos = row_start_[r]; pos < row_start_[r + 1]; ++pos) {
-      const double mean = MeanOf(xs, pos);
-      norm2 += double(Size(pos)) * mean * mean;
-      for (std::int64_t j = member_start_[pos]; j < member_start_[pos + 1];
-           ++j) {
-        const double d = double(xs[members_[j]]) - mean;
-        total += d * d;
-      }
-    }
-    const double d = std::sqrt(norm2) - 1.0;
-    total += d * d;
-  }
+  double total = internal::SumLoop(
+      rows,
+      this->AmbientSize() >= kParallelMin,
+      [&](std::int64_t r, double& acc) {
+        double norm2 = 0.0;
+        for (std::int64_t pos = row_start_[r]; pos < row_start_[r + 1]; ++pos) {
+          const double mean = MeanOf(xs, pos);
+          norm2 += double(Size(pos)) * mean * mean;
+          for (std::int64_t j = member_start_[pos]; j < member_start_[pos + 1];
+               ++j) {
+            const double d = double(xs[members_[j]]) - mean;
+            acc += d * d;
+          }
+        }
+        const double d = std::sqrt(norm2) - 1.0;
+        acc += d * d;
+      });
   for (const std::int32_t i : zero_members_)
     total += double(xs[i]) * double(xs[i]);
   return std::sqrt(total);
