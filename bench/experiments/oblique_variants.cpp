@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <random>
 #include <string>
 #include <vector>
@@ -256,7 +257,7 @@ struct Data {
 }  // namespace
 }  // namespace symopt
 
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   using namespace symopt;  // NOLINT(google-build-using-namespace)
   if (argc < 3) {
     std::fprintf(stderr, "usage: %s ROWS COLS [ROUNDS] [KINDS]\n", argv[0]);
@@ -268,6 +269,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::int64_t rows = std::atoll(argv[1]), cols = std::atoll(argv[2]);
+  if (rows < 1 || cols < 1) {
+    std::fprintf(stderr, "ROWS and COLS must be >= 1\n");
+    return 2;
+  }
   const int rounds = argc > 3 ? std::max(1, std::atoi(argv[3])) : 15;
   const std::string kinds = argc > 4 ? argv[4] : "FCSR";
   if (kinds.find('F') == std::string::npos) {
@@ -279,8 +284,8 @@ int main(int argc, char** argv) {
       std::getenv("HOT") != nullptr
           ? 1
           : std::max<std::int64_t>(2, (std::int64_t(128) << 20) / (12 * n) + 1);
-  const std::int64_t passes =
-      std::getenv("REPS") != nullptr ? std::atoll(std::getenv("REPS")) : 0;
+  const char* reps_env = std::getenv("REPS");
+  const std::int64_t passes = reps_env != nullptr ? std::atoll(reps_env) : 0;
   const std::int64_t reps =
       passes > 0 ? passes * copies
                  : std::max<std::int64_t>(8 * copies,
@@ -378,4 +383,13 @@ int main(int argc, char** argv) {
         ratio[0]);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {  // e.g. a shape symopt rejects
+    std::fprintf(stderr, "oblique_variants: %s\n", e.what());
+    return 2;
+  }
 }
