@@ -12,6 +12,7 @@
 #include "manifolds/device.h"
 #include "manifolds/euclidean.h"
 #include "manifolds/oblique.h"
+#include "omp_loops.h"
 #include "symopt_config.h"
 #if SYMOPT_WITH_CUDA
 #include "cuda_backend.h"
@@ -130,6 +131,29 @@ GradientScreen<T>::GradientScreen(std::vector<TensorView<const T>> tensors,
 template <typename T>
 GradientScreen<T>::~GradientScreen() = default;
 
+namespace {
+
+// cpu::FirstNonFinite, with the threads of symopt::SetNumThreads for large
+// tensors: each thread tests its chunks (the screen reads every gradient
+// before every step, a pass as long as a third of the fused oblique step's);
+// only when one finds something is the first entry located serially.
+template <typename T>
+std::int64_t FirstNonFiniteHost(const T* x, std::int64_t n) {
+  constexpr std::int64_t kParallelMin = std::int64_t(1) << 18;
+  constexpr std::int64_t kChunk = std::int64_t(1) << 15;
+  if (!UseParallelRegion(n >= kParallelMin)) return cpu::FirstNonFinite(x, n);
+  const std::int64_t chunks = (n + kChunk - 1) / kChunk;
+  const double hits = SumLoop(chunks, true, [&](std::int64_t c, double& acc) {
+    const std::int64_t begin = c * kChunk;
+    if (cpu::FirstNonFinite(x + begin, std::min(kChunk, n - begin)) >= 0) {
+      acc += 1;
+    }
+  });
+  return hits > 0 ? cpu::FirstNonFinite(x, n) : -1;
+}
+
+}  // namespace
+
 template <typename T>
 ScreenHit GradientScreen<T>::First() const {
   ScreenHit hit;
@@ -156,7 +180,7 @@ ScreenHit GradientScreen<T>::First() const {
   for (std::int64_t i = 0; i < host_end; ++i) {
     const TensorView<const T>& v = tensors_[std::size_t(i)];
     if (v.device != Device::kCpu) continue;
-    const std::int64_t bad = cpu::FirstNonFinite(v.data, v.size());
+    const std::int64_t bad = FirstNonFiniteHost(v.data, v.size());
     if (bad >= 0) return {i, bad};
   }
   return hit;

@@ -10,6 +10,7 @@
 #include "manifold_checks.h"
 #include "manifolds/euclidean.h"
 #include "manifolds/oblique.h"
+#include "manifolds/parallel.h"
 #include "manifolds/tie_subspace.h"
 #include "manifolds/tied_oblique.h"
 #include "optim/bold_driver.h"
@@ -249,6 +250,38 @@ TEMPLATE_TEST_CASE("A NaN or Inf gradient is reported and changes nothing",
   }
   REQUIRE(opt.Step().status == StepStatus::kOk);
   CHECK(opt.step_count() == 4);
+}
+
+TEST_CASE("The screen finds the first NaN/Inf of a large gradient", "[optim]") {
+  // 600 x 512 = 307200 entries: past 2^18, where the screen splits the
+  // gradient into chunks across threads (src/optim_state.cpp).
+  Model<float> model;
+  model.Add("big", Eucl<float>(600, 512), 1);
+  RiemannianSgd<float> opt(model.Params(), SgdOptions{});
+  std::vector<float>& g = model.blocks[0].grad;
+  const auto values = model.Values();
+  const int threads = NumThreads();
+  for (const int t : {1, 2}) {
+    SetNumThreads(t);
+    INFO("threads " << t);
+    g[300000] = std::numeric_limits<float>::infinity();
+    g[250001] = std::numeric_limits<float>::quiet_NaN();
+    StepSummary s = opt.Step();
+    CHECK(s.status == StepStatus::kNonFiniteGradient);
+    CHECK_THAT(s.message, Contains("flat index 250001"));
+    g[250001] = 0;
+    s = opt.Step();
+    CHECK_THAT(s.message, Contains("flat index 300000"));
+    g[300000] = 0;
+    g[307199] = -std::numeric_limits<float>::infinity();  // the last entry
+    s = opt.Step();
+    CHECK_THAT(s.message, Contains("flat index 307199"));
+    g[307199] = 0;
+    CHECK(BitwiseEqual(model.Values(), values));
+    CHECK(opt.step_count() == 0);
+  }
+  SetNumThreads(threads);
+  CHECK(opt.Step().status == StepStatus::kOk);
 }
 
 TEST_CASE("Collapsed rows are reported in the step summary", "[optim]") {
