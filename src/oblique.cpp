@@ -635,16 +635,22 @@ RetractReport Oblique<T>::RetractImpl(View x, ConstView v) const {
   const std::int64_t n = x.cols;
   const double tol = collapse_tol_;
   std::int64_t collapsed = 0, first = kNoRow;
-#pragma omp parallel for schedule(static) reduction(+ : collapsed) \
-    reduction(min : first) if (x.size() >= kParallelMinSize)
-  for (std::int64_t r = 0; r < x.rows; ++r) {
+  // Row r, counting a collapse into *count and *least.
+  auto row = [&](std::int64_t r, std::int64_t* count, std::int64_t* least) {
     const double yy = RowCandidateNorm2(x.row(r), v.row(r), n);
     if (!ObliqueOps::Normalisable(yy, tol)) {
-      ++collapsed;
-      first = std::min(first, r);
-      continue;
+      ++*count;
+      *least = std::min(*least, r);
+      return;
     }
     ObliqueOps::ApplyRetract(x.row(r), v.row(r), 1.0 / std::sqrt(yy), 0, n, 1);
+  };
+  if (!internal::UseParallelRegion(x.size() >= kParallelMinSize)) {
+    for (std::int64_t r = 0; r < x.rows; ++r) row(r, &collapsed, &first);
+  } else {
+#pragma omp parallel for schedule(static) reduction(+ : collapsed) \
+    reduction(min : first)
+    for (std::int64_t r = 0; r < x.rows; ++r) row(r, &collapsed, &first);
   }
   return MakeReport(collapsed, first);
 }
