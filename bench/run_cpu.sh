@@ -6,7 +6,8 @@
 #   bash bench/run_cpu.sh [OUT_DIR]
 #
 # The PyTorch comparison needs Debian's python3-torch (apt-get install -y
-# python3-torch); it is skipped when that is missing.
+# python3-torch), torch_step_bench a build with LibTorch; each is skipped
+# when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench-results}
@@ -19,6 +20,7 @@ $b/oblique_bench --benchmark_repetitions=5 --benchmark_enable_random_interleavin
 $b/tie_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/tie.txt"
 $b/constraint_bench --benchmark_counters_tabular=true | strip > "$out/constraint.txt"
 $b/optim_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/optim.txt"
+$b/step_call_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/step_call.txt"
 $b/group_nn_bench --benchmark_counters_tabular=true --benchmark_repetitions=3 \
   --benchmark_report_aggregates_only=true | strip > "$out/group_nn_2threads.txt"
 OMP_NUM_THREADS=1 $b/group_nn_bench --benchmark_filter='Flip|Dense' --benchmark_counters_tabular=true \
@@ -30,5 +32,9 @@ if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   for t in 1 2; do
     /usr/bin/python3 bench/pytorch_mlp_epoch.py --threads $t --bench $b/nn_bench > "$out/mlp_epoch_vs_pytorch_${t}thread.txt"
   done
+fi
+# Built only where LibTorch is installed (SYMOPT_WITH_TORCH=1 bash scripts/install_deps.sh).
+if [ -x $b/torch_step_bench ]; then
+  $b/torch_step_bench --benchmark_repetitions=3 | strip > "$out/torch_step.txt"
 fi
 echo "results in $out/"
