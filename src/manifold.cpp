@@ -10,25 +10,30 @@
 namespace symopt {
 
 bool StepOptions::IsValid(std::string* error) const {
-  const bool valid = lr >= 0.0 && std::isfinite(lr) && momentum >= 0.0 &&
-                     momentum < 1.0 && !(nesterov && momentum == 0.0) &&
-                     weight_decay >= 0.0 && std::isfinite(weight_decay);
-  if (valid) {  // the common case builds no message (Step calls this)
-    if (error) error->clear();
-    return true;
-  }
-  std::ostringstream os;
+  // The message is built only on failure: Step calls this every time.
+  auto fail = [error](const char* what, double got, bool show) {
+    if (error) {
+      std::ostringstream os;
+      os << what;
+      if (show) os << ", got " << got;
+      *error = os.str();
+    }
+    return false;
+  };
   if (!(lr >= 0.0) || !std::isfinite(lr)) {
-    os << "learning rate must be finite and >= 0, got " << lr;
-  } else if (!(momentum >= 0.0 && momentum < 1.0)) {
-    os << "momentum must be in [0, 1), got " << momentum;
-  } else if (nesterov && momentum == 0.0) {
-    os << "Nesterov momentum needs momentum > 0";
-  } else if (!(weight_decay >= 0.0) || !std::isfinite(weight_decay)) {
-    os << "weight decay must be finite and >= 0, got " << weight_decay;
+    return fail("learning rate must be finite and >= 0", lr, true);
   }
-  if (error) *error = os.str();
-  return false;
+  if (!(momentum >= 0.0 && momentum < 1.0)) {
+    return fail("momentum must be in [0, 1)", momentum, true);
+  }
+  if (nesterov && momentum == 0.0) {
+    return fail("Nesterov momentum needs momentum > 0", 0.0, false);
+  }
+  if (!(weight_decay >= 0.0) || !std::isfinite(weight_decay)) {
+    return fail("weight decay must be finite and >= 0", weight_decay, true);
+  }
+  if (error) error->clear();
+  return true;
 }
 
 void RetractReport::Merge(const RetractReport& other, std::int64_t row_offset) {

@@ -395,7 +395,7 @@ struct RowRange {
 // Each row's sums, solve and update are those of the pipeline below (a row
 // that short is one block), so the result is the same bitwise. Measured on
 // the development machine, 1 thread (bench/experiments/oblique_variants.cpp
-// and torch_step_bench): in cache, 64 x 75 and 128 x 144 take 20-27% less
+// and torch_step_bench): in cache, 64 x 75 and 128 x 144 take 17-27% less
 // time than in the pipeline; out of cache, 200000 x 75 24% less, 80000 x
 // 144 5% less, and 60000 x 192 6% more, hence the bound.
 constexpr std::int64_t kShortRow = 160;
