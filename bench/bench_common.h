@@ -9,10 +9,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace symopt_bench {
@@ -94,13 +96,41 @@ inline void FloorStep(
   }
 }
 
-// Console output, and at the end PrintTable twice: with the best real time
-// and with the best CPU time of the main thread of every benchmark. A table
-// maps "/args..." (the name after the benchmark's own) to benchmark name to
-// microseconds (0 where the benchmark did not run).
+// One benchmark function per kind, registered for every argument list in
+// `args` (in that order, so consecutive kinds share one data set), real time,
+// microseconds.
+using BenchmarkFn = void (*)(benchmark::State&);
+inline void RegisterKinds(
+    const std::vector<std::pair<const char*, BenchmarkFn>>& kinds,
+    const std::vector<std::vector<std::int64_t>>& args,
+    const std::vector<std::string>& arg_names) {
+  for (const std::vector<std::int64_t>& a : args) {
+    for (const auto& [name, fn] : kinds) {
+      benchmark::RegisterBenchmark(name, fn)
+          ->Args(a)
+          ->ArgNames(arg_names)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+}
+
+// A ratio column of the tables: label = time(numerator) / time(denominator).
+struct RatioColumn {
+  const char* label;
+  const char* numerator;
+  const char* denominator;
+};
+
+// Console output, and at the end two tables, one row per argument list
+// ("/args...", the name after the benchmark's own): the best real time and
+// the best CPU time of the main thread of each kind in `kinds` (benchmark
+// names, microseconds; 0 where it did not run), then the ratios.
 class BestTimeReporter : public benchmark::ConsoleReporter {
  public:
-  using Table = std::map<std::string, std::map<std::string, double>>;
+  BestTimeReporter(std::vector<std::pair<const char*, const char*>> kinds,
+                   std::vector<RatioColumn> ratios)
+      : kinds_(std::move(kinds)), ratios_(std::move(ratios)) {}
 
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
@@ -123,16 +153,32 @@ class BestTimeReporter : public benchmark::ConsoleReporter {
     PrintTable("best CPU time, us", best_cpu_);
   }
 
- protected:
-  static double Ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
-
  private:
-  virtual void PrintTable(const char* what, Table& table) = 0;
+  using Table = std::map<std::string, std::map<std::string, double>>;
 
   static void Keep(double& best, double t) {
     best = best == 0 ? t : std::min(best, t);
   }
 
+  void PrintTable(const char* what, Table& table) const {
+    std::printf("\n%-58s",
+                ("shape/threads (" + std::string(what) + ")").c_str());
+    for (const auto& kind : kinds_) std::printf(" %10s", kind.second);
+    for (const RatioColumn& r : ratios_) std::printf(" %11s", r.label);
+    std::printf("\n");
+    for (auto& [key, times] : table) {
+      std::printf("%-58s", key.c_str());
+      for (const auto& kind : kinds_) std::printf(" %10.1f", times[kind.first]);
+      for (const RatioColumn& r : ratios_) {
+        const double a = times[r.numerator], b = times[r.denominator];
+        std::printf(" %11.3f", b > 0 ? a / b : 0.0);
+      }
+      std::printf("\n");
+    }
+  }
+
+  std::vector<std::pair<const char*, const char*>> kinds_;  // name, header
+  std::vector<RatioColumn> ratios_;
   Table best_real_, best_cpu_;
 };
 

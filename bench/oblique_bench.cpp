@@ -241,52 +241,20 @@ void BM_Composed(benchmark::State& state) {
 // Shapes in the order they run, so each data set is built once: floor, fused
 // and composed of one shape run back to back.
 void Register() {
-  const std::int64_t shapes[][2] = {{512, 784}, {4096, 4096}, {678, 9216}};
-  for (const auto& s : shapes) {
-    for (int threads : {1, 2}) {
-      for (auto [name, fn] : {std::pair{"BM_Floor", &BM_Floor},
-                              std::pair{"BM_FloorBaseline", &BM_FloorBaseline},
-                              std::pair{"BM_Fused", &BM_Fused},
-                              std::pair{"BM_Composed", &BM_Composed}}) {
-        benchmark::RegisterBenchmark(name, fn)
-            ->Args({s[0], s[1], threads})
-            ->ArgNames({"rows", "cols", "threads"})
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
-      }
-    }
+  std::vector<std::vector<std::int64_t>> args;
+  for (const auto& [rows, cols] :
+       {std::pair<std::int64_t, std::int64_t>{512, 784},
+        {4096, 4096},
+        {678, 9216}}) {
+    for (std::int64_t threads : {1, 2}) args.push_back({rows, cols, threads});
   }
+  symopt_bench::RegisterKinds({{"BM_Floor", &BM_Floor},
+                               {"BM_FloorBaseline", &BM_FloorBaseline},
+                               {"BM_Fused", &BM_Fused},
+                               {"BM_Composed", &BM_Composed}},
+                              args,
+                              {"rows", "cols", "threads"});
 }
-
-// The ratio table at the end.
-class RatioReporter : public symopt_bench::BestTimeReporter {
- private:
-  void PrintTable(const char* what, Table& table) override {
-    std::printf("\n%-48s %10s %10s %10s %10s %11s %11s %14s\n",
-                ("shape/threads (" + std::string(what) + ")").c_str(),
-                "floor",
-                "floor_base",
-                "fused",
-                "composed",
-                "fused/floor",
-                "fused/base",
-                "composed/fused");
-    for (auto& [key, kinds] : table) {
-      const double floor = kinds["BM_Floor"],
-                   floor_base = kinds["BM_FloorBaseline"],
-                   fused = kinds["BM_Fused"], composed = kinds["BM_Composed"];
-      std::printf("%-48s %10.1f %10.1f %10.1f %10.1f %11.3f %11.3f %14.2f\n",
-                  key.c_str(),
-                  floor,
-                  floor_base,
-                  fused,
-                  composed,
-                  Ratio(fused, floor),
-                  Ratio(fused, floor_base),
-                  Ratio(composed, fused));
-    }
-  }
-};
 
 }  // namespace
 
@@ -297,7 +265,14 @@ int main(int argc, char** argv) {
   std::printf("last-level cache: %lld bytes; working set >= %.0fx that\n",
               static_cast<long long>(LastLevelCacheBytes()),
               kLlcMultiple);
-  RatioReporter reporter;
+  symopt_bench::BestTimeReporter reporter(
+      {{"BM_Floor", "floor"},
+       {"BM_FloorBaseline", "floor_base"},
+       {"BM_Fused", "fused"},
+       {"BM_Composed", "composed"}},
+      {{"fused/floor", "BM_Fused", "BM_Floor"},
+       {"fused/base", "BM_Fused", "BM_FloorBaseline"},
+       {"comp/fused", "BM_Composed", "BM_Fused"}});
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;

@@ -441,66 +441,26 @@ void BM_TorchEuclideanSgd(benchmark::State& state) {
 }
 
 // Shapes in the order they run, so each data set is built once: every kind
-// of one shape runs back to back.
+// of one shape runs back to back. The last shape (a 64 x 3 x 5 x 5 conv
+// layer) stays in cache.
 void Register() {
-  struct Shape {
-    std::int64_t rows, cols, in_cache;
-  };
-  const Shape shapes[] = {
-      {512, 784, 0}, {4096, 4096, 0}, {678, 9216, 0}, {64, 3 * 5 * 5, 1}};
-  for (const Shape& s : shapes) {
-    for (int threads : {1, 2}) {
-      for (auto [name, fn] :
-           {std::pair{"BM_Floor", &BM_Floor},
-            std::pair{"BM_SymoptFused", &BM_SymoptFused},
-            std::pair{"BM_SymoptTorchAdapter", &BM_SymoptTorchAdapter},
-            std::pair{"BM_TorchComposedGeoopt", &BM_TorchComposedGeoopt},
-            std::pair{"BM_TorchEuclideanSgd", &BM_TorchEuclideanSgd}}) {
-        benchmark::RegisterBenchmark(name, fn)
-            ->Args({s.rows, s.cols, threads, s.in_cache})
-            ->ArgNames({"rows", "cols", "threads", "in_cache"})
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
-      }
-    }
+  std::vector<std::vector<std::int64_t>> args;
+  for (const auto& s : {std::vector<std::int64_t>{512, 784, 0},
+                        {4096, 4096, 0},
+                        {678, 9216, 0},
+                        {64, 3 * 5 * 5, 1}}) {
+    for (std::int64_t threads : {1, 2})
+      args.push_back({s[0], s[1], threads, s[2]});
   }
+  symopt_bench::RegisterKinds(
+      {{"BM_Floor", &BM_Floor},
+       {"BM_SymoptFused", &BM_SymoptFused},
+       {"BM_SymoptTorchAdapter", &BM_SymoptTorchAdapter},
+       {"BM_TorchComposedGeoopt", &BM_TorchComposedGeoopt},
+       {"BM_TorchEuclideanSgd", &BM_TorchEuclideanSgd}},
+      args,
+      {"rows", "cols", "threads", "in_cache"});
 }
-
-// The ratio tables at the end.
-class RatioReporter : public symopt_bench::BestTimeReporter {
- private:
-  void PrintTable(const char* what, Table& table) override {
-    std::printf("\n%-58s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n",
-                ("shape/threads (" + std::string(what) + ")").c_str(),
-                "floor",
-                "fused",
-                "adapter",
-                "composed",
-                "torch_sgd",
-                "comp/fus",
-                "adap/fus",
-                "sgd/fus",
-                "fus/floor");
-    for (auto& [key, kinds] : table) {
-      const double floor = kinds["BM_Floor"], fused = kinds["BM_SymoptFused"],
-                   adapter = kinds["BM_SymoptTorchAdapter"],
-                   composed = kinds["BM_TorchComposedGeoopt"],
-                   sgd = kinds["BM_TorchEuclideanSgd"];
-      std::printf(
-          "%-58s %9.1f %9.1f %9.1f %9.1f %9.1f %9.2f %9.3f %9.2f %9.3f\n",
-          key.c_str(),
-          floor,
-          fused,
-          adapter,
-          composed,
-          sgd,
-          Ratio(composed, fused),
-          Ratio(adapter, fused),
-          Ratio(sgd, fused),
-          Ratio(fused, floor));
-    }
-  }
-};
 
 }  // namespace
 
@@ -512,7 +472,16 @@ int main(int argc, char** argv) {
       "last-level cache: %lld bytes; working set >= %.0fx that (in_cache:0)\n",
       static_cast<long long>(LastLevelCacheBytes()),
       kLlcMultiple);
-  RatioReporter reporter;
+  symopt_bench::BestTimeReporter reporter(
+      {{"BM_Floor", "floor"},
+       {"BM_SymoptFused", "fused"},
+       {"BM_SymoptTorchAdapter", "adapter"},
+       {"BM_TorchComposedGeoopt", "composed"},
+       {"BM_TorchEuclideanSgd", "torch_sgd"}},
+      {{"comp/fus", "BM_TorchComposedGeoopt", "BM_SymoptFused"},
+       {"adap/fus", "BM_SymoptTorchAdapter", "BM_SymoptFused"},
+       {"sgd/fus", "BM_TorchEuclideanSgd", "BM_SymoptFused"},
+       {"fus/floor", "BM_SymoptFused", "BM_Floor"}});
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;
