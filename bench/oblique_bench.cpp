@@ -272,7 +272,7 @@ int main(int argc, char** argv) {
        {"BM_Composed", "composed"}},
       {{"fused/floor", "BM_Fused", "BM_Floor"},
        {"fused/base", "BM_Fused", "BM_FloorBaseline"},
-       {"comp/fused", "BM_Composed", "BM_Fused"}});
+       {"composed/fused", "BM_Composed", "BM_Fused"}});
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;
