@@ -13,6 +13,7 @@
 
 #include "manifolds/check.h"
 #include "nn/tensor.h"
+#include "omp_loops.h"
 
 namespace symopt {
 namespace nn {
@@ -75,11 +76,11 @@ inline void CheckSameShape(const std::string& layer,
 // machine.
 template <typename Fn>
 void ParallelRows(std::int64_t rows, double flops, Fn fn) {
-  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), rows));
-  if (threads <= 1 || flops < 2e6 || omp_in_parallel()) {
+  if (rows <= 1 || !symopt::internal::UseParallelRegion(flops >= 2e6)) {
     fn(std::int64_t(0), rows);
     return;
   }
+  const int threads = int(std::min<std::int64_t>(omp_get_max_threads(), rows));
 #pragma omp parallel num_threads(threads)
   {
     const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
