@@ -2,7 +2,8 @@
 // wanted and can use more than one thread. libgomp makes a futex system call
 // even for a region whose if() clause is false (GCC 12), which costs more
 // than a small layer's work: Oblique<float>::Step on one row of 16 entries
-// took 600 ns with such a region and 116 ns without.
+// took 626 ns with such a region and 110 ns without (bench/step_call_bench,
+// bench/RESULTS.md). nn's ParallelRows asks UseParallelRegion too.
 #pragma once
 
 #include <omp.h>
