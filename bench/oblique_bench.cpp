@@ -141,6 +141,17 @@ double WorstRowError(const DataSet& data) {
   return worst;
 }
 
+// Momentum entries in float's subnormal range, over every copy.
+double SubnormalMomenta(const DataSet& data) {
+  std::int64_t count = 0;
+  for (const Copy& c : data.copies) {
+    for (std::int64_t i = 0; i < data.size(); ++i) {
+      count += std::fpclassify(c.m[i]) == FP_SUBNORMAL;
+    }
+  }
+  return double(count);
+}
+
 void Finish(benchmark::State& state, const DataSet& data) {
   state.SetBytesProcessed(state.iterations() * 5 * data.size() *
                           std::int64_t(sizeof(float)));
@@ -151,6 +162,7 @@ void Finish(benchmark::State& state, const DataSet& data) {
 void ValidateUnitRows(benchmark::State& state, const DataSet& data) {
   const double worst = WorstRowError(data);
   state.counters["max_norm_err"] = worst;
+  state.counters["subnormal_m"] = SubnormalMomenta(data);
   if (!(worst >= 0 && worst <= 1e-5)) {
     state.SkipWithError("a row left the oblique manifold");
   }

@@ -76,8 +76,17 @@ RetractReport MakeReport(std::int64_t collapsed, std::int64_t first) {
 // Each block first prefetches the data kAhead entries further on (running
 // into the following row at the end of a row): the hardware prefetcher alone
 // does not keep enough lines in flight for a loop this long (measured: the
-// step is 1.4-1.6x faster with it on 4096 x 4096 and 678 x 9216). Two short
-// loops per block rather than one long one keep their values in registers.
+// step is 1.4-1.6x faster with it on 4096 x 4096 and 678 x 9216). The Gram
+// loop then prefetches each of those lines a second time as it goes (one
+// prefetch per 16 entries per array). Measured on the development machine,
+// 1 thread, data out of cache (bench/experiments/oblique_variants.cpp and
+// its _one_prefetch build): with only the first prefetch the heavy-ball
+// kernel below took 1.45-1.73x the bandwidth floor, with both 1.03-1.20x;
+// this kernel 1.2-1.4x either way. Without hardware counters we could not
+// see why; software prefetches that the processor drops (when its miss
+// buffers are full, say) would explain it.
+// Two short loops per block rather than one long one keep their values in
+// registers.
 // kMomentum == false: m is never read or written.
 
 #if defined(__GNUC__)
@@ -88,6 +97,14 @@ RetractReport MakeReport(std::int64_t collapsed, std::int64_t first) {
 
 constexpr std::int64_t kBlock = 256;   // elements per simd block
 constexpr std::int64_t kAhead = 2048;  // prefetch distance, elements
+// Whether the Gram loops prefetch each line a second time (see above);
+// SYMOPT_OBLIQUE_ONE_PREFETCH is for bench/experiments/oblique_variants.cpp's
+// comparison only.
+#if defined(SYMOPT_OBLIQUE_ONE_PREFETCH)
+constexpr bool kSecondPrefetch = false;
+#else
+constexpr bool kSecondPrefetch = true;
+#endif
 
 template <typename T>
 SYMOPT_ALWAYS_INLINE void Prefetch(const T* p,
@@ -168,7 +185,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline double SumLanes(
 
 constexpr std::int64_t kSub = 64;  // entries per float sub-block (see above)
 
-template <bool kMomentum>
+template <bool kMomentum, bool kPrefetch>
 __attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(
     const float* x,
     const float* g,
@@ -187,6 +204,11 @@ __attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(
            gg0 = xx0, gg1 = xx0, xm0 = xx0, xm1 = xx0, gm0 = xx0, gm1 = xx0,
            mm0 = xx0, mm1 = xx0;
     for (; i + 16 <= stop; i += 16) {
+      if (kPrefetch && kSecondPrefetch) {  // each line again (see Pass)
+        Prefetch(x, i + kAhead, i + kAhead + 1);
+        Prefetch(g, i + kAhead, i + kAhead + 1);
+        if (kMomentum) Prefetch(m, i + kAhead, i + kAhead + 1);
+      }
       {
         const __m256 xv = _mm256_loadu_ps(x + i);
         const __m256 gv = _mm256_loadu_ps(g + i);
@@ -246,7 +268,9 @@ __attribute__((target("avx2,fma"))) ObliqueGram GramBlockAvx2(
 }
 #endif
 
-template <typename T, bool kMomentum, GramLoop kLoop>
+// kPrefetch: the AVX2 loop also prefetches kAhead entries on, once per line
+// (the pipeline's Gram pass; see Pass).
+template <typename T, bool kMomentum, GramLoop kLoop, bool kPrefetch = false>
 SYMOPT_ALWAYS_INLINE ObliqueGram GramBlock(const T* __restrict x,
                                            const T* __restrict g,
                                            const T* __restrict m,
@@ -254,7 +278,7 @@ SYMOPT_ALWAYS_INLINE ObliqueGram GramBlock(const T* __restrict x,
                                            std::int64_t end) {
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
   if constexpr (std::is_same_v<T, float> && kLoop == GramLoop::kAvx2) {
-    return GramBlockAvx2<kMomentum>(x, g, m, begin, end);
+    return GramBlockAvx2<kMomentum, kPrefetch>(x, g, m, begin, end);
   } else
 #endif
   {
@@ -320,7 +344,7 @@ SYMOPT_ALWAYS_INLINE ObliqueGram Pass(T* __restrict x0,
       }
     }
     if (!kGram) continue;
-    total.Add(GramBlock<T, kMomentum, kGramLoop>(x1, g1, m1, i0, end));
+    total.Add(GramBlock<T, kMomentum, kGramLoop, true>(x1, g1, m1, i0, end));
   }
   return total;
 }
@@ -521,6 +545,313 @@ __attribute__((target("avx2,fma"))) void StepRowsAvx2(T* x,
 }
 #endif
 
+// ---- The heavy-ball kernel (float, AVX2+FMA) --------------------------------
+//
+// With heavy-ball momentum (momentum > 0, not Nesterov) a row's candidate and
+// new momentum are combinations of x and u = beta m + g alone:
+//   mp = rx x + u,   y = x - lr mp = (1 - lr rx) x - lr u,
+// with rx = wd - xg - wd xx as in StepCandidate. So a row needs four sums,
+// xx, xg (for rx), xu and uu, instead of the six of (x, g, m), and its update
+// is
+//   x' = x + (ax1 x + au u),   m' = bx x + bu u,   u = fma(beta, m, g),
+// u rounded to float once and the same way in both passes, so the sums are
+// exactly those of the vectors the update combines. That is 10 multiplies
+// per 8 entries over the two passes instead of 12 (and 3 additions instead
+// of 6). It is ObliqueOps' own maths in the basis (x, u): StepCandidate with
+// momentum 0 gives mp and y in that basis, and the Gram matrix of (x, u) in
+// the slots of (x, g) gives yy, <y, mp>, the error bound of the blocked sums
+// (BlockedGramIsAccurate: the products are of the float vectors x and u) and
+// IncrementIsAccurate. A row where either test fails, or where yy may have
+// cancelled, is stepped by the general path (its sums recomputed in double);
+// so is a row with a non-finite entry, which that path reports as collapsed.
+// The result equals the general kernels' to rounding, not bitwise.
+//
+// The rows are pipelined as in StepRows: block by block (kBlock entries),
+// prefetch kAhead on, update row r's block, then add row r + 1's block to the
+// four sums (kept in double lanes over the row), each line prefetched twice
+// as in Pass. Measured on the development machine, 1 thread, against
+// StepRowsAvx2 with the same momentum (bench/experiments/oblique_variants.cpp,
+// kinds C and H; docs/oblique.md): data out of cache, 1.01-1.25x the
+// bandwidth floor instead of 1.18-1.64x for rows of 192 to 9216 entries;
+// data in cache, 18-32% less time. A one-loop variant (the update of row r
+// and the sums of row r + 1 in the same iteration, kind U there) was faster
+// still in cache but slower out of cache.
+
+#if defined(SYMOPT_OBLIQUE_DISPATCH)
+struct HeavyBallSums {
+  double xx = 0, xg = 0, xu = 0, uu = 0;
+};
+
+struct HeavyBallIncrement {
+  float ax1 = 0, au = 0, bx = 0, bu = 0;
+};
+
+// Entries [t, t + 8) of a row updated: u = fma(beta, m, g), x += ax1 x +
+// au u, m = bx x + bu u (the vectors hold beta and the coefficients).
+__attribute__((target("avx2,fma"), always_inline)) inline void HeavyBallUpdate8(
+    float* __restrict x,
+    const float* __restrict g,
+    float* __restrict m,
+    __m256 vb,
+    __m256 ax,
+    __m256 au,
+    __m256 bx,
+    __m256 bu,
+    std::int64_t t) {
+  const __m256 xv = _mm256_loadu_ps(x + t), gv = _mm256_loadu_ps(g + t),
+               mv = _mm256_loadu_ps(m + t);
+  const __m256 uv = _mm256_fmadd_ps(vb, mv, gv);
+  const __m256 dx = _mm256_add_ps(_mm256_mul_ps(ax, xv), _mm256_mul_ps(au, uv));
+  _mm256_storeu_ps(x + t, _mm256_add_ps(xv, dx));
+  _mm256_storeu_ps(m + t,
+                   _mm256_add_ps(_mm256_mul_ps(bx, xv), _mm256_mul_ps(bu, uv)));
+}
+
+// The products of entries [j, j + 8) of a row added to the accumulators of
+// xx, xg, xu, uu.
+__attribute__((target("avx2,fma"), always_inline)) inline void
+HeavyBallAccumulate8(const float* __restrict x,
+                     const float* __restrict g,
+                     const float* __restrict m,
+                     __m256 vb,
+                     std::int64_t j,
+                     __m256* a) {
+  const __m256 xv = _mm256_loadu_ps(x + j), gv = _mm256_loadu_ps(g + j),
+               mv = _mm256_loadu_ps(m + j);
+  const __m256 uv = _mm256_fmadd_ps(vb, mv, gv);
+  a[0] = _mm256_fmadd_ps(xv, xv, a[0]);
+  a[1] = _mm256_fmadd_ps(xv, gv, a[1]);
+  a[2] = _mm256_fmadd_ps(xv, uv, a[2]);
+  a[3] = _mm256_fmadd_ps(uv, uv, a[3]);
+}
+
+// Entries [t0, t1) (a multiple of 16 long) of a row updated by k.
+__attribute__((target("avx2,fma"), always_inline)) inline void HeavyBallApply(
+    float* __restrict x,
+    const float* __restrict g,
+    float* __restrict m,
+    const HeavyBallIncrement& k,
+    float beta,
+    std::int64_t t0,
+    std::int64_t t1) {
+  const __m256 vb = _mm256_set1_ps(beta), ax = _mm256_set1_ps(k.ax1),
+               au = _mm256_set1_ps(k.au), bx = _mm256_set1_ps(k.bx),
+               bu = _mm256_set1_ps(k.bu);
+  for (std::int64_t t = t0; t < t1; t += 16) {
+    HeavyBallUpdate8(x, g, m, vb, ax, au, bx, bu, t);
+    HeavyBallUpdate8(x, g, m, vb, ax, au, bx, bu, t + 8);
+  }
+}
+
+// The four sums of entries [t0, t1) (a multiple of 16 long) of a row added
+// to d[4], in float sub-blocks of kSub entries (GramLoop's error bound: two
+// sets of accumulators, 4 products per lane per set, then 1 addition).
+__attribute__((target("avx2,fma"), always_inline)) inline void HeavyBallGram(
+    const float* __restrict x,
+    const float* __restrict g,
+    const float* __restrict m,
+    float beta,
+    std::int64_t t0,
+    std::int64_t t1,
+    __m256d* d) {
+  const __m256 vb = _mm256_set1_ps(beta);
+  for (std::int64_t t = t0; t < t1;) {
+    const std::int64_t stop = std::min(t1, t + kSub);
+    __m256 acc[2][4];
+    for (auto& set : acc) {
+      for (auto& a : set) a = _mm256_setzero_ps();
+    }
+    for (; t < stop; t += 16) {
+      if (kSecondPrefetch) {  // each line a second time (see Pass)
+        Prefetch(x, t + kAhead, t + kAhead + 1);
+        Prefetch(g, t + kAhead, t + kAhead + 1);
+        Prefetch(m, t + kAhead, t + kAhead + 1);
+      }
+      HeavyBallAccumulate8(x, g, m, vb, t, acc[0]);
+      HeavyBallAccumulate8(x, g, m, vb, t + 8, acc[1]);
+    }
+    for (int q = 0; q < 4; ++q) {
+      d[q] = _mm256_add_pd(d[q], WidenSum(_mm256_add_ps(acc[0][q], acc[1][q])));
+    }
+  }
+}
+
+// The pipeline stage: with kApply, updates row 0 (x0, g0, m0) by k; with
+// kGram, returns the four sums of row 1 (x1, g1, m1). The last n % 16
+// entries are done one by one with the same roundings (their sums in
+// double).
+struct BlockedHeavyBallPass {
+  template <bool kApply, bool kGram>
+  __attribute__((target("avx2,fma"), always_inline)) static HeavyBallSums Run(
+      float* __restrict x0,
+      const float* __restrict g0,
+      float* __restrict m0,
+      const HeavyBallIncrement& k,
+      const float* __restrict x1,
+      const float* __restrict g1,
+      const float* __restrict m1,
+      float beta,
+      std::int64_t n) {
+    const std::int64_t n16 = n & ~std::int64_t(15);
+    __m256d d[4];
+    for (auto& v : d) v = _mm256_setzero_pd();
+    for (std::int64_t i0 = 0; i0 < n16; i0 += kBlock) {
+      const std::int64_t end = std::min(n16, i0 + kBlock);
+      if (kGram) {
+        Prefetch(x1, i0 + kAhead, end + kAhead);
+        Prefetch(g1, i0 + kAhead, end + kAhead);
+        Prefetch(m1, i0 + kAhead, end + kAhead);
+      }
+      if (kApply) HeavyBallApply(x0, g0, m0, k, beta, i0, end);
+      if (kGram) HeavyBallGram(x1, g1, m1, beta, i0, end, d);
+    }
+    if (kApply) {
+      for (std::int64_t i = n16; i < n; ++i) {
+        const float xi = x0[i], ui = std::fma(beta, m0[i], g0[i]);
+        x0[i] = xi + (k.ax1 * xi + k.au * ui);
+        m0[i] = k.bx * xi + k.bu * ui;
+      }
+    }
+    HeavyBallSums sums;
+    if (kGram) {
+      sums.xx = SumLanes(d[0]);
+      sums.xg = SumLanes(d[1]);
+      sums.xu = SumLanes(d[2]);
+      sums.uu = SumLanes(d[3]);
+      for (std::int64_t i = n16; i < n; ++i) {
+        const double xi = x1[i], gi = g1[i], ui = std::fma(beta, m1[i], g1[i]);
+        sums.xx += xi * xi;
+        sums.xg += xi * gi;
+        sums.xu += xi * ui;
+        sums.uu += ui * ui;
+      }
+    }
+    return sums;
+  }
+};
+
+// The increment of a row from its four sums (see above). False where this
+// form is not accurate enough for the row; then nothing is set.
+inline bool HeavyBallSolve(const HeavyBallSums& sums,
+                           std::int64_t n,
+                           const StepOptions& p,
+                           double tol,
+                           HeavyBallIncrement* k,
+                           bool* collapsed) {
+  StepOptions in_u = p;
+  in_u.momentum = 0;  // the candidate in the basis (x, u): mp = rx x + u
+  const ObliqueCandidate c = ObliqueOps::StepCandidate(sums.xx, sums.xg, in_u);
+  ObliqueGram s;  // the Gram matrix of (x, u), u in g's slot
+  s.xx = sums.xx;
+  s.xg = sums.xu;
+  s.gg = sums.uu;
+  const double yy = ObliqueOps::GramInner(s, c.y, c.y);
+  if (!BlockedGramIsAccurate(s, c.y, yy, n) ||
+      ObliqueOps::NeedsDirect(yy, s.xx)) {
+    return false;
+  }
+  const ObliqueRowUpdate u =
+      ObliqueOps::StepUpdate(c, yy, ObliqueOps::GramInner(s, c.y, c.mp), tol);
+  if (!u.collapsed && !ObliqueOps::IncrementIsAccurate(s, u)) return false;
+  *collapsed = u.collapsed;
+  k->ax1 = float(u.x_new.cx - 1);
+  k->au = float(u.x_new.cg);
+  k->bx = float(u.m_new.cx);
+  k->bu = float(u.m_new.cg);
+  return true;
+}
+
+// Row r's update from its four sums: true, with *k set, where the row is to
+// be written by the heavy-ball pass. Otherwise the row is done here: stepped
+// by the general path (its sums recomputed in double), or counted as
+// collapsed and left unchanged.
+inline bool HeavyBallRow(float* xr,
+                         const float* gr,
+                         float* mr,
+                         const HeavyBallSums& sums,
+                         std::int64_t r,
+                         RowRange& rr,
+                         HeavyBallIncrement* k) {
+  const std::int64_t n = rr.n;
+  bool collapsed = false;
+  const bool fast = HeavyBallSolve(sums, n, rr.p, rr.tol, k, &collapsed);
+  if (!fast) {
+    bool done = false;
+    const ObliqueRowUpdate u = SolveRow<float, true, GramLoop::kSplit>(
+        xr,
+        gr,
+        mr,
+        n,
+        GramBlock<float, true, GramLoop::kSplit>(xr, gr, mr, 0, n),
+        rr.p,
+        rr.tol,
+        &done);
+    collapsed = u.collapsed;
+    if (!collapsed && !done) ObliqueOps::ApplyStep(xr, gr, mr, u, 0, n, 1);
+  }
+  if (collapsed) {
+    ++rr.collapsed;
+    rr.first = std::min(rr.first, r);
+  }
+  return fast && !collapsed;
+}
+
+// Rows [r0, r1) of a heavy-ball step, pipelined as StepRows over a pass
+// Pass::Run<kApply, kGram> with BlockedHeavyBallPass's contract
+// (bench/experiments runs a variant through it).
+template <typename Pass>
+__attribute__((target("avx2,fma"))) void HeavyBallRows(float* x,
+                                                       const float* g,
+                                                       float* m,
+                                                       RowRange& rr) {
+  const std::int64_t n = rr.n;
+  const float beta = float(rr.p.momentum);
+  const HeavyBallIncrement none;
+  auto at = [n](auto* p, std::int64_t r) { return p + r * n; };
+  HeavyBallSums sums = Pass::template Run<false, true>(nullptr,
+                                                       nullptr,
+                                                       nullptr,
+                                                       none,
+                                                       at(x, rr.r0),
+                                                       at(g, rr.r0),
+                                                       at(m, rr.r0),
+                                                       beta,
+                                                       n);
+  for (std::int64_t r = rr.r0; r < rr.r1; ++r) {
+    float* xr = at(x, r);
+    const float* gr = at(g, r);
+    float* mr = at(m, r);
+    HeavyBallIncrement k;
+    const bool apply = HeavyBallRow(xr, gr, mr, sums, r, rr, &k);
+    const bool last = r + 1 == rr.r1;
+    if (apply && last) {
+      Pass::template Run<true, false>(
+          xr, gr, mr, k, nullptr, nullptr, nullptr, beta, n);
+    } else if (apply) {
+      sums = Pass::template Run<true, true>(
+          xr, gr, mr, k, xr + n, gr + n, mr + n, beta, n);
+    } else if (!last) {
+      sums = Pass::template Run<false, true>(
+          nullptr, nullptr, nullptr, none, xr + n, gr + n, mr + n, beta, n);
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void StepRowsHeavyBall(float* x,
+                                                           const float* g,
+                                                           float* m,
+                                                           RowRange& rr) {
+  HeavyBallRows<BlockedHeavyBallPass>(x, g, m, rr);
+}
+
+// Whether a float step of rows of rr.n entries takes the heavy-ball kernel:
+// heavy-ball momentum, rows too long for StepShortRows.
+inline bool UsesHeavyBallKernel(const RowRange& rr, bool has_momentum) {
+  return has_momentum && rr.p.momentum > 0 && !rr.p.nesterov &&
+         rr.n > kShortRow;
+}
+#endif
+
 // 0: baseline, 1: AVX2+FMA.
 int BestSimdLevel() {
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
@@ -539,6 +870,12 @@ template <typename T>
 void StepRowsCpu(T* x, const T* g, T* m, RowRange& rr) {
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
   if (SimdLevel().load(std::memory_order_relaxed) == 1) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (UsesHeavyBallKernel(rr, m != nullptr)) {
+        StepRowsHeavyBall(x, g, m, rr);
+        return;
+      }
+    }
     StepRowsAvx2(x, g, m, rr);
     return;
   }
@@ -549,8 +886,8 @@ void StepRowsCpu(T* x, const T* g, T* m, RowRange& rr) {
 }  // namespace
 
 namespace internal {
-// Test hook: use the kernel of `level` (0 baseline, 1 AVX2+FMA), or the best
-// the CPU has when it has less. Returns the level now in use.
+// Test hook: use the kernels of `level` (0 baseline, 1 AVX2+FMA), or the
+// best the CPU has when it has less. Returns the level now in use.
 int SetObliqueSimdLevel(int level) {
   SimdLevel().store(std::max(0, std::min(level, BestSimdLevel())));
   return SimdLevel().load();

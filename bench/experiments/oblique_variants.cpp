@@ -1,20 +1,24 @@
 // An experiment, not a benchmark of the library: variants of the fused
-// oblique step's CPU kernel (src/oblique.cpp) timed next to that kernel and
-// the bandwidth floor, for the record in docs/oblique.md ("How close the
+// oblique step's CPU kernels (src/oblique.cpp) timed next to those kernels
+// and the bandwidth floor, for the record in docs/oblique.md ("How close the
 // fused step gets to the bandwidth floor"). Not built by default:
 //
 //   cmake --build build --target oblique_variants
 //   taskset -c 1 ./build/bench/oblique_variants ROWS COLS [ROUNDS] [KINDS]
 //
-// with the environment variable HOT=1 to keep one copy of the data (in cache
-// when it fits), REPS=K for K passes over the copies per timing (default:
-// about 800 MB of traffic). KINDS is a string of letters, each a loop:
+// (target oblique_variants_one_prefetch: the same with the library built to
+// prefetch each line once, at the start of its block, instead of twice; see
+// Pass in src/oblique.cpp).
+// KINDS is a string of letters, each a loop (heavy-ball momentum 0.9, lr
+// 0.01):
 //   F  the floor (m = beta m + g; x -= lr m), on its own copies of the data
-//   C  the library's kernel (StepRowsAvx2: blocks of 256 entries, the update
-//      of row r then the Gram sums of row r + 1, software prefetch)
-//   S  one loop per 16 entries: update row r and add row r + 1's Gram sums in
-//      the same iteration (needs 32 vector registers: AVX-512VL encoding of
-//      256-bit vectors), sums over the whole row in one stream
+//   C  the library's AVX2 kernel (StepRowsAvx2: blocks of 256 entries, the
+//      update of row r then the Gram sums of row r + 1, software prefetch)
+//   H  the library's heavy-ball kernel (StepRowsHeavyBall: four sums in the
+//      basis (x, u = beta m + g), C's blocked order), whatever the row length
+//   U  H's maths in one loop per 16 entries, as R (OneLoopPass)
+//   S  C's maths in one loop per 16 entries: update row r and add row
+//      r + 1's six sums in the same iteration (32 registers)
 //   R  S with row r + 1's sums taken in rotated order where the row length is
 //      within 64 floats of a multiple of 1024 (4 KiB), so a load never shares
 //      its low 12 address bits with a store still in flight
@@ -24,13 +28,25 @@
 // Every round runs each kind once, in random order, over its copies and
 // times it by the thread's CPU time; the table gives the best and median
 // time per step and the median and least of the per-round ratios to F.
-// Requires an x86-64 CPU with AVX-512F/VL (S, R, g) and AVX2+FMA.
+// Environment:
+//   HOT=1    one copy of the data (in cache when it fits); implies FTZ=1
+//   REPS=K   K passes over the copies per timing (default: about 800 MB of
+//            traffic)
+//   FTZ=1|0  flush subnormals to zero, or not (see Run)
+//   CHECK=1  first compare 10 steps of C and H on the same data
+//   HUGE=1   ask for 2 MiB pages for the data (madvise)
+//   SHIFT=K  start g K floats and m 2K floats further past a 2 MiB boundary
+//            than x (default 0: the three arrays alike modulo 4 KiB)
+// Requires an x86-64 CPU with AVX-512F/VL (S, R, g, U) and AVX2+FMA.
+#include <sys/mman.h>
 #include <time.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -117,6 +133,125 @@ SYMOPT_EXP_TARGET SYMOPT_ALWAYS_INLINE void Segment(
 }
 
 bool g_rotate = false;
+
+// U: the library's heavy-ball maths (StepRowsHeavyBall, kind H) in one loop
+// per 16 entries, as S: the update of row 0 and the four sums of row 1 in
+// the same iteration, row 1 in rotated order as R, each line prefetched
+// once, in the loop. Its 8 accumulators, 5 coefficients and the loads take
+// the 32 vector registers of the AVX-512VL encoding.
+#define SYMOPT_ONE_LOOP_TARGET SYMOPT_EXP_TARGET
+
+std::int64_t Rotation(std::int64_t n16);
+
+template <bool kApply, bool kGram>
+SYMOPT_ONE_LOOP_TARGET SYMOPT_ALWAYS_INLINE void OneLoopHeavyBallSegment(
+    float* __restrict x0,
+    const float* __restrict g0,
+    float* __restrict m0,
+    const HeavyBallIncrement& k,
+    const float* __restrict x1,
+    const float* __restrict g1,
+    const float* __restrict m1,
+    float beta,
+    std::int64_t t0,
+    std::int64_t t1,
+    std::int64_t delta,
+    __m256d* d) {
+  const __m256 vb = _mm256_set1_ps(beta), ax = _mm256_set1_ps(k.ax1),
+               au = _mm256_set1_ps(k.au), bx = _mm256_set1_ps(k.bx),
+               bu = _mm256_set1_ps(k.bu);
+  std::int64_t t = t0;
+  while (t < t1) {
+    const std::int64_t stop = std::min(t1, t + kSub);
+    __m256 acc[2][4];
+    for (auto& set : acc) {
+      for (auto& a : set) a = _mm256_setzero_ps();
+    }
+    for (; t < stop; t += 16) {
+      if (kGram) {
+        const std::int64_t ahead = t + delta + kAhead;
+        Prefetch(x1, ahead, ahead + 1);
+        Prefetch(g1, ahead, ahead + 1);
+        Prefetch(m1, ahead, ahead + 1);
+      }
+      if (kApply) {
+        HeavyBallUpdate8(x0, g0, m0, vb, ax, au, bx, bu, t);
+        HeavyBallUpdate8(x0, g0, m0, vb, ax, au, bx, bu, t + 8);
+      }
+      if (kGram) {
+        HeavyBallAccumulate8(x1, g1, m1, vb, t + delta, acc[0]);
+        HeavyBallAccumulate8(x1, g1, m1, vb, t + delta + 8, acc[1]);
+      }
+    }
+    if (kGram) {
+      for (int q = 0; q < 4; ++q) {
+        d[q] =
+            _mm256_add_pd(d[q], WidenSum(_mm256_add_ps(acc[0][q], acc[1][q])));
+      }
+    }
+  }
+}
+
+// BlockedHeavyBallPass::Run's contract in one loop (its ragged tail by
+// BlockedHeavyBallPass::Run).
+template <bool kApply, bool kGram>
+SYMOPT_ONE_LOOP_TARGET SYMOPT_ALWAYS_INLINE HeavyBallSums
+OneLoopHeavyBallPass(float* __restrict x0,
+                     const float* __restrict g0,
+                     float* __restrict m0,
+                     const HeavyBallIncrement& k,
+                     const float* __restrict x1,
+                     const float* __restrict g1,
+                     const float* __restrict m1,
+                     float beta,
+                     std::int64_t n) {
+  const std::int64_t n16 = n & ~std::int64_t(15);
+  const std::int64_t s = kApply && kGram ? Rotation(n16) : 0;
+  __m256d d[4];
+  for (auto& v : d) v = _mm256_setzero_pd();
+  OneLoopHeavyBallSegment<kApply, kGram>(
+      x0, g0, m0, k, x1, g1, m1, beta, 0, n16 - s, s, d);
+  if (s > 0) {
+    OneLoopHeavyBallSegment<kApply, kGram>(
+        x0, g0, m0, k, x1, g1, m1, beta, n16 - s, n16, s - n16, d);
+  }
+  const HeavyBallSums tail =
+      BlockedHeavyBallPass::Run<kApply, kGram>(kApply ? x0 + n16 : nullptr,
+                                               kApply ? g0 + n16 : nullptr,
+                                               kApply ? m0 + n16 : nullptr,
+                                               k,
+                                               kGram ? x1 + n16 : nullptr,
+                                               kGram ? g1 + n16 : nullptr,
+                                               kGram ? m1 + n16 : nullptr,
+                                               beta,
+                                               n - n16);
+  HeavyBallSums sums;
+  if (kGram) {
+    sums.xx = SumLanes(d[0]) + tail.xx;
+    sums.xg = SumLanes(d[1]) + tail.xg;
+    sums.xu = SumLanes(d[2]) + tail.xu;
+    sums.uu = SumLanes(d[3]) + tail.uu;
+  }
+  return sums;
+}
+
+// The library's heavy-ball pipeline over OneLoopHeavyBallPass (called once
+// per row, not inlined: its instruction set is not the pipeline's).
+struct OneLoopPass {
+  template <bool kApply, bool kGram>
+  SYMOPT_ONE_LOOP_TARGET static HeavyBallSums Run(float* __restrict x0,
+                                                  const float* __restrict g0,
+                                                  float* __restrict m0,
+                                                  const HeavyBallIncrement& k,
+                                                  const float* __restrict x1,
+                                                  const float* __restrict g1,
+                                                  const float* __restrict m1,
+                                                  float beta,
+                                                  std::int64_t n) {
+    return OneLoopHeavyBallPass<kApply, kGram>(
+        x0, g0, m0, k, x1, g1, m1, beta, n);
+  }
+};
 
 // The rotation R uses: none unless n16 is within 64 of a multiple of 1024.
 std::int64_t Rotation(std::int64_t n16) {
@@ -250,8 +385,50 @@ double ThreadSeconds() {
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
+// An array of floats; with HUGE=1 in the environment its memory is asked to
+// be backed by 2 MiB pages (madvise before the first touch), to see whether
+// 4 KiB pages (TLB misses, prefetchers stopping at page ends) set the gap.
+class Array {
+ public:
+  Array() = default;
+  // The data start `shift` floats past a 2 MiB boundary.
+  explicit Array(std::int64_t n, std::int64_t shift = 0)
+      : n_(n), shift_(shift) {
+    const std::size_t align = std::size_t(2) << 20;
+    const std::size_t bytes =
+        (std::size_t(n + shift) * sizeof(float) + align - 1) / align * align;
+    p_.reset(static_cast<float*>(std::aligned_alloc(align, bytes)));
+    if (!p_) throw std::bad_alloc();
+    if (std::getenv("HUGE") != nullptr) madvise(p_.get(), bytes, MADV_HUGEPAGE);
+    std::fill(data(), data() + n, 0.0f);
+  }
+  Array(const Array& o) : Array(o.n_, o.shift_) {
+    std::copy(o.begin(), o.end(), data());
+  }
+  Array& operator=(const Array& o) {
+    Array copy(o);
+    std::swap(p_, copy.p_);
+    std::swap(n_, copy.n_);
+    std::swap(shift_, copy.shift_);
+    return *this;
+  }
+  float* data() { return p_.get() + shift_; }
+  float* begin() { return data(); }
+  float* end() { return data() + n_; }
+  const float* begin() const { return p_.get() + shift_; }
+  const float* end() const { return begin() + n_; }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], Free> p_;
+  std::int64_t n_ = 0;
+  std::int64_t shift_ = 0;
+};
+
 struct Data {
-  std::vector<float> x, g, m;
+  Array x, g, m;
 };
 
 }  // namespace
@@ -279,6 +456,17 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "KINDS must include F (the floor)\n");
     return 2;
   }
+  // Subnormal results and inputs are flushed to zero (MXCSR FTZ and DAZ)
+  // with HOT=1 unless FTZ=0, and with FTZ=1. A step repeated thousands of
+  // times on the same data with the same gradient (as HOT=1 does) makes the
+  // rows converge, and with kind C some momentum entries fall into float's
+  // subnormal range, where the arithmetic is slow; training never sees that
+  // (its gradient changes every step). Out of cache (HOT unset) each copy
+  // takes about one step per round and stays normal.
+  const char* ftz = std::getenv("FTZ");
+  if (ftz != nullptr ? std::atoi(ftz) != 0 : std::getenv("HOT") != nullptr) {
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+  }
   const std::int64_t n = rows * cols;
   const std::int64_t copies =
       std::getenv("HOT") != nullptr
@@ -296,9 +484,13 @@ int Run(int argc, char** argv) {
   std::vector<Data> data(copies), floor_data(copies);
   for (std::int64_t c = 0; c < copies; ++c) {
     Data& d = data[c];
-    d.x.resize(n);
-    d.g.resize(n);
-    d.m.resize(n);
+    // SHIFT=K: g starts K floats and m 2K floats further past a 2 MiB
+    // boundary than x (default 0: all three arrays alike modulo 4 KiB).
+    const char* shift_env = std::getenv("SHIFT");
+    const std::int64_t shift = shift_env != nullptr ? std::atoll(shift_env) : 0;
+    d.x = Array(n);
+    d.g = Array(n, shift);
+    d.m = Array(n, 2 * shift);
     man.RandomPoint(TensorView<float>(d.x.data(), rows, cols), 7 + c);
     for (float& v : d.g) v = 0.1f * normal(rng);
     for (float& v : d.m) v = 0.1f * normal(rng);
@@ -309,6 +501,41 @@ int Run(int argc, char** argv) {
   StepOptions p;
   p.lr = 0.01;
   p.momentum = 0.9;
+  if (std::getenv("CHECK") != nullptr) {
+    // Ten steps of C and of H from the same data: the largest differences
+    // of x and m, and the worst row norm of H's x.
+    Data a = data[0], b = data[0];
+    RowRange rr;
+    rr.r1 = rows;
+    rr.n = cols;
+    rr.p = p;
+    rr.tol = Oblique<float>::DefaultCollapseTol();
+    for (int it = 0; it < 10; ++it) {
+      StepRowsAvx2(a.x.data(), a.g.data(), a.m.data(), rr);
+      StepRowsHeavyBall(b.x.data(), b.g.data(), b.m.data(), rr);
+    }
+    double dx = 0, dm = 0, mmax = 0, worst = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      dx = std::max(dx, double(std::abs(a.x.data()[i] - b.x.data()[i])));
+      dm = std::max(dm, double(std::abs(a.m.data()[i] - b.m.data()[i])));
+      mmax = std::max(mmax, double(std::abs(a.m.data()[i])));
+    }
+    for (std::int64_t r = 0; r < rows; ++r) {
+      double q = 0;
+      for (std::int64_t i = 0; i < cols; ++i) {
+        q += double(b.x.data()[r * cols + i]) * b.x.data()[r * cols + i];
+      }
+      worst = std::max(worst, std::abs(std::sqrt(q) - 1));
+    }
+    std::printf(
+        "check: max|dx| %.3g  max|dm| %.3g (max|m| %.3g)  H row norm error "
+        "%.3g  collapsed %lld\n",
+        dx,
+        dm,
+        mmax,
+        worst,
+        static_cast<long long>(rr.collapsed));
+  }
   const std::size_t nk = kinds.size();
   std::vector<std::vector<double>> seconds(nk);
   std::vector<std::size_t> order(nk);
@@ -317,7 +544,7 @@ int Run(int argc, char** argv) {
   for (int round = 0; round <= rounds; ++round) {  // round 0 warms up
     std::shuffle(order.begin(), order.end(), rng);
     for (std::size_t v : order) {
-      g_rotate = kinds[v] == 'R';
+      g_rotate = kinds[v] == 'R' || kinds[v] == 'U';
       const double t0 = ThreadSeconds();
       for (std::int64_t it = 0; it < reps; ++it) {
         Data& d = data[it % copies];
@@ -334,6 +561,12 @@ int Run(int argc, char** argv) {
           }
           case 'C':
             StepRowsAvx2(d.x.data(), d.g.data(), d.m.data(), rr);
+            break;
+          case 'H':
+            StepRowsHeavyBall(d.x.data(), d.g.data(), d.m.data(), rr);
+            break;
+          case 'U':
+            HeavyBallRows<OneLoopPass>(d.x.data(), d.g.data(), d.m.data(), rr);
             break;
           case 'S':
           case 'R':
