@@ -82,7 +82,7 @@ RetractReport MakeReport(std::int64_t collapsed, std::int64_t first) {
 // 1 thread, data out of cache (bench/experiments/oblique_variants.cpp and
 // its _one_prefetch build): with only the first prefetch the heavy-ball
 // kernel below took 1.45-1.73x the bandwidth floor, with both 1.03-1.20x;
-// this kernel 1.2-1.4x either way. Without hardware counters we could not
+// this kernel 1.1-1.4x either way. Without hardware counters we could not
 // see why; software prefetches that the processor drops (when its miss
 // buffers are full, say) would explain it.
 // Two short loops per block rather than one long one keep their values in
@@ -571,9 +571,9 @@ __attribute__((target("avx2,fma"))) void StepRowsAvx2(T* x,
 // four sums (kept in double lanes over the row), each line prefetched twice
 // as in Pass. Measured on the development machine, 1 thread, against
 // StepRowsAvx2 with the same momentum (bench/experiments/oblique_variants.cpp,
-// kinds C and H; docs/oblique.md): data out of cache, 1.01-1.25x the
-// bandwidth floor instead of 1.18-1.64x for rows of 192 to 9216 entries;
-// data in cache, 18-32% less time. A one-loop variant (the update of row r
+// kinds C and H; docs/oblique.md): data out of cache, 1.08-1.21x the
+// bandwidth floor instead of 1.14-1.60x for rows of 192 to 9216 entries;
+// data in cache, 14-29% less time. A one-loop variant (the update of row r
 // and the sums of row r + 1 in the same iteration, kind U there) was faster
 // still in cache but slower out of cache.
 
