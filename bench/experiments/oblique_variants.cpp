@@ -37,7 +37,11 @@
 //   HUGE=1   ask for 2 MiB pages for the data (madvise)
 //   SHIFT=K  start g K floats and m 2K floats further past a 2 MiB boundary
 //            than x (default 0: the three arrays alike modulo 4 KiB)
+//   THREADS=N  run F, C, H, U, S, R on N OpenMP threads, each a contiguous
+//            block of rows (the floor: of entries), as the library's Step
+//            does; timed by the wall clock (one thread: by its CPU time)
 // Requires an x86-64 CPU with AVX-512F/VL (S, R, g, U) and AVX2+FMA.
+#include <omp.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -385,6 +389,33 @@ double ThreadSeconds() {
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
+// With one thread its CPU time (which leaves out time the machine gave to
+// others); with more, the wall-clock time.
+double Seconds(int threads) {
+  if (threads == 1) return ThreadSeconds();
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// Kinds that can run on a range of rows (the others: whole data only).
+bool SplitsByRows(char kind) {
+  return std::string("FCHUSR").find(kind) != std::string::npos;
+}
+
+struct Data;
+
+// One step of `kind` over rows [r0, r1) (the floor over their entries);
+// returns what the Gram-only kinds sum, else 0.
+double RunKind(char kind,
+               Data& d,
+               Data& f,
+               const StepOptions& p,
+               std::int64_t rows,
+               std::int64_t cols,
+               std::int64_t r0,
+               std::int64_t r1);
+
 // An array of floats; with HUGE=1 in the environment its memory is asked to
 // be backed by 2 MiB pages (madvise before the first touch), to see whether
 // 4 KiB pages (TLB misses, prefetchers stopping at page ends) set the gap.
@@ -431,6 +462,51 @@ struct Data {
   Array x, g, m;
 };
 
+double RunKind(char kind,
+               Data& d,
+               Data& f,
+               const StepOptions& p,
+               std::int64_t rows,
+               std::int64_t cols,
+               std::int64_t r0,
+               std::int64_t r1) {
+  RowRange rr;
+  rr.r0 = r0;
+  rr.r1 = r1;
+  rr.n = cols;
+  rr.p = p;
+  rr.tol = Oblique<float>::DefaultCollapseTol();
+  switch (kind) {
+    case 'F': {
+      const std::int64_t o = r0 * cols;
+      Floor(f.x.data() + o, f.g.data() + o, f.m.data() + o, (r1 - r0) * cols);
+      return 0;
+    }
+    case 'C':
+      StepRowsAvx2(d.x.data(), d.g.data(), d.m.data(), rr);
+      return 0;
+    case 'H':
+      StepRowsHeavyBall(d.x.data(), d.g.data(), d.m.data(), rr);
+      return 0;
+    case 'U':
+      HeavyBallRows<OneLoopPass>(d.x.data(), d.g.data(), d.m.data(), rr);
+      return 0;
+    case 'S':
+    case 'R':
+      StepRowsOneLoop(d.x.data(), d.g.data(), d.m.data(), rr);
+      return 0;
+    case 'G':
+      return GramOnly<false>(d.x.data(), d.g.data(), d.m.data(), rows, cols);
+    case 'g':
+      return GramOnly<true>(d.x.data(), d.g.data(), d.m.data(), rows, cols);
+    case 'A':
+      ApplyOnlyLibrary(d.x.data(), d.g.data(), d.m.data(), rows, cols);
+      return 0;
+    default:
+      return 0;
+  }
+}
+
 }  // namespace
 }  // namespace symopt
 
@@ -455,6 +531,22 @@ int Run(int argc, char** argv) {
   if (kinds.find('F') == std::string::npos) {
     std::fprintf(stderr, "KINDS must include F (the floor)\n");
     return 2;
+  }
+  const char* threads_env = std::getenv("THREADS");
+  const int threads = threads_env != nullptr ? std::atoi(threads_env) : 1;
+  if (threads < 1) {
+    std::fprintf(stderr, "THREADS must be >= 1\n");
+    return 2;
+  }
+  for (const char k : kinds) {
+    if (std::string("FCHUSRGgA").find(k) == std::string::npos) {
+      std::fprintf(stderr, "unknown kind '%c'\n", k);
+      return 2;
+    }
+    if (threads > 1 && !SplitsByRows(k)) {
+      std::fprintf(stderr, "kind '%c' runs on one thread only\n", k);
+      return 2;
+    }
   }
   // Subnormal results and inputs are flushed to zero (MXCSR FTZ and DAZ)
   // with HOT=1 unless FTZ=0, and with FTZ=1. A step repeated thousands of
@@ -545,51 +637,30 @@ int Run(int argc, char** argv) {
     std::shuffle(order.begin(), order.end(), rng);
     for (std::size_t v : order) {
       g_rotate = kinds[v] == 'R' || kinds[v] == 'U';
-      const double t0 = ThreadSeconds();
+      const double t0 = Seconds(threads);
       for (std::int64_t it = 0; it < reps; ++it) {
         Data& d = data[it % copies];
-        RowRange rr;
-        rr.r1 = rows;
-        rr.n = cols;
-        rr.p = p;
-        rr.tol = Oblique<float>::DefaultCollapseTol();
-        switch (kinds[v]) {
-          case 'F': {
-            Data& f = floor_data[it % copies];
-            Floor(f.x.data(), f.g.data(), f.m.data(), n);
-            break;
+        Data& f = floor_data[it % copies];
+        if (threads == 1) {
+          sink += RunKind(kinds[v], d, f, p, rows, cols, 0, rows);
+        } else {
+#pragma omp parallel num_threads(threads)
+          {
+            const std::int64_t t = omp_get_thread_num(),
+                               count = omp_get_num_threads();
+            RunKind(kinds[v],
+                    d,
+                    f,
+                    p,
+                    rows,
+                    cols,
+                    rows * t / count,
+                    rows * (t + 1) / count);
           }
-          case 'C':
-            StepRowsAvx2(d.x.data(), d.g.data(), d.m.data(), rr);
-            break;
-          case 'H':
-            StepRowsHeavyBall(d.x.data(), d.g.data(), d.m.data(), rr);
-            break;
-          case 'U':
-            HeavyBallRows<OneLoopPass>(d.x.data(), d.g.data(), d.m.data(), rr);
-            break;
-          case 'S':
-          case 'R':
-            StepRowsOneLoop(d.x.data(), d.g.data(), d.m.data(), rr);
-            break;
-          case 'G':
-            sink +=
-                GramOnly<false>(d.x.data(), d.g.data(), d.m.data(), rows, cols);
-            break;
-          case 'g':
-            sink +=
-                GramOnly<true>(d.x.data(), d.g.data(), d.m.data(), rows, cols);
-            break;
-          case 'A':
-            ApplyOnlyLibrary(d.x.data(), d.g.data(), d.m.data(), rows, cols);
-            break;
-          default:
-            std::fprintf(stderr, "unknown kind '%c'\n", kinds[v]);
-            return 2;
         }
       }
       if (round > 0)
-        seconds[v].push_back((ThreadSeconds() - t0) / double(reps));
+        seconds[v].push_back((Seconds(threads) - t0) / double(reps));
     }
   }
   std::printf(
