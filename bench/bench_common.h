@@ -122,15 +122,27 @@ struct RatioColumn {
   const char* denominator;
 };
 
+// A column of the counters table: the median, over repetitions, of the
+// counter `counter` of benchmark `kind`.
+struct CounterColumn {
+  const char* kind;
+  const char* counter;
+  const char* label;
+};
+
 // Console output, and at the end two tables, one row per argument list
 // ("/args...", the name after the benchmark's own): the best real time and
 // the best CPU time of the main thread of each kind in `kinds` (benchmark
-// names, microseconds; 0 where it did not run), then the ratios.
+// names, microseconds; 0 where it did not run), then the ratios; and, with
+// `counters`, a third table of their medians over repetitions.
 class BestTimeReporter : public benchmark::ConsoleReporter {
  public:
   BestTimeReporter(std::vector<std::pair<const char*, const char*>> kinds,
-                   std::vector<RatioColumn> ratios)
-      : kinds_(std::move(kinds)), ratios_(std::move(ratios)) {}
+                   std::vector<RatioColumn> ratios,
+                   std::vector<CounterColumn> counters = {})
+      : kinds_(std::move(kinds)),
+        ratios_(std::move(ratios)),
+        counters_(std::move(counters)) {}
 
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
@@ -139,8 +151,17 @@ class BestTimeReporter : public benchmark::ConsoleReporter {
       const std::string name = run.benchmark_name();
       const std::string kind = name.substr(0, name.find('/'));
       const std::string key = name.substr(name.find('/'));
-      Keep(best_real_[key][kind], run.GetAdjustedRealTime());
-      Keep(best_cpu_[key][kind], run.GetAdjustedCPUTime());
+      for (const auto& k : kinds_) {
+        if (kind != k.first) continue;
+        Keep(best_real_[key][kind], run.GetAdjustedRealTime());
+        Keep(best_cpu_[key][kind], run.GetAdjustedCPUTime());
+      }
+      for (const CounterColumn& c : counters_) {
+        const auto it = run.counters.find(c.counter);
+        if (kind == c.kind && it != run.counters.end()) {
+          counter_values_[key][c.label].push_back(it->second.value);
+        }
+      }
     }
   }
 
@@ -151,10 +172,30 @@ class BestTimeReporter : public benchmark::ConsoleReporter {
     // running on a shared machine; it measures the whole step only at one
     // thread.
     PrintTable("best CPU time, us", best_cpu_);
+    if (!counters_.empty()) PrintCounters();
   }
 
  private:
   using Table = std::map<std::string, std::map<std::string, double>>;
+
+  void PrintCounters() {
+    std::printf("\n%-58s", "shape/threads (median over repetitions)");
+    for (const CounterColumn& c : counters_) std::printf(" %11s", c.label);
+    std::printf("\n");
+    for (auto& [key, columns] : counter_values_) {
+      std::printf("%-58s", key.c_str());
+      for (const CounterColumn& c : counters_) {
+        std::vector<double>& v = columns[c.label];
+        double median = 0;
+        if (!v.empty()) {
+          std::sort(v.begin(), v.end());
+          median = v[v.size() / 2];
+        }
+        std::printf(" %11.3f", median);
+      }
+      std::printf("\n");
+    }
+  }
 
   static void Keep(double& best, double t) {
     best = best == 0 ? t : std::min(best, t);
@@ -179,7 +220,10 @@ class BestTimeReporter : public benchmark::ConsoleReporter {
 
   std::vector<std::pair<const char*, const char*>> kinds_;  // name, header
   std::vector<RatioColumn> ratios_;
+  std::vector<CounterColumn> counters_;
   Table best_real_, best_cpu_;
+  std::map<std::string, std::map<std::string, std::vector<double>>>
+      counter_values_;
 };
 
 }  // namespace symopt_bench

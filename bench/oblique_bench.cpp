@@ -12,6 +12,11 @@
 //   BM_Composed/rows/cols/threads
 //       Oblique<float>::StepComposed, preallocated scratch (project, axpby,
 //       copy, retract, transport: one BLAS-1 pass after another)
+//   BM_Paired/rows/cols/threads
+//       BM_Fused and BM_Floor timed back to back in every iteration, each a
+//       block of steps over its own copies (the iteration's time is the
+//       fused step's); counters: the medians of their times per step and
+//       of their ratio
 //
 // Every benchmark moves the same 5 arrays' worth of bytes per step (x, g, m
 // read; x, m written) and reports it with SetBytesProcessed, so
@@ -25,11 +30,13 @@
 // each kind and the ratios fused/floor (target <= 1.15), fused/floor_base and
 // composed/fused (target >= 3); a second table gives the same from the main
 // thread's CPU time (meaningful at one thread on a machine shared with other
-// work). Use --benchmark_repetitions=N to take the best of N.
+// work), and a third the medians over repetitions of BM_Paired's counters.
+// Use --benchmark_repetitions=N to take the best of N.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -77,6 +84,7 @@ struct Copy {
 struct DataSet {
   std::int64_t rows = 0, cols = 0;
   std::vector<Copy> copies;
+  std::vector<Copy> floor_copies;  // BM_Paired's floor steps these
   Buffer scratch;  // 2 * rows * cols, shared by the copies (StepComposed)
 
   std::int64_t size() const { return rows * cols; }
@@ -203,6 +211,21 @@ void BM_Floor(benchmark::State& state) { RunFloor(state, HasAvx2()); }
 // The floor built for baseline x86-64 (the floor of earlier results).
 void BM_FloorBaseline(benchmark::State& state) { RunFloor(state, false); }
 
+// One fused step of copy c; returns the rows that collapsed.
+std::int64_t FusedStep(const Oblique<float>& man,
+                       const DataSet& data,
+                       Copy& c,
+                       const StepOptions& o) {
+  const std::int64_t collapsed =
+      man.Step(TensorView<float>(c.x.get(), data.rows, data.cols),
+               TensorView<const float>(c.g.get(), data.rows, data.cols),
+               TensorView<float>(c.m.get(), data.rows, data.cols),
+               o)
+          .collapsed_rows;
+  benchmark::ClobberMemory();
+  return collapsed;
+}
+
 void BM_Fused(benchmark::State& state) {
   DataSet& data = Data(state.range(0), state.range(1));
   symopt::SetNumThreads(int(state.range(2)));
@@ -211,14 +234,7 @@ void BM_Fused(benchmark::State& state) {
   std::size_t k = 0;
   std::int64_t collapsed = 0;
   for (auto _ : state) {
-    Copy& c = data.copies[k++ % data.copies.size()];
-    collapsed +=
-        man.Step(TensorView<float>(c.x.get(), data.rows, data.cols),
-                 TensorView<const float>(c.g.get(), data.rows, data.cols),
-                 TensorView<float>(c.m.get(), data.rows, data.cols),
-                 o)
-            .collapsed_rows;
-    benchmark::ClobberMemory();
+    collapsed += FusedStep(man, data, data.copies[k++ % data.copies.size()], o);
   }
   Finish(state, data);
   if (collapsed != 0) state.SkipWithError("rows collapsed");
@@ -250,6 +266,93 @@ void BM_Composed(benchmark::State& state) {
   ValidateUnitRows(state, data);
 }
 
+// The floor's own copies of the data for BM_Paired (made on first use).
+std::vector<Copy>& FloorCopies(DataSet& data) {
+  if (data.floor_copies.empty()) {
+    const std::int64_t n = data.size();
+    for (const Copy& c : data.copies) {
+      Copy copy{Allocate(n), Allocate(n), Allocate(n)};
+      std::copy(c.x.get(), c.x.get() + n, copy.x.get());
+      std::copy(c.g.get(), c.g.get() + n, copy.g.get());
+      std::copy(c.m.get(), c.m.get() + n, copy.m.get());
+      data.floor_copies.push_back(std::move(copy));
+    }
+  }
+  return data.floor_copies;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// The fused step and the AVX2 floor timed back to back in every iteration,
+// each as a block of consecutive steps over its own out-of-cache copies (the
+// floor's x leaves the manifold, so it has copies of its own), in
+// alternating order. A block is one step per copy, at least two steps: a
+// kernel then pays for writing back its own output, in steady state, and
+// not for the other kernel's (the last-level cache holds up to 32 MiB of
+// the previous block's dirty lines, a whole step of 512 x 784). The
+// iteration's time is the fused block's per step (manual time); the
+// counters are the medians over the iterations of the floor's and the fused
+// step's time per step and of their ratio. Two blocks timed a few
+// milliseconds apart see the same neighbours on a shared machine, where
+// best-of-N times of separate benchmarks, seconds apart, do not.
+void BM_Paired(benchmark::State& state) {
+  DataSet& data = Data(state.range(0), state.range(1));
+  std::vector<Copy>& floors = FloorCopies(data);
+  symopt::SetNumThreads(int(state.range(2)));
+  const Oblique<float> man(data.rows, data.cols);
+  const StepOptions o = Options();
+  const bool avx2 = HasAvx2();
+  const std::size_t block = std::max<std::size_t>(2, data.copies.size());
+  std::vector<double> fused_s, floor_s, ratio;
+  std::int64_t collapsed = 0;
+  using Clock = std::chrono::steady_clock;
+  auto seconds_per_step = [block](Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count() /
+           double(block);
+  };
+  auto time_floor = [&] {
+    const auto t0 = Clock::now();
+    for (std::size_t k = 0; k < block; ++k) {
+      Copy& f = floors[k % floors.size()];
+      FloorStep(avx2, f.x.get(), f.g.get(), f.m.get(), data.size());
+      benchmark::ClobberMemory();
+    }
+    return seconds_per_step(t0);
+  };
+  auto time_fused = [&] {
+    const auto t0 = Clock::now();
+    for (std::size_t k = 0; k < block; ++k) {
+      collapsed += FusedStep(man, data, data.copies[k % data.copies.size()], o);
+    }
+    return seconds_per_step(t0);
+  };
+  bool floor_first = true;
+  for (auto _ : state) {
+    double t_floor = 0, t_fused = 0;
+    if (floor_first) {
+      t_floor = time_floor();
+      t_fused = time_fused();
+    } else {
+      t_fused = time_fused();
+      t_floor = time_floor();
+    }
+    floor_first = !floor_first;
+    state.SetIterationTime(t_fused);
+    fused_s.push_back(t_fused);
+    floor_s.push_back(t_floor);
+    ratio.push_back(t_fused / t_floor);
+  }
+  state.counters["floor_us"] = 1e6 * Median(floor_s);
+  state.counters["fused_us"] = 1e6 * Median(fused_s);
+  state.counters["fused_over_floor"] = Median(ratio);
+  state.counters["copies"] = double(data.copies.size());
+  if (collapsed != 0) state.SkipWithError("rows collapsed");
+  ValidateUnitRows(state, data);
+}
+
 // Shapes in the order they run, so each data set is built once: floor, fused
 // and composed of one shape run back to back.
 void Register() {
@@ -266,6 +369,13 @@ void Register() {
                                {"BM_Composed", &BM_Composed}},
                               args,
                               {"rows", "cols", "threads"});
+  for (const std::vector<std::int64_t>& a : args) {
+    benchmark::RegisterBenchmark("BM_Paired", &BM_Paired)
+        ->Args(a)
+        ->ArgNames({"rows", "cols", "threads"})
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
 }
 
 }  // namespace
@@ -284,7 +394,10 @@ int main(int argc, char** argv) {
        {"BM_Composed", "composed"}},
       {{"fused/floor", "BM_Fused", "BM_Floor"},
        {"fused/base", "BM_Fused", "BM_FloorBaseline"},
-       {"composed/fused", "BM_Composed", "BM_Fused"}});
+       {"composed/fused", "BM_Composed", "BM_Fused"}},
+      {{"BM_Paired", "floor_us", "floor"},
+       {"BM_Paired", "fused_us", "fused"},
+       {"BM_Paired", "fused_over_floor", "fused/floor"}});
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;

@@ -17,6 +17,7 @@
 //   H  the library's heavy-ball kernel (StepRowsHeavyBall: four sums in the
 //      basis (x, u = beta m + g), C's blocked order), whatever the row length
 //   U  H's maths in one loop per 16 entries, as R (OneLoopPass)
+//   L  Oblique<float>::Step, the library's public entry point (one thread)
 //   S  C's maths in one loop per 16 entries: update row r and add row
 //      r + 1's six sums in the same iteration (32 registers)
 //   R  S with row r + 1's sums taken in rotated order where the row length is
@@ -30,6 +31,8 @@
 // time per step and the median and least of the per-round ratios to F.
 // Environment:
 //   HOT=1    one copy of the data (in cache when it fits); implies FTZ=1
+//   COPIES=K K copies of the data (default: enough to fill 128 MB, at
+//            least 2; oblique_bench fills 4x the last-level cache)
 //   REPS=K   K passes over the copies per timing (default: about 800 MB of
 //            traffic)
 //   FTZ=1|0  flush subnormals to zero, or not (see Run)
@@ -37,6 +40,10 @@
 //   HUGE=1   ask for 2 MiB pages for the data (madvise)
 //   SHIFT=K  start g K floats and m 2K floats further past a 2 MiB boundary
 //            than x (default 0: the three arrays alike modulo 4 KiB)
+//   MSCALE=S scale the initial momentum by S (default 1)
+//   ALIGN=K  align the arrays to K bytes (default 2 MiB)
+//   MISALIGN=K  start all three arrays K floats past the boundary (4: 16
+//            bytes, where malloc puts large blocks such as std::vector's)
 //   THREADS=N  run F, C, H, U, S, R on N OpenMP threads, each a contiguous
 //            block of rows (the floor: of entries), as the library's Step
 //            does; timed by the wall clock (one thread: by its CPU time)
@@ -137,6 +144,7 @@ SYMOPT_EXP_TARGET SYMOPT_ALWAYS_INLINE void Segment(
 }
 
 bool g_rotate = false;
+float g_mscale = 1;  // MSCALE: the initial momentum's scale (default 1)
 
 // U: the library's heavy-ball maths (StepRowsHeavyBall, kind H) in one loop
 // per 16 entries, as S: the update of row 0 and the four sums of row 1 in
@@ -425,7 +433,11 @@ class Array {
   // The data start `shift` floats past a 2 MiB boundary.
   explicit Array(std::int64_t n, std::int64_t shift = 0)
       : n_(n), shift_(shift) {
-    const std::size_t align = std::size_t(2) << 20;
+    // ALIGN=K: K-byte alignment instead (oblique_bench's allocations: 64).
+    const char* align_env = std::getenv("ALIGN");
+    const std::size_t align = align_env != nullptr
+                                  ? std::size_t(std::atoll(align_env))
+                                  : std::size_t(2) << 20;
     const std::size_t bytes =
         (std::size_t(n + shift) * sizeof(float) + align - 1) / align * align;
     p_.reset(static_cast<float*>(std::aligned_alloc(align, bytes)));
@@ -488,6 +500,14 @@ double RunKind(char kind,
     case 'H':
       StepRowsHeavyBall(d.x.data(), d.g.data(), d.m.data(), rr);
       return 0;
+    case 'L': {  // the public entry point, on all rows
+      const Oblique<float> man(rows, cols);
+      man.Step(TensorView<float>(d.x.data(), rows, cols),
+               TensorView<const float>(d.g.data(), rows, cols),
+               TensorView<float>(d.m.data(), rows, cols),
+               p);
+      return 0;
+    }
     case 'U':
       HeavyBallRows<OneLoopPass>(d.x.data(), d.g.data(), d.m.data(), rr);
       return 0;
@@ -539,7 +559,7 @@ int Run(int argc, char** argv) {
     return 2;
   }
   for (const char k : kinds) {
-    if (std::string("FCHUSRGgA").find(k) == std::string::npos) {
+    if (std::string("FCHLUSRGgA").find(k) == std::string::npos) {
       std::fprintf(stderr, "unknown kind '%c'\n", k);
       return 2;
     }
@@ -560,8 +580,11 @@ int Run(int argc, char** argv) {
     _mm_setcsr(_mm_getcsr() | 0x8040);
   }
   const std::int64_t n = rows * cols;
+  if (const char* e = std::getenv("MSCALE")) g_mscale = float(std::atof(e));
+  const char* copies_env = std::getenv("COPIES");
   const std::int64_t copies =
-      std::getenv("HOT") != nullptr
+      copies_env != nullptr ? std::max<std::int64_t>(1, std::atoll(copies_env))
+      : std::getenv("HOT") != nullptr
           ? 1
           : std::max<std::int64_t>(2, (std::int64_t(128) << 20) / (12 * n) + 1);
   const char* reps_env = std::getenv("REPS");
@@ -580,12 +603,17 @@ int Run(int argc, char** argv) {
     // boundary than x (default 0: all three arrays alike modulo 4 KiB).
     const char* shift_env = std::getenv("SHIFT");
     const std::int64_t shift = shift_env != nullptr ? std::atoll(shift_env) : 0;
-    d.x = Array(n);
-    d.g = Array(n, shift);
-    d.m = Array(n, 2 * shift);
+    // MISALIGN=K: all three arrays start K more floats past the boundary
+    // (malloc's large blocks, std::vector's, start 16 bytes past a page).
+    const char* misalign_env = std::getenv("MISALIGN");
+    const std::int64_t misalign =
+        misalign_env != nullptr ? std::atoll(misalign_env) : 0;
+    d.x = Array(n, misalign);
+    d.g = Array(n, misalign + shift);
+    d.m = Array(n, misalign + 2 * shift);
     man.RandomPoint(TensorView<float>(d.x.data(), rows, cols), 7 + c);
     for (float& v : d.g) v = 0.1f * normal(rng);
-    for (float& v : d.m) v = 0.1f * normal(rng);
+    for (float& v : d.m) v = g_mscale * 0.1f * normal(rng);
     man.Project(TensorView<const float>(d.x.data(), rows, cols),
                 TensorView<float>(d.m.data(), rows, cols));
     floor_data[c] = d;
