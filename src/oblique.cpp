@@ -844,11 +844,43 @@ __attribute__((target("avx2,fma"))) void StepRowsHeavyBall(float* x,
   HeavyBallRows<BlockedHeavyBallPass>(x, g, m, rr);
 }
 
-// Whether a float step of rows of rr.n entries takes the heavy-ball kernel:
-// heavy-ball momentum, rows too long for StepShortRows.
+// Rows of at most kShortRow entries, kShortBatch at a time as in
+// StepShortRows: the four sums of the batch, then its solves (independent
+// chains the processor overlaps), then its updates.
+__attribute__((target("avx2,fma"))) void StepShortRowsHeavyBall(float* x,
+                                                                const float* g,
+                                                                float* m,
+                                                                RowRange& rr) {
+  const std::int64_t n = rr.n;
+  const float beta = float(rr.p.momentum);
+  const HeavyBallIncrement none;
+  for (std::int64_t r0 = rr.r0; r0 < rr.r1; r0 += kShortBatch) {
+    const std::int64_t count = std::min(kShortBatch, rr.r1 - r0);
+    HeavyBallSums sums[kShortBatch];
+    for (std::int64_t i = 0; i < count; ++i) {
+      const std::int64_t o = (r0 + i) * n;
+      sums[i] = BlockedHeavyBallPass::Run<false, true>(
+          nullptr, nullptr, nullptr, none, x + o, g + o, m + o, beta, n);
+    }
+    HeavyBallIncrement k[kShortBatch];
+    bool apply[kShortBatch];
+    for (std::int64_t i = 0; i < count; ++i) {
+      const std::int64_t o = (r0 + i) * n;
+      apply[i] = HeavyBallRow(x + o, g + o, m + o, sums[i], r0 + i, rr, &k[i]);
+    }
+    for (std::int64_t i = 0; i < count; ++i) {
+      const std::int64_t o = (r0 + i) * n;
+      if (apply[i]) {
+        BlockedHeavyBallPass::Run<true, false>(
+            x + o, g + o, m + o, k[i], nullptr, nullptr, nullptr, beta, n);
+      }
+    }
+  }
+}
+
+// Whether a float step takes the heavy-ball kernels: heavy-ball momentum.
 inline bool UsesHeavyBallKernel(const RowRange& rr, bool has_momentum) {
-  return has_momentum && rr.p.momentum > 0 && !rr.p.nesterov &&
-         rr.n > kShortRow;
+  return has_momentum && rr.p.momentum > 0 && !rr.p.nesterov;
 }
 #endif
 
@@ -872,7 +904,11 @@ void StepRowsCpu(T* x, const T* g, T* m, RowRange& rr) {
   if (SimdLevel().load(std::memory_order_relaxed) == 1) {
     if constexpr (std::is_same_v<T, float>) {
       if (UsesHeavyBallKernel(rr, m != nullptr)) {
-        StepRowsHeavyBall(x, g, m, rr);
+        if (rr.n <= kShortRow) {
+          StepShortRowsHeavyBall(x, g, m, rr);
+        } else {
+          StepRowsHeavyBall(x, g, m, rr);
+        }
         return;
       }
     }

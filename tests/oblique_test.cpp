@@ -167,9 +167,9 @@ TEMPLATE_TEST_CASE("Oblique collapse is a reported event, never a NaN",
                    float,
                    double) {
   using T = TestType;
-  // Rows of 8 entries are stepped in batches; rows of 200 by the pipeline,
-  // which for float heavy-ball steps is the heavy-ball kernel where the CPU
-  // has AVX2 (src/oblique.cpp).
+  // Rows of 8 entries are stepped in batches, rows of 200 by the pipeline;
+  // float heavy-ball steps take the heavy-ball kernels where the CPU has
+  // AVX2 (src/oblique.cpp).
   const std::int64_t rows = 5, cols = GENERATE(8, 200);
   INFO("cols " << cols);
   Oblique<T> m(rows, cols);
@@ -361,8 +361,8 @@ TEMPLATE_TEST_CASE("Oblique kernels for each instruction set agree",
   // 4096 entries, the longest rows of the benchmarks' second shape), and
   // rows short enough to be stepped in batches of 8 (at most 160 entries)
   // or just too long for that (161): 19 rows are two batches and a ragged
-  // one. Float heavy-ball steps of rows past 160 entries take the
-  // heavy-ball kernel at level 1.
+  // one. Float heavy-ball steps take the heavy-ball kernels at level 1
+  // (batched for rows of at most 160 entries).
   // Entries of size 1 make steps large next to the rows (lr ||g|| > 1),
   // which the kernels write in double (ApplyStepExact); entries of size
   // 1 / sqrt(cols) make ordinary steps, written in the cheap increment form.
@@ -541,8 +541,8 @@ TEMPLATE_TEST_CASE("Oblique weight decay has no effect",
 
 TEST_CASE("Oblique float rows stay unit-norm over 100,000 momentum steps",
           "[manifold][oblique]") {
-  // 64: rows stepped in batches; 200: the heavy-ball kernel where the CPU
-  // has AVX2, else the baseline pipeline.
+  // 64: rows stepped in batches; 200: by the pipeline (the heavy-ball
+  // kernels where the CPU has AVX2).
   const std::int64_t rows = 8, cols = GENERATE(64, 200), n = rows * cols;
   INFO("cols " << cols);
   Oblique<float> man(rows, cols);
