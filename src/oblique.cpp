@@ -846,7 +846,9 @@ __attribute__((target("avx2,fma"))) void StepRowsHeavyBall(float* x,
 
 // Rows of at most kShortRow entries, kShortBatch at a time as in
 // StepShortRows: the four sums of the batch, then its solves (independent
-// chains the processor overlaps), then its updates.
+// chains the processor overlaps), then its updates. Unlike StepShortRows it
+// keeps the pipeline pass's software prefetch; the measured gain (see
+// docs/oblique.md) is with it.
 __attribute__((target("avx2,fma"))) void StepShortRowsHeavyBall(float* x,
                                                                 const float* g,
                                                                 float* m,
