@@ -1,11 +1,15 @@
 // What the step benchmarks share (oblique_bench, torch_step_bench): the
 // last-level cache size that sizes their out-of-cache working sets, the
-// memory-bandwidth floor they divide by, and a console reporter that keeps
-// each benchmark's best time for the ratio table printed at the end.
+// arrays they allocate (and the page size behind them), the memory-bandwidth
+// floor they divide by, and a console reporter that keeps each benchmark's
+// best time for the ratio table printed at the end.
 #pragma once
 
 #include <benchmark/benchmark.h>
 #include <omp.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -13,11 +17,93 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace symopt_bench {
+
+// An array of floats for out-of-cache data, 2 MiB-aligned, in a mapping of
+// its own (mmap, so no other allocation shares its pages or its
+// madvise flags). With huge, its pages are asked to be 2 MiB
+// (madvise(MADV_HUGEPAGE) before the first touch: Linux's transparent huge
+// pages grant it in the "madvise" and "always" modes); without, 4 KiB
+// (MADV_NOHUGEPAGE, which "always" would otherwise override). The page size
+// matters: on the development machine (a virtual machine) a streaming loop
+// over 4 KiB pages ran 5-60% slower than over 2 MiB pages, by which memory it
+// was given, so two loops timed on different 4 KiB-page arrays are not
+// compared on equal terms (docs/oblique.md, "Benchmarks"). HugePageBytes()
+// reports what the kernel granted.
+class FloatArrayDeleter {
+ public:
+  FloatArrayDeleter() = default;
+  explicit FloatArrayDeleter(std::size_t bytes) : bytes_(bytes) {}
+  void operator()(float* p) const {
+#if defined(__linux__)
+    munmap(p, bytes_);
+#else
+    std::free(p);
+#endif
+  }
+
+ private:
+  std::size_t bytes_ = 0;
+};
+using FloatArray = std::unique_ptr<float[], FloatArrayDeleter>;
+
+constexpr std::size_t kFloatArrayAlign = std::size_t(2) << 20;
+
+// The bytes AllocateFloats(n, ...) maps: n floats rounded up to 2 MiB.
+inline std::size_t FloatArrayBytes(std::int64_t n) {
+  return (std::size_t(n) * sizeof(float) + kFloatArrayAlign - 1) /
+         kFloatArrayAlign * kFloatArrayAlign;
+}
+
+inline FloatArray AllocateFloats(std::int64_t n, bool huge) {
+  constexpr std::size_t kAlign = kFloatArrayAlign;
+  const std::size_t bytes = FloatArrayBytes(n);
+#if defined(__linux__)
+  // Map kAlign more than needed, then unmap the unaligned head and the tail.
+  void* raw = mmap(nullptr,
+                   bytes + kAlign,
+                   PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1,
+                   0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  char* const base = static_cast<char*>(raw);
+  char* const start = base + (kAlign - reinterpret_cast<std::uintptr_t>(raw) %
+                                           kAlign) % kAlign;
+  if (start > base) munmap(base, std::size_t(start - base));
+  char* const end = base + bytes + kAlign;
+  if (end > start + bytes) munmap(start + bytes, std::size_t(end - start - bytes));
+  madvise(start, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  return FloatArray(reinterpret_cast<float*>(start), FloatArrayDeleter(bytes));
+#else
+  (void)huge;
+  FloatArray a(static_cast<float*>(std::aligned_alloc(kAlign, bytes)));
+  if (!a) throw std::bad_alloc();
+  return a;
+#endif
+}
+
+// Bytes of this process's anonymous memory backed by transparent huge pages
+// (AnonHugePages in /proc/self/smaps_rollup; 0 where unavailable).
+inline double HugePageBytes() {
+  std::ifstream in("/proc/self/smaps_rollup");
+  std::string key;
+  double kib = 0;
+  while (in >> key) {
+    if (key == "AnonHugePages:") {
+      in >> kib;
+      return kib * 1024;
+    }
+    in.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
 
 // The floor's step: m = kFloorBeta m + g; x -= kFloorLr m.
 constexpr float kFloorLr = 0.01f;

@@ -2,19 +2,19 @@
 // composition and a memory-bandwidth floor, all measured in this binary
 // (issue 2):
 //
-//   BM_Floor/rows/cols/threads
+//   BM_Floor/rows/cols/threads/huge
 //       m = beta m + g; x -= lr m (read 3, write 2), compiled for AVX2+FMA
 //       where the CPU has it, like the fused step's kernel
-//   BM_FloorBaseline/rows/cols/threads
+//   BM_FloorBaseline/rows/cols/threads/huge
 //       the same loop built for baseline x86-64 (the earlier floor)
-//   BM_Fused/rows/cols/threads
+//   BM_Fused/rows/cols/threads/huge
 //       Oblique<float>::Step (one pass over memory per row)
-//   BM_Composed/rows/cols/threads
+//   BM_Composed/rows/cols/threads/huge
 //       Oblique<float>::StepComposed, preallocated scratch (project, axpby,
 //       copy, retract, transport: one BLAS-1 pass after another)
-//   BM_Paired/rows/cols/threads
+//   BM_Paired/rows/cols/threads/huge
 //       BM_Fused and BM_Floor timed back to back in every iteration, each a
-//       block of steps over its own copies (the iteration's time is the
+//       block of steps over the same copies (the iteration's time is the
 //       fused step's); counters: the medians of their times per step and
 //       of their ratio
 //
@@ -25,6 +25,11 @@
 // last-level cache (read from sysfs, like lscpu; SYMOPT_BENCH_LLC_BYTES
 // overrides), and every iteration steps the next copy. After the timed loop
 // every row of every copy is checked to have unit norm.
+//
+// huge:1 asks for 2 MiB pages for the arrays, huge:0 for 4 KiB pages (see
+// AllocateFloats in bench_common.h); the counter huge_pages is the fraction
+// of the data the kernel put on 2 MiB pages. Every kind steps the same
+// arrays, so all run on the same pages.
 //
 // At exit a table gives, per shape and thread count, the best real time of
 // each kind and the ratios fused/floor (target <= 1.15), fused/floor_base and
@@ -62,66 +67,87 @@ using symopt_bench::HasAvx2;
 using symopt_bench::LastLevelCacheBytes;
 
 constexpr double kLlcMultiple = 4;
+// BM_Paired's iterations per repetition: each iteration is two blocks of at
+// least two steps (0.5-2 s per repetition on the development machine), and
+// its time is per step, so Google Benchmark's own choice (enough iterations
+// for 0.5 s of per-step time) would run 2 x copies times as long.
+constexpr benchmark::IterationCount kPairedIterations = 60;
 constexpr float kLr =
     symopt_bench::kFloorLr;  // the floor's, so both do one step alike
 constexpr float kBeta = symopt_bench::kFloorBeta;
 
-struct FreeDeleter {
-  void operator()(float* p) const { std::free(p); }
-};
-using Buffer = std::unique_ptr<float[], FreeDeleter>;
-
-Buffer Allocate(std::int64_t n) {
-  const std::size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-  return Buffer(static_cast<float*>(std::aligned_alloc(64, bytes)));
-}
+using Buffer = symopt_bench::FloatArray;
 
 struct Copy {
   Buffer x, g, m;
 };
 
-// The data of one shape, kept while consecutive benchmarks use it.
+// The data of one shape and page size, kept while consecutive benchmarks use
+// it.
 struct DataSet {
   std::int64_t rows = 0, cols = 0;
+  bool huge = false;  // 2 MiB pages asked for
   std::vector<Copy> copies;
-  std::vector<Copy> floor_copies;  // BM_Paired's floor steps these
+  std::vector<Copy> saved;  // BM_Paired: x and m while the floor steps them
   Buffer scratch;  // 2 * rows * cols, shared by the copies (StepComposed)
+  double huge_fraction = 0;  // of the copies' mapped bytes, on 2 MiB pages
 
   std::int64_t size() const { return rows * cols; }
 };
 
-DataSet& Data(std::int64_t rows, std::int64_t cols) {
+// A copy of `from`, or (null) fresh arrays, of n entries.
+Copy MakeCopy(std::int64_t n, bool huge, const Copy* from) {
+  Copy c{symopt_bench::AllocateFloats(n, huge),
+         symopt_bench::AllocateFloats(n, huge),
+         symopt_bench::AllocateFloats(n, huge)};
+  if (from != nullptr) {
+    std::copy(from->x.get(), from->x.get() + n, c.x.get());
+    std::copy(from->g.get(), from->g.get() + n, c.g.get());
+    std::copy(from->m.get(), from->m.get() + n, c.m.get());
+  }
+  return c;
+}
+
+DataSet& Data(std::int64_t rows, std::int64_t cols, bool huge) {
   static DataSet data;
-  if (data.rows == rows && data.cols == cols) return data;
+  if (data.rows == rows && data.cols == cols && data.huge == huge &&
+      !data.copies.empty()) {
+    return data;
+  }
   data = DataSet();  // free the previous shape first
   data.rows = rows;
   data.cols = cols;
+  data.huge = huge;
   const std::int64_t n = rows * cols;
   const double set_bytes = 3.0 * n * sizeof(float);
   const auto copies = std::max<std::int64_t>(
       1,
       std::int64_t(
           std::ceil(kLlcMultiple * LastLevelCacheBytes() / set_bytes)));
+  const double huge_before = symopt_bench::HugePageBytes();
   Oblique<float> man(rows, cols);
   std::mt19937_64 rng(42);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  Copy first{Allocate(n), Allocate(n), Allocate(n)};
+  Copy first = MakeCopy(n, huge, nullptr);
   man.RandomPoint(TensorView<float>(first.x.get(), rows, cols), 7);
   for (std::int64_t i = 0; i < n; ++i) first.g[i] = 0.1f * normal(rng);
   for (std::int64_t i = 0; i < n; ++i) first.m[i] = 0.1f * normal(rng);
   man.Project(TensorView<const float>(first.x.get(), rows, cols),
               TensorView<float>(first.m.get(), rows, cols));
   for (std::int64_t c = 1; c < copies; ++c) {
-    Copy copy{Allocate(n), Allocate(n), Allocate(n)};
-    std::copy(first.x.get(), first.x.get() + n, copy.x.get());
-    std::copy(first.g.get(), first.g.get() + n, copy.g.get());
-    std::copy(first.m.get(), first.m.get() + n, copy.m.get());
-    data.copies.push_back(std::move(copy));
+    data.copies.push_back(MakeCopy(n, huge, &first));
   }
   data.copies.push_back(std::move(first));
-  data.scratch = Allocate(2 * n);
+  data.huge_fraction =
+      (symopt_bench::HugePageBytes() - huge_before) /
+      (3.0 * double(copies) * double(symopt_bench::FloatArrayBytes(n)));
+  data.scratch = symopt_bench::AllocateFloats(2 * n, huge);
   std::fill(data.scratch.get(), data.scratch.get() + 2 * n, 0.0f);
   return data;
+}
+
+DataSet& Data(const benchmark::State& state) {
+  return Data(state.range(0), state.range(1), state.range(3) != 0);
 }
 
 StepOptions Options() {
@@ -165,6 +191,7 @@ void Finish(benchmark::State& state, const DataSet& data) {
                           std::int64_t(sizeof(float)));
   state.counters["copies"] = double(data.copies.size());
   state.counters["threads"] = double(symopt::NumThreads());
+  state.counters["huge_pages"] = data.huge_fraction;
 }
 
 void ValidateUnitRows(benchmark::State& state, const DataSet& data) {
@@ -177,7 +204,7 @@ void ValidateUnitRows(benchmark::State& state, const DataSet& data) {
 }
 
 void RunFloor(benchmark::State& state, bool avx2) {
-  DataSet& data = Data(state.range(0), state.range(1));
+  DataSet& data = Data(state);
   symopt::SetNumThreads(int(state.range(2)));
   std::size_t k = 0;
   for (auto _ : state) {
@@ -227,7 +254,7 @@ std::int64_t FusedStep(const Oblique<float>& man,
 }
 
 void BM_Fused(benchmark::State& state) {
-  DataSet& data = Data(state.range(0), state.range(1));
+  DataSet& data = Data(state);
   symopt::SetNumThreads(int(state.range(2)));
   const Oblique<float> man(data.rows, data.cols);
   const StepOptions o = Options();
@@ -242,7 +269,7 @@ void BM_Fused(benchmark::State& state) {
 }
 
 void BM_Composed(benchmark::State& state) {
-  DataSet& data = Data(state.range(0), state.range(1));
+  DataSet& data = Data(state);
   symopt::SetNumThreads(int(state.range(2)));
   const Oblique<float> man(data.rows, data.cols);
   const StepOptions o = Options();
@@ -266,41 +293,51 @@ void BM_Composed(benchmark::State& state) {
   ValidateUnitRows(state, data);
 }
 
-// The floor's own copies of the data for BM_Paired (made on first use).
-std::vector<Copy>& FloorCopies(DataSet& data) {
-  if (data.floor_copies.empty()) {
-    const std::int64_t n = data.size();
-    for (const Copy& c : data.copies) {
-      Copy copy{Allocate(n), Allocate(n), Allocate(n)};
-      std::copy(c.x.get(), c.x.get() + n, copy.x.get());
-      std::copy(c.g.get(), c.g.get() + n, copy.g.get());
-      std::copy(c.m.get(), c.m.get() + n, copy.m.get());
-      data.floor_copies.push_back(std::move(copy));
-    }
-  }
-  return data.floor_copies;
-}
-
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
 // The fused step and the AVX2 floor timed back to back in every iteration,
-// each as a block of consecutive steps over its own out-of-cache copies (the
-// floor's x leaves the manifold, so it has copies of its own), in
-// alternating order. A block is one step per copy, at least two steps: a
-// kernel then pays for writing back its own output, in steady state, and
-// not for the other kernel's (the last-level cache holds up to 32 MiB of
-// the previous block's dirty lines, a whole step of 512 x 784). The
-// iteration's time is the fused block's per step (manual time); the
-// counters are the medians over the iterations of the floor's and the fused
-// step's time per step and of their ratio. Two blocks timed a few
-// milliseconds apart see the same neighbours on a shared machine, where
-// best-of-N times of separate benchmarks, seconds apart, do not.
+// each as a block of consecutive steps over the same out-of-cache copies, in
+// alternating order. The floor runs on the very arrays the fused step runs
+// on, so both kinds read and write the same pages: with 4 KiB pages the same
+// floor took 7.4 to 11 ms on 4096 x 4096 on the development machine by which
+// arrays it was given (see AllocateFloats). Its x leaves the manifold, so x
+// and m are saved before the floor's block and put back after it (untimed;
+// the fused block then follows a copy, as the floor's block follows the
+// save). A block is one step per copy, at least two steps: a kernel then
+// pays for writing back its own output, in steady state, and not for the
+// other kernel's (the last-level cache holds up to 32 MiB of the previous
+// block's dirty lines, a whole step of 512 x 784). The iteration's time is
+// the fused block's per step (manual time); the counters are the medians
+// over the iterations of the floor's and the fused step's time per step and
+// of their ratio. Two blocks timed a few milliseconds apart see the same
+// neighbours on a shared machine, where best-of-N times of separate
+// benchmarks, seconds apart, do not.
 void BM_Paired(benchmark::State& state) {
-  DataSet& data = Data(state.range(0), state.range(1));
-  std::vector<Copy>& floors = FloorCopies(data);
+  DataSet& data = Data(state);
+  const std::int64_t n = data.size();
+  if (data.saved.empty()) {
+    for (std::size_t c = 0; c < data.copies.size(); ++c) {
+      data.saved.push_back(Copy{symopt_bench::AllocateFloats(n, data.huge),
+                                nullptr,
+                                symopt_bench::AllocateFloats(n, data.huge)});
+    }
+  }
+  auto save = [&data, n](bool back) {
+    for (std::size_t c = 0; c < data.copies.size(); ++c) {
+      Copy& live = data.copies[c];
+      Copy& kept = data.saved[c];
+      if (back) {
+        std::copy(kept.x.get(), kept.x.get() + n, live.x.get());
+        std::copy(kept.m.get(), kept.m.get() + n, live.m.get());
+      } else {
+        std::copy(live.x.get(), live.x.get() + n, kept.x.get());
+        std::copy(live.m.get(), live.m.get() + n, kept.m.get());
+      }
+    }
+  };
   symopt::SetNumThreads(int(state.range(2)));
   const Oblique<float> man(data.rows, data.cols);
   const StepOptions o = Options();
@@ -314,13 +351,16 @@ void BM_Paired(benchmark::State& state) {
            double(block);
   };
   auto time_floor = [&] {
+    save(false);
     const auto t0 = Clock::now();
     for (std::size_t k = 0; k < block; ++k) {
-      Copy& f = floors[k % floors.size()];
-      FloorStep(avx2, f.x.get(), f.g.get(), f.m.get(), data.size());
+      Copy& f = data.copies[k % data.copies.size()];
+      FloorStep(avx2, f.x.get(), f.g.get(), f.m.get(), n);
       benchmark::ClobberMemory();
     }
-    return seconds_per_step(t0);
+    const double t = seconds_per_step(t0);
+    save(true);
+    return t;
   };
   auto time_fused = [&] {
     const auto t0 = Clock::now();
@@ -349,30 +389,36 @@ void BM_Paired(benchmark::State& state) {
   state.counters["fused_us"] = 1e6 * Median(fused_s);
   state.counters["fused_over_floor"] = Median(ratio);
   state.counters["copies"] = double(data.copies.size());
+  state.counters["huge_pages"] = data.huge_fraction;
   if (collapsed != 0) state.SkipWithError("rows collapsed");
   ValidateUnitRows(state, data);
 }
 
 // Shapes in the order they run, so each data set is built once: floor, fused
-// and composed of one shape run back to back.
+// and composed of one shape and page size run back to back.
 void Register() {
   std::vector<std::vector<std::int64_t>> args;
   for (const auto& [rows, cols] :
        {std::pair<std::int64_t, std::int64_t>{512, 784},
         {4096, 4096},
         {678, 9216}}) {
-    for (std::int64_t threads : {1, 2}) args.push_back({rows, cols, threads});
+    for (std::int64_t huge : {1, 0}) {
+      for (std::int64_t threads : {1, 2}) {
+        args.push_back({rows, cols, threads, huge});
+      }
+    }
   }
   symopt_bench::RegisterKinds({{"BM_Floor", &BM_Floor},
                                {"BM_FloorBaseline", &BM_FloorBaseline},
                                {"BM_Fused", &BM_Fused},
                                {"BM_Composed", &BM_Composed}},
                               args,
-                              {"rows", "cols", "threads"});
+                              {"rows", "cols", "threads", "huge"});
   for (const std::vector<std::int64_t>& a : args) {
     benchmark::RegisterBenchmark("BM_Paired", &BM_Paired)
         ->Args(a)
-        ->ArgNames({"rows", "cols", "threads"})
+        ->Iterations(kPairedIterations)
+        ->ArgNames({"rows", "cols", "threads", "huge"})
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
