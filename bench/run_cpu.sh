@@ -16,7 +16,12 @@ b=build/bench
 strip() { sed 's/\x1b\[[0-9;]*m//g'; }
 { date -u; uname -srm; lscpu | grep -E 'Model name|^CPU\(s\)|L2|L3'; } > "$out/machine.txt"
 
-$b/oblique_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true | strip > "$out/oblique.txt"
+# One thread on one core (the main thread's CPU time then measures the whole
+# step), then two threads; BM_Paired's table is the measure of record.
+pin=""
+if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then pin="taskset -c 1"; fi
+$pin $b/oblique_bench --benchmark_filter='threads:1/' --benchmark_repetitions=5 | strip > "$out/oblique_1thread.txt"
+$b/oblique_bench --benchmark_filter='threads:2/' --benchmark_repetitions=5 | strip > "$out/oblique_2threads.txt"
 $b/tie_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/tie.txt"
 $b/constraint_bench --benchmark_counters_tabular=true | strip > "$out/constraint.txt"
 $b/optim_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true | strip > "$out/optim.txt"
