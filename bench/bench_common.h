@@ -31,11 +31,12 @@ namespace symopt_bench {
 // (madvise(MADV_HUGEPAGE) before the first touch: Linux's transparent huge
 // pages grant it in the "madvise" and "always" modes); without, 4 KiB
 // (MADV_NOHUGEPAGE, which "always" would otherwise override). The page size
-// matters: on the development machine (a virtual machine) a streaming loop
-// over 4 KiB pages ran 5-60% slower than over 2 MiB pages, by which memory it
-// was given, so two loops timed on different 4 KiB-page arrays are not
-// compared on equal terms (docs/oblique.md, "Benchmarks"). HugePageBytes()
-// reports what the kernel granted.
+// matters: on the development machine (a virtual machine) one streaming
+// loop over 4 KiB pages took up to 15% longer on some arrays than on others
+// (more at other times of the day; 3% over 2 MiB pages), so two loops timed on
+// different 4 KiB-page arrays are not compared on equal terms
+// (bench/experiments/page_placement.cpp; docs/oblique.md, "Benchmarks").
+// HugePageBytes() reports what the kernel granted.
 class FloatArrayDeleter {
  public:
   FloatArrayDeleter() = default;
