@@ -302,8 +302,8 @@ double Median(std::vector<double> v) {
 // each as a block of consecutive steps over the same out-of-cache copies, in
 // alternating order. The floor runs on the very arrays the fused step runs
 // on, so both kinds read and write the same pages: with 4 KiB pages the same
-// floor took 7.4 to 11 ms on 4096 x 4096 on the development machine by which
-// arrays it was given (see AllocateFloats). Its x leaves the manifold, so x
+// floor's time on 4096 x 4096 differed by up to 15% between arrays on the
+// development machine (see AllocateFloats). Its x leaves the manifold, so x
 // and m are saved before the floor's block and put back after it (untimed;
 // the fused block then follows a copy, as the floor's block follows the
 // save). A block is one step per copy, at least two steps: a kernel then
