@@ -17,6 +17,8 @@
 //   H  the library's heavy-ball kernel (StepRowsHeavyBall: four sums in the
 //      basis (x, u = beta m + g), C's blocked order), whatever the row length
 //   U  H's maths in one loop per 16 entries, as R (OneLoopPass)
+//   V  H with u = beta m + g stored by the Gram pass in a row buffer, so the
+//      update reads x and u only (UStorePass; bitwise H's results)
 //   L  Oblique<float>::Step, the library's public entry point (one thread)
 //   S  C's maths in one loop per 16 entries: update row r and add row
 //      r + 1's six sums in the same iteration (32 registers)
@@ -265,6 +267,117 @@ struct OneLoopPass {
   }
 };
 
+// V: H with u = fma(beta, m, g) kept by the Gram pass in a row-sized
+// buffer (two, alternating), so the update reads x and u (2 loads, no fma)
+// instead of x, g, m; bitwise the same results as H.
+struct UStorePass {
+  static thread_local std::vector<float> buf[2];
+  static thread_local int cur;
+
+  template <bool kApply, bool kGram>
+  __attribute__((target("avx2,fma"), always_inline)) static HeavyBallSums Run(
+      float* __restrict x0,
+      const float* __restrict /*g0*/,
+      float* __restrict m0,
+      const HeavyBallIncrement& k,
+      const float* __restrict x1,
+      const float* __restrict g1,
+      const float* __restrict m1,
+      float beta,
+      std::int64_t n) {
+    for (auto& b : buf) {
+      if (std::int64_t(b.size()) < n) b.resize(std::size_t(n));
+    }
+    const float* __restrict u0 = buf[cur].data();
+    float* __restrict u1 = buf[1 - cur].data();
+    const std::int64_t n16 = n & ~std::int64_t(15);
+    const __m256 vb = _mm256_set1_ps(beta), ax = _mm256_set1_ps(k.ax1),
+                 au = _mm256_set1_ps(k.au), bx = _mm256_set1_ps(k.bx),
+                 bu = _mm256_set1_ps(k.bu);
+    __m256d d[4];
+    for (auto& v : d) v = _mm256_setzero_pd();
+    for (std::int64_t i0 = 0; i0 < n16; i0 += kBlock) {
+      const std::int64_t end = std::min(n16, i0 + kBlock);
+      if (kGram) {
+        Prefetch(x1, i0 + kAhead, end + kAhead);
+        Prefetch(g1, i0 + kAhead, end + kAhead);
+        Prefetch(m1, i0 + kAhead, end + kAhead);
+      }
+      if (kApply) {
+        for (std::int64_t t = i0; t < end; t += 8) {
+          const __m256 xv = _mm256_loadu_ps(x0 + t), uv = _mm256_loadu_ps(u0 + t);
+          const __m256 dx =
+              _mm256_add_ps(_mm256_mul_ps(ax, xv), _mm256_mul_ps(au, uv));
+          _mm256_storeu_ps(x0 + t, _mm256_add_ps(xv, dx));
+          _mm256_storeu_ps(
+              m0 + t,
+              _mm256_add_ps(_mm256_mul_ps(bx, xv), _mm256_mul_ps(bu, uv)));
+        }
+      }
+      if (kGram) {
+        for (std::int64_t t = i0; t < end;) {
+          const std::int64_t stop = std::min(end, t + kSub);
+          __m256 acc[2][4];
+          for (auto& set : acc) {
+            for (auto& a : set) a = _mm256_setzero_ps();
+          }
+          for (; t < stop; t += 16) {
+            if (kSecondPrefetch) {
+              Prefetch(x1, t + kAhead, t + kAhead + 1);
+              Prefetch(g1, t + kAhead, t + kAhead + 1);
+              Prefetch(m1, t + kAhead, t + kAhead + 1);
+            }
+            for (int h = 0; h < 2; ++h) {
+              const std::int64_t j = t + 8 * h;
+              const __m256 xv = _mm256_loadu_ps(x1 + j),
+                           gv = _mm256_loadu_ps(g1 + j),
+                           mv = _mm256_loadu_ps(m1 + j);
+              const __m256 uv = _mm256_fmadd_ps(vb, mv, gv);
+              _mm256_storeu_ps(u1 + j, uv);
+              __m256* a = acc[h];
+              a[0] = _mm256_fmadd_ps(xv, xv, a[0]);
+              a[1] = _mm256_fmadd_ps(xv, gv, a[1]);
+              a[2] = _mm256_fmadd_ps(xv, uv, a[2]);
+              a[3] = _mm256_fmadd_ps(uv, uv, a[3]);
+            }
+          }
+          for (int q = 0; q < 4; ++q) {
+            d[q] = _mm256_add_pd(d[q],
+                                 WidenSum(_mm256_add_ps(acc[0][q], acc[1][q])));
+          }
+        }
+      }
+    }
+    if (kApply) {
+      for (std::int64_t i = n16; i < n; ++i) {
+        const float xi = x0[i], ui = u0[i];
+        x0[i] = xi + (k.ax1 * xi + k.au * ui);
+        m0[i] = k.bx * xi + k.bu * ui;
+      }
+    }
+    HeavyBallSums sums;
+    if (kGram) {
+      sums.xx = SumLanes(d[0]);
+      sums.xg = SumLanes(d[1]);
+      sums.xu = SumLanes(d[2]);
+      sums.uu = SumLanes(d[3]);
+      for (std::int64_t i = n16; i < n; ++i) {
+        const float uf = std::fma(beta, m1[i], g1[i]);
+        u1[i] = uf;
+        const double xi = x1[i], gi = g1[i], ui = uf;
+        sums.xx += xi * xi;
+        sums.xg += xi * gi;
+        sums.xu += xi * ui;
+        sums.uu += ui * ui;
+      }
+      cur = 1 - cur;
+    }
+    return sums;
+  }
+};
+thread_local std::vector<float> UStorePass::buf[2];
+thread_local int UStorePass::cur = 0;
+
 // The rotation R uses: none unless n16 is within 64 of a multiple of 1024.
 std::int64_t Rotation(std::int64_t n16) {
   if (!g_rotate || n16 < 1024) return 0;
@@ -511,6 +624,9 @@ double RunKind(char kind,
     case 'U':
       HeavyBallRows<OneLoopPass>(d.x.data(), d.g.data(), d.m.data(), rr);
       return 0;
+    case 'V':
+      HeavyBallRows<UStorePass>(d.x.data(), d.g.data(), d.m.data(), rr);
+      return 0;
     case 'S':
     case 'R':
       StepRowsOneLoop(d.x.data(), d.g.data(), d.m.data(), rr);
@@ -559,7 +675,7 @@ int Run(int argc, char** argv) {
     return 2;
   }
   for (const char k : kinds) {
-    if (std::string("FCHLUSRGgA").find(k) == std::string::npos) {
+    if (std::string("FCHLUVSRGgA").find(k) == std::string::npos) {
       std::fprintf(stderr, "unknown kind '%c'\n", k);
       return 2;
     }
