@@ -33,7 +33,7 @@ namespace symopt_bench {
 // (MADV_NOHUGEPAGE, which "always" would otherwise override). The page size
 // matters: on the development machine (a virtual machine) one streaming
 // loop over 4 KiB pages took up to 15% longer on some arrays than on others
-// (more at other times of the day; 3% over 2 MiB pages), so two loops timed on
+// (3% over 2 MiB pages; the spread changes over the day), so two loops timed on
 // different 4 KiB-page arrays are not compared on equal terms
 // (bench/experiments/page_placement.cpp; docs/oblique.md, "Benchmarks").
 // HugePageBytes() reports what the kernel granted.
