@@ -580,11 +580,56 @@ __attribute__((target("avx2,fma"))) void StepRowsAvx2(T* x,
 #if defined(SYMOPT_OBLIQUE_DISPATCH)
 struct HeavyBallSums {
   double xx = 0, xg = 0, xu = 0, uu = 0;
+
+  // One entry's products, in double (u: fma(beta, m, g) rounded to float).
+  void Add(double x, double g, double u) {
+    xx += x * x;
+    xg += x * g;
+    xu += x * u;
+    uu += u * u;
+  }
 };
 
 struct HeavyBallIncrement {
   float ax1 = 0, au = 0, bx = 0, bu = 0;
+
+  // One entry updated: x += ax1 x + au u, m = bx x + bu u.
+  void Apply(float* x, float* m, float u) const {
+    const float xi = *x;
+    *x = xi + (ax1 * xi + au * u);
+    *m = bx * xi + bu * u;
+  }
 };
+
+// The four sums from double lanes d[4] (xx, xg, xu, uu).
+__attribute__((target("avx2,fma"), always_inline)) inline HeavyBallSums
+HeavyBallLaneSums(const __m256d* d) {
+  HeavyBallSums sums;
+  sums.xx = SumLanes(d[0]);
+  sums.xg = SumLanes(d[1]);
+  sums.xu = SumLanes(d[2]);
+  sums.uu = SumLanes(d[3]);
+  return sums;
+}
+
+// Entries [t, t + 8) of a row written from their x and u: x += ax1 x + au u,
+// m = bx x + bu u (the vectors hold the coefficients; HeavyBallIncrement::
+// Apply's roundings).
+__attribute__((target("avx2,fma"), always_inline)) inline void HeavyBallWrite8(
+    float* __restrict x,
+    float* __restrict m,
+    __m256 xv,
+    __m256 uv,
+    __m256 ax,
+    __m256 au,
+    __m256 bx,
+    __m256 bu,
+    std::int64_t t) {
+  const __m256 dx = _mm256_add_ps(_mm256_mul_ps(ax, xv), _mm256_mul_ps(au, uv));
+  _mm256_storeu_ps(x + t, _mm256_add_ps(xv, dx));
+  _mm256_storeu_ps(m + t,
+                   _mm256_add_ps(_mm256_mul_ps(bx, xv), _mm256_mul_ps(bu, uv)));
+}
 
 // Entries [t, t + 8) of a row updated: u = fma(beta, m, g), x += ax1 x +
 // au u, m = bx x + bu u (the vectors hold beta and the coefficients).
@@ -600,11 +645,8 @@ __attribute__((target("avx2,fma"), always_inline)) inline void HeavyBallUpdate8(
     std::int64_t t) {
   const __m256 xv = _mm256_loadu_ps(x + t), gv = _mm256_loadu_ps(g + t),
                mv = _mm256_loadu_ps(m + t);
-  const __m256 uv = _mm256_fmadd_ps(vb, mv, gv);
-  const __m256 dx = _mm256_add_ps(_mm256_mul_ps(ax, xv), _mm256_mul_ps(au, uv));
-  _mm256_storeu_ps(x + t, _mm256_add_ps(xv, dx));
-  _mm256_storeu_ps(m + t,
-                   _mm256_add_ps(_mm256_mul_ps(bx, xv), _mm256_mul_ps(bu, uv)));
+  HeavyBallWrite8(
+      x, m, xv, _mm256_fmadd_ps(vb, mv, gv), ax, au, bx, bu, t);
 }
 
 // The products of entries [j, j + 8) of a row added to the accumulators of
@@ -707,23 +749,14 @@ struct BlockedHeavyBallPass {
     }
     if (kApply) {
       for (std::int64_t i = n16; i < n; ++i) {
-        const float xi = x0[i], ui = std::fma(beta, m0[i], g0[i]);
-        x0[i] = xi + (k.ax1 * xi + k.au * ui);
-        m0[i] = k.bx * xi + k.bu * ui;
+        k.Apply(x0 + i, m0 + i, std::fma(beta, m0[i], g0[i]));
       }
     }
     HeavyBallSums sums;
     if (kGram) {
-      sums.xx = SumLanes(d[0]);
-      sums.xg = SumLanes(d[1]);
-      sums.xu = SumLanes(d[2]);
-      sums.uu = SumLanes(d[3]);
+      sums = HeavyBallLaneSums(d);
       for (std::int64_t i = n16; i < n; ++i) {
-        const double xi = x1[i], gi = g1[i], ui = std::fma(beta, m1[i], g1[i]);
-        sums.xx += xi * xi;
-        sums.xg += xi * gi;
-        sums.xu += xi * ui;
-        sums.uu += ui * ui;
+        sums.Add(x1[i], g1[i], std::fma(beta, m1[i], g1[i]));
       }
     }
     return sums;

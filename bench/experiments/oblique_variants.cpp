@@ -241,10 +241,11 @@ OneLoopHeavyBallPass(float* __restrict x0,
                                                n - n16);
   HeavyBallSums sums;
   if (kGram) {
-    sums.xx = SumLanes(d[0]) + tail.xx;
-    sums.xg = SumLanes(d[1]) + tail.xg;
-    sums.xu = SumLanes(d[2]) + tail.xu;
-    sums.uu = SumLanes(d[3]) + tail.uu;
+    sums = HeavyBallLaneSums(d);
+    sums.xx += tail.xx;
+    sums.xg += tail.xg;
+    sums.xu += tail.xu;
+    sums.uu += tail.uu;
   }
   return sums;
 }
@@ -305,13 +306,15 @@ struct UStorePass {
       }
       if (kApply) {
         for (std::int64_t t = i0; t < end; t += 8) {
-          const __m256 xv = _mm256_loadu_ps(x0 + t), uv = _mm256_loadu_ps(u0 + t);
-          const __m256 dx =
-              _mm256_add_ps(_mm256_mul_ps(ax, xv), _mm256_mul_ps(au, uv));
-          _mm256_storeu_ps(x0 + t, _mm256_add_ps(xv, dx));
-          _mm256_storeu_ps(
-              m0 + t,
-              _mm256_add_ps(_mm256_mul_ps(bx, xv), _mm256_mul_ps(bu, uv)));
+          HeavyBallWrite8(x0,
+                          m0,
+                          _mm256_loadu_ps(x0 + t),
+                          _mm256_loadu_ps(u0 + t),
+                          ax,
+                          au,
+                          bx,
+                          bu,
+                          t);
         }
       }
       if (kGram) {
@@ -349,26 +352,14 @@ struct UStorePass {
       }
     }
     if (kApply) {
-      for (std::int64_t i = n16; i < n; ++i) {
-        const float xi = x0[i], ui = u0[i];
-        x0[i] = xi + (k.ax1 * xi + k.au * ui);
-        m0[i] = k.bx * xi + k.bu * ui;
-      }
+      for (std::int64_t i = n16; i < n; ++i) k.Apply(x0 + i, m0 + i, u0[i]);
     }
     HeavyBallSums sums;
     if (kGram) {
-      sums.xx = SumLanes(d[0]);
-      sums.xg = SumLanes(d[1]);
-      sums.xu = SumLanes(d[2]);
-      sums.uu = SumLanes(d[3]);
+      sums = HeavyBallLaneSums(d);
       for (std::int64_t i = n16; i < n; ++i) {
-        const float uf = std::fma(beta, m1[i], g1[i]);
-        u1[i] = uf;
-        const double xi = x1[i], gi = g1[i], ui = uf;
-        sums.xx += xi * xi;
-        sums.xg += xi * gi;
-        sums.xu += xi * ui;
-        sums.uu += ui * ui;
+        u1[i] = std::fma(beta, m1[i], g1[i]);
+        sums.Add(x1[i], g1[i], u1[i]);
       }
       cur = 1 - cur;
     }
